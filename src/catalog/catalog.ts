@@ -1,0 +1,114 @@
+/**
+ * The group's table of virtual objects. The application only ever sees virtual handles:
+ * small numbers, stable for the life of the process, each mapped to one handle per
+ * member that holds the object. An object is used only on members in its `holders`.
+ */
+import type { Handle } from '../pkcs11/commands.js';
+import { sameObject, type ObjectIdentity } from './object-identity.js';
+
+/** A virtual object handle, as the application sees it. */
+export type ObjectHandle = number;
+
+/** One object of the group and where it lives. */
+export interface VirtualObject {
+  readonly handle: ObjectHandle;
+  readonly identity: ObjectIdentity;
+  /** Member index -> that member's handle for the object. */
+  readonly holders: Map<number, Handle>;
+}
+
+/** Two objects share a name but not their key material. */
+export interface IdentityConflict {
+  readonly name: string;
+  readonly existing: ObjectHandle;
+  readonly incoming: ObjectHandle;
+  readonly member: number;
+}
+
+/** Virtual handles and what they map to. */
+export class Catalog {
+  readonly #byHandle = new Map<ObjectHandle, VirtualObject>();
+  /** Per member: its handle (hex) -> object. Member handles are stable while the member stays connected. */
+  readonly #byMemberHandle = new Map<number, Map<string, VirtualObject>>();
+  readonly #byName = new Map<string, VirtualObject[]>();
+  #next: ObjectHandle = 1;
+
+  /** The object behind a virtual handle, if it exists. */
+  get(handle: ObjectHandle): VirtualObject | undefined {
+    return this.#byHandle.get(handle);
+  }
+
+  /** The object a member's handle already maps to, if any. */
+  byMemberHandle(member: number, handle: Handle): VirtualObject | undefined {
+    return this.#byMemberHandle.get(member)?.get(handle.toString('hex'));
+  }
+
+  /** How many objects the catalog knows. */
+  get size(): number {
+    return this.#byHandle.size;
+  }
+
+  /**
+   * Records that `member` holds an object with `identity` under `handle`: joins the
+   * object of the same identity that this member does not hold yet, or creates one.
+   * @returns the object, and a conflict when a same-named object has different material
+   */
+  adopt(member: number, handle: Handle, identity: ObjectIdentity): { object: VirtualObject; conflict?: IdentityConflict } {
+    const known = this.byMemberHandle(member, handle);
+    if (known) return { object: known };
+    const sameName = this.#byName.get(identity.name) ?? [];
+    let conflictWith: VirtualObject | undefined;
+    for (const candidate of sameName) {
+      if (candidate.holders.has(member)) continue;
+      if (sameObject(candidate.identity, identity)) {
+        this.#link(candidate, member, handle);
+        return { object: candidate };
+      }
+      conflictWith ??= candidate;
+    }
+    const object = this.create(identity);
+    this.#link(object, member, handle);
+    if (conflictWith === undefined) return { object };
+    return { object, conflict: { name: identity.name, existing: conflictWith.handle, incoming: object.handle, member } };
+  }
+
+  /** A new virtual object with no holders yet. */
+  create(identity: ObjectIdentity): VirtualObject {
+    const object: VirtualObject = { handle: this.#next++, identity, holders: new Map() };
+    this.#byHandle.set(object.handle, object);
+    const list = this.#byName.get(identity.name);
+    if (list) list.push(object);
+    else this.#byName.set(identity.name, [object]);
+    return object;
+  }
+
+  /** Adds a holder to an object. */
+  link(object: VirtualObject, member: number, handle: Handle): void {
+    this.#link(object, member, handle);
+  }
+
+  /** Forgets an object entirely (it was destroyed). */
+  remove(object: VirtualObject): void {
+    this.#byHandle.delete(object.handle);
+    for (const [member, handle] of object.holders) this.#byMemberHandle.get(member)?.delete(handle.toString('hex'));
+    const list = this.#byName.get(object.identity.name);
+    if (list) {
+      const i = list.indexOf(object);
+      if (i >= 0) list.splice(i, 1);
+      if (list.length === 0) this.#byName.delete(object.identity.name);
+    }
+  }
+
+  /** Forgets every handle of a member (its sessions and handles are gone). */
+  forgetMember(member: number): void {
+    this.#byMemberHandle.delete(member);
+    for (const object of this.#byHandle.values()) object.holders.delete(member);
+  }
+
+  #link(object: VirtualObject, member: number, handle: Handle): void {
+    object.holders.set(member, handle);
+    let map = this.#byMemberHandle.get(member);
+    if (map === undefined) this.#byMemberHandle.set(member, (map = new Map()));
+    map.set(handle.toString('hex'), object);
+  }
+}

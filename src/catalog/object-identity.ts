@@ -1,0 +1,72 @@
+/**
+ * Which objects on different members are the same object. PKCS#11 has no free attribute
+ * for a group-wide id, so identity is derived from what each member will tell:
+ * a NAME (class, key type, label, id, token) that the application chose, and where the
+ * token exposes something of the key material, a FINGERPRINT that proves two objects
+ * with one name are the same key (and detects two different keys under one name).
+ *
+ * Fingerprints never contain key material: a truncated SHA-256 of a public value
+ * (RSA modulus, EC point) or of the token's own check value.
+ */
+import { createHash } from 'node:crypto';
+import { pkcs11js } from '../pkcs11/pkcs11js.js';
+import type { ReadAttribute } from '../pkcs11/commands.js';
+
+/** Attributes read from each member to establish identity. */
+export const IDENTITY_ATTRIBUTES: readonly number[] = [
+  pkcs11js.CKA_CLASS,
+  pkcs11js.CKA_KEY_TYPE,
+  pkcs11js.CKA_LABEL,
+  pkcs11js.CKA_ID,
+  pkcs11js.CKA_TOKEN,
+  pkcs11js.CKA_CHECK_VALUE,
+  pkcs11js.CKA_MODULUS,
+  pkcs11js.CKA_EC_POINT,
+  pkcs11js.CKA_EC_PARAMS,
+];
+
+/** An object's identity as read from one member. */
+export interface ObjectIdentity {
+  /** Class, key type, label, id and token flag: what the application named it. */
+  readonly name: string;
+  /** Evidence of the key material, when the member exposes any. */
+  readonly fingerprint: string | undefined;
+  readonly objectClass: number;
+  readonly token: boolean;
+}
+
+function hex(value: Buffer | undefined): string {
+  return value === undefined ? '-' : value.toString('hex');
+}
+
+function ulong(value: Buffer | undefined): number | undefined {
+  if (value === undefined || value.length === 0) return undefined;
+  return value.length >= 8 ? Number(value.readBigUInt64LE(0)) : value.readUInt32LE(0);
+}
+
+function fingerprintOf(kind: string, value: Buffer): string {
+  return `${kind}:${createHash('sha256').update(value).digest('hex').slice(0, 32)}`;
+}
+
+/** Derives an identity from the values of {@link IDENTITY_ATTRIBUTES}. */
+export function identityFrom(attributes: readonly ReadAttribute[]): ObjectIdentity {
+  const get = (type: number): Buffer | undefined => attributes.find((a) => a.type === type)?.value;
+  const objectClass = ulong(get(pkcs11js.CKA_CLASS)) ?? -1;
+  const keyType = ulong(get(pkcs11js.CKA_KEY_TYPE));
+  const token = get(pkcs11js.CKA_TOKEN)?.[0] === 1;
+  const name = [objectClass, keyType ?? '-', hex(get(pkcs11js.CKA_LABEL)), hex(get(pkcs11js.CKA_ID)), token ? 'T' : 'S'].join('/');
+  const checkValue = get(pkcs11js.CKA_CHECK_VALUE);
+  const modulus = get(pkcs11js.CKA_MODULUS);
+  const ecPoint = get(pkcs11js.CKA_EC_POINT);
+  let fingerprint: string | undefined;
+  if (modulus !== undefined && modulus.length > 0) fingerprint = fingerprintOf('modulus', modulus);
+  else if (ecPoint !== undefined && ecPoint.length > 0) fingerprint = fingerprintOf('ec-point', ecPoint);
+  // SoftHSM leaves CKA_CHECK_VALUE empty on unwrapped keys: empty means "unknown", not "different".
+  else if (checkValue !== undefined && checkValue.length > 0) fingerprint = fingerprintOf('kcv', checkValue);
+  return { name, fingerprint, objectClass, token };
+}
+
+/** True when two identities may be the same object (same name, no contradicting evidence). */
+export function sameObject(a: ObjectIdentity, b: ObjectIdentity): boolean {
+  return a.name === b.name && (a.fingerprint === undefined || b.fingerprint === undefined || a.fingerprint === b.fingerprint);
+}

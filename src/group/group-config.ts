@@ -1,0 +1,176 @@
+/**
+ * The configuration of an HA group: what a user writes, its defaults, and its
+ * validation. Every value has a default where one makes sense and every error names
+ * the value's path and echoes the bad value (never a PIN).
+ */
+import type { Clock } from '../clock/clock.js';
+import { systemClock } from '../clock/clock.js';
+import { ConfigError } from '../errors/ha-error.js';
+import type { MemberRole } from '../member/member-state.js';
+import { Secret } from '../member/secret.js';
+import { LeastBusyScheduler } from '../routing/least-busy-scheduler.js';
+import type { Scheduler } from '../routing/scheduler.js';
+import type { TokenSelector } from '../transport/in-process-transport.js';
+import type { Transport } from '../transport/transport.js';
+
+/** One member as configured. */
+export interface MemberConfig {
+  /** A unique name for logs, events and status. @default the token's label or serial */
+  readonly name?: string;
+  /** The PKCS#11 module: a path, or a path with the environment it reads at C_Initialize. */
+  readonly module: string | { readonly path: string; readonly env?: Readonly<Record<string, string>> };
+  /** Which token of the module. */
+  readonly token: TokenSelector;
+  /** Active members take load; standby members are kept current and take load only when no active member is left. @default 'active' */
+  readonly role?: MemberRole;
+  /** The security officer's PIN, for administrative work (the domain key ceremony). Never logged. */
+  readonly soPin?: string;
+  /** The user PIN, used to log this member back in after it recovers. Never logged. */
+  readonly userPin?: string;
+}
+
+/** The configuration given to `HaGroup.open`. */
+export interface GroupConfig {
+  /** The members, in order: the first serving active member is the primary. */
+  readonly members: readonly MemberConfig[];
+  /** Worker threads per in-process member. @default 2 */
+  readonly threadsPerMember?: number;
+  /** Most sessions (= commands in flight) per member. @default 32 */
+  readonly maxSessionsPerMember?: number;
+  /** The load-balancing strategy. @default new LeastBusyScheduler() */
+  readonly scheduler?: Scheduler;
+  /** The clock for all timing. @default the system clock */
+  readonly clock?: Clock;
+  /** Builds a member's transport; tests hand in fault-injecting ones. @default in-process */
+  readonly transportFactory?: (member: ResolvedMemberConfig) => Transport;
+}
+
+/** A member's configuration after defaults and validation. */
+export interface ResolvedMemberConfig {
+  readonly name: string;
+  readonly index: number;
+  readonly modulePath: string;
+  readonly moduleEnv: Readonly<Record<string, string>>;
+  readonly token: TokenSelector;
+  readonly role: MemberRole;
+  readonly soPin: Secret | undefined;
+  readonly userPin: Secret | undefined;
+  readonly threads: number;
+  /** Where in the config this member is, e.g. `members[2]`. */
+  readonly path: string;
+}
+
+/** The group's configuration after defaults and validation. */
+export interface ResolvedGroupConfig {
+  readonly members: readonly ResolvedMemberConfig[];
+  readonly maxSessionsPerMember: number;
+  readonly scheduler: Scheduler;
+  readonly clock: Clock;
+  readonly transportFactory: ((member: ResolvedMemberConfig) => Transport) | undefined;
+}
+
+const show = (value: unknown): string => {
+  try {
+    return JSON.stringify(value) ?? String(value);
+  } catch {
+    return String(value);
+  }
+};
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function integer(value: unknown, path: string, min: number, max: number, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
+    throw new ConfigError(path, `must be an integer from ${min} to ${max}, got ${show(value)}`);
+  }
+  return value;
+}
+
+function pin(value: unknown, path: string): Secret | undefined {
+  if (value === undefined) return undefined;
+  // Never echo a PIN, not even a malformed one.
+  if (typeof value !== 'string' || value.length === 0) throw new ConfigError(path, `must be a non-empty string, got a ${typeof value}`);
+  return Secret.of(value);
+}
+
+function memberConfig(raw: unknown, index: number, threads: number): ResolvedMemberConfig {
+  const path = `members[${index}]`;
+  if (!isObject(raw)) throw new ConfigError(path, `must be an object, got ${show(raw)}`);
+  const allowed = new Set(['name', 'module', 'token', 'role', 'soPin', 'userPin']);
+  for (const key of Object.keys(raw)) if (!allowed.has(key)) throw new ConfigError(`${path}.${key}`, `unknown option (known: ${[...allowed].join(', ')})`);
+
+  let modulePath: unknown;
+  let moduleEnv: unknown = {};
+  if (typeof raw.module === 'string') modulePath = raw.module;
+  else if (isObject(raw.module)) ({ path: modulePath, env: moduleEnv = {} } = raw.module);
+  else throw new ConfigError(`${path}.module`, `must be a path or { path, env }, got ${show(raw.module)}`);
+  if (typeof modulePath !== 'string' || modulePath.length === 0) throw new ConfigError(`${path}.module.path`, `must be a non-empty string, got ${show(modulePath)}`);
+  if (!isObject(moduleEnv) || !Object.values(moduleEnv).every((v) => typeof v === 'string')) {
+    throw new ConfigError(`${path}.module.env`, `must map names to strings, got ${show(moduleEnv)}`);
+  }
+
+  const token = raw.token;
+  let selector: TokenSelector;
+  if (isObject(token) && typeof token.label === 'string' && token.label.length > 0 && token.serial === undefined) selector = { label: token.label };
+  else if (isObject(token) && typeof token.serial === 'string' && token.serial.length > 0 && token.label === undefined) selector = { serial: token.serial };
+  else throw new ConfigError(`${path}.token`, `must be { label } or { serial } (one of them, non-empty), got ${show(token)}`);
+
+  const role = raw.role ?? 'active';
+  if (role !== 'active' && role !== 'standby') throw new ConfigError(`${path}.role`, `must be 'active' or 'standby', got ${show(role)}`);
+
+  const name = raw.name ?? ('label' in selector ? selector.label : selector.serial);
+  if (typeof name !== 'string' || name.length === 0) throw new ConfigError(`${path}.name`, `must be a non-empty string, got ${show(name)}`);
+
+  return {
+    name,
+    index,
+    modulePath,
+    moduleEnv: moduleEnv as Record<string, string>,
+    token: selector,
+    role,
+    soPin: pin(raw.soPin, `${path}.soPin`),
+    userPin: pin(raw.userPin, `${path}.userPin`),
+    threads,
+    path,
+  };
+}
+
+/**
+ * Validates a configuration and fills in defaults.
+ * @throws {@link ConfigError} naming the first bad value
+ */
+export function resolveGroupConfig(config: GroupConfig): ResolvedGroupConfig {
+  if (!isObject(config)) throw new ConfigError('config', `must be an object, got ${show(config)}`);
+  const allowed = new Set(['members', 'threadsPerMember', 'maxSessionsPerMember', 'scheduler', 'clock', 'transportFactory']);
+  for (const key of Object.keys(config)) if (!allowed.has(key)) throw new ConfigError(key, `unknown option (known: ${[...allowed].join(', ')})`);
+  if (!Array.isArray(config.members) || config.members.length === 0) {
+    throw new ConfigError('members', `must be a non-empty array, got ${show(config.members)}`);
+  }
+  if (config.members.length > 64) throw new ConfigError('members', `at most 64 members, got ${config.members.length}`);
+  const threads = integer(config.threadsPerMember, 'threadsPerMember', 1, 64, 2);
+  const members = config.members.map((m, i) => memberConfig(m, i, threads));
+  const names = new Set<string>();
+  for (const m of members) {
+    if (names.has(m.name)) throw new ConfigError(`${m.path}.name`, `duplicate member name ${show(m.name)}`);
+    names.add(m.name);
+  }
+  const scheduler = config.scheduler ?? new LeastBusyScheduler();
+  if (typeof scheduler.pick !== 'function') throw new ConfigError('scheduler', 'must have a pick(candidates) method');
+  const clock = config.clock ?? systemClock;
+  if (typeof clock.now !== 'function' || typeof clock.setTimeout !== 'function' || typeof clock.clearTimeout !== 'function') {
+    throw new ConfigError('clock', 'must have now, setTimeout and clearTimeout');
+  }
+  if (config.transportFactory !== undefined && typeof config.transportFactory !== 'function') {
+    throw new ConfigError('transportFactory', `must be a function, got ${show(config.transportFactory)}`);
+  }
+  return {
+    members,
+    maxSessionsPerMember: integer(config.maxSessionsPerMember, 'maxSessionsPerMember', 1, 4096, 32),
+    scheduler,
+    clock,
+    transportFactory: config.transportFactory,
+  };
+}

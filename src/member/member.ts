@@ -1,0 +1,249 @@
+/**
+ * One member of the group: a token behind a transport, its health, its session pool and
+ * its count of outstanding commands (queued + running), which is what "least busy" reads.
+ */
+import type { Clock } from '../clock/clock.js';
+import { classifyReturnValue } from '../errors/classification.js';
+import { ckrName } from '../errors/return-codes.js';
+import { HaError, InvalidArgumentError, MemberUnreachableError, Pkcs11Error } from '../errors/ha-error.js';
+import type { Command, CommandName, CommandResult, Handle } from '../pkcs11/commands.js';
+import { CommandFailedError, type TokenInfo, type Transport } from '../transport/transport.js';
+import { isServing, type MemberRole, type MemberState } from './member-state.js';
+import { SessionPool, type SessionPoolStats } from './session-pool.js';
+
+/** Told about every change of a member's state. */
+export type MemberStateListener = (member: Member, previous: MemberState, cause: Error | undefined) => void;
+
+/** Options of a {@link Member}. */
+export interface MemberOptions {
+  readonly name: string;
+  /** Position in the group's member order (primary election and round-robin follow it). */
+  readonly index: number;
+  readonly role: MemberRole;
+  readonly transport: Transport;
+  /** Most sessions this member keeps open (= most commands in flight on it). */
+  readonly maxSessions: number;
+  readonly clock: Clock;
+  readonly onStateChange: MemberStateListener;
+}
+
+/** A plain snapshot of a member, for status output. */
+export interface MemberSnapshot {
+  readonly name: string;
+  readonly index: number;
+  readonly role: MemberRole;
+  readonly state: MemberState;
+  readonly transport: string;
+  readonly token: { readonly label: string; readonly serial: string } | undefined;
+  /** Commands queued or running now. */
+  readonly outstanding: number;
+  /** Operations this member answered (with a result or the caller's error) since the group opened. */
+  readonly served: number;
+  /** Login attempts refused by this member with a PIN error. */
+  readonly loginFailures: number;
+  readonly sessions: SessionPoolStats;
+}
+
+/** A member of an HA group. */
+export class Member {
+  readonly name: string;
+  readonly index: number;
+  readonly role: MemberRole;
+  readonly transport: Transport;
+  readonly #clock: Clock;
+  readonly #onStateChange: MemberStateListener;
+  readonly #pool: SessionPool;
+  #state: MemberState;
+  #token: TokenInfo | undefined;
+  #outstanding = 0;
+  #served = 0;
+  #loginFailures = 0;
+  /** Whether this application is logged in on the token (login state is token-wide). */
+  #loggedIn = false;
+
+  constructor(options: MemberOptions) {
+    this.name = options.name;
+    this.index = options.index;
+    this.role = options.role;
+    this.transport = options.transport;
+    this.#clock = options.clock;
+    this.#onStateChange = options.onStateChange;
+    this.#state = { kind: 'failed', since: options.clock.now(), attempts: 0, reason: 'not connected yet' };
+    this.#pool = new SessionPool(
+      {
+        open: () => this.#send({ op: 'openSession', slot: this.#slot() }),
+        close: (session) => this.#send({ op: 'closeSession', session }),
+      },
+      options.maxSessions,
+    );
+    this.transport.onDisconnect((error) => this.fail(error.message, error));
+  }
+
+  /** Current state. */
+  get state(): MemberState {
+    return this.#state;
+  }
+
+  /** True when this member can take commands. */
+  get serving(): boolean {
+    return isServing(this.#state);
+  }
+
+  /** Commands queued or running on this member. */
+  get outstanding(): number {
+    return this.#outstanding;
+  }
+
+  /** Connects the transport and finds the token; the member then takes its configured role. */
+  async connect(): Promise<void> {
+    try {
+      this.#token = await this.transport.connect();
+    } catch (error) {
+      const cause = error instanceof Error ? error : undefined;
+      this.#setState({ kind: 'failed', since: this.#clock.now(), attempts: 0, reason: cause?.message ?? String(error) }, cause);
+      throw error;
+    }
+    this.#setState({ kind: this.role }, undefined);
+  }
+
+  /**
+   * Runs a command on a pooled session of this member. The session is held for exactly
+   * this command. A member fault fails the member; any error is rethrown typed.
+   */
+  async run<N extends CommandName>(build: (session: Handle) => Extract<Command, { op: N }>): Promise<CommandResult<N>> {
+    this.#outstanding++;
+    try {
+      const session = await this.#pool.acquire();
+      let broken = false;
+      try {
+        const result = await this.#send(build(session));
+        this.#served++;
+        return result;
+      } catch (error) {
+        broken = error instanceof Pkcs11Error && error.fault === 'member';
+        if (!broken) this.#served++;
+        throw error;
+      } finally {
+        if (broken) this.#pool.discard(session);
+        else this.#pool.release(session);
+      }
+    } finally {
+      this.#outstanding--;
+    }
+  }
+
+  /** Runs a command on a session the caller owns (a virtual session's backing session). */
+  async runOn<N extends CommandName>(command: Extract<Command, { op: N }>): Promise<CommandResult<N>> {
+    this.#outstanding++;
+    try {
+      return await this.#send(command);
+    } finally {
+      this.#outstanding--;
+    }
+  }
+
+  /** Opens a session outside the pool, for a caller that keeps it (session objects live in it). */
+  openSession(): Promise<Handle> {
+    return this.runOn({ op: 'openSession', slot: this.#slot() });
+  }
+
+  /**
+   * Logs the user in (login state is shared by all sessions of this application on the
+   * token). A PIN error is counted and rethrown; it never changes the member's health.
+   */
+  async login(userType: number, pin: string): Promise<void> {
+    try {
+      await this.run<'login'>((session) => ({ op: 'login', session, userType, pin }));
+    } catch (error) {
+      if (error instanceof Pkcs11Error && /^CKR_PIN_/.test(error.ckr)) this.#loginFailures++;
+      if (!(error instanceof Pkcs11Error && error.ckr === 'CKR_USER_ALREADY_LOGGED_IN')) throw error;
+    }
+    this.#loggedIn = true;
+  }
+
+  /** Logs out; "not logged in" counts as done. */
+  async logout(): Promise<void> {
+    try {
+      await this.run<'logout'>((session) => ({ op: 'logout', session }));
+    } catch (error) {
+      if (!(error instanceof Pkcs11Error && error.ckr === 'CKR_USER_NOT_LOGGED_IN')) throw error;
+    } finally {
+      this.#loggedIn = false;
+    }
+  }
+
+  /**
+   * Takes the member out of service: its pending commands fail (the router runs them
+   * elsewhere) and its sessions are dropped. Idempotent while failed.
+   */
+  fail(reason: string, cause?: Error): void {
+    if (this.#state.kind === 'failed' || this.#state.kind === 'removed') return;
+    this.#setState({ kind: 'failed', since: this.#clock.now(), attempts: 0, reason }, cause);
+    void this.#pool.drain(new MemberUnreachableError(this.name, reason, { cause }));
+  }
+
+  /** A plain snapshot for status output. */
+  snapshot(): MemberSnapshot {
+    return {
+      name: this.name,
+      index: this.index,
+      role: this.role,
+      state: this.#state,
+      transport: this.transport.kind,
+      token: this.#token && { label: this.#token.label, serial: this.#token.serial },
+      outstanding: this.#outstanding,
+      served: this.#served,
+      loginFailures: this.#loginFailures,
+      sessions: this.#pool.stats,
+    };
+  }
+
+  /** Closes sessions and the transport. Idempotent. */
+  async close(): Promise<void> {
+    if (this.#state.kind === 'removed') return;
+    this.#setState({ kind: 'removed' }, undefined);
+    await this.#pool.drain(new MemberUnreachableError(this.name, 'member closed'));
+    await this.transport.close();
+  }
+
+  #slot(): Handle {
+    if (this.#token === undefined) throw new MemberUnreachableError(this.name, 'not connected');
+    return this.#token.slot;
+  }
+
+  #setState(next: MemberState, cause: Error | undefined): void {
+    const previous = this.#state;
+    this.#state = next;
+    this.#onStateChange(this, previous, cause);
+  }
+
+  /** Sends a command and turns what comes back into a typed error; fails the member on a member fault. */
+  async #send<N extends CommandName>(command: Extract<Command, { op: N }>): Promise<CommandResult<N>> {
+    try {
+      return await this.transport.execute(command);
+    } catch (raw) {
+      const error = this.#typed(raw, command.op);
+      if (error instanceof Pkcs11Error ? error.fault === 'member' : error instanceof MemberUnreachableError) {
+        this.fail(error.message, error);
+      }
+      throw error;
+    }
+  }
+
+  #typed(raw: unknown, op: CommandName): HaError {
+    if (raw instanceof CommandFailedError) {
+      const { rv, fn, message } = raw.wire;
+      if (rv !== undefined) {
+        const ckr = ckrName(rv);
+        // "Not logged in" is the member's fault only if we logged it in; else the caller's.
+        const fault = ckr === 'CKR_USER_NOT_LOGGED_IN' && !this.#loggedIn ? 'caller' : classifyReturnValue(rv).fault;
+        return new Pkcs11Error(ckr, rv, fn || `command ${op}`, this.name, fault);
+      }
+      // pkcs11js rejects malformed arguments (wrong types) before calling the module.
+      if (message.startsWith('TypeError')) return new InvalidArgumentError(`${op}: ${message.replace(/^TypeError: /, '')}`);
+      return new MemberUnreachableError(this.name, `${op}: ${message}`);
+    }
+    if (HaError.is(raw)) return raw;
+    return new MemberUnreachableError(this.name, raw instanceof Error ? raw.message : String(raw), { cause: raw });
+  }
+}

@@ -1,0 +1,126 @@
+/**
+ * Executes one {@link Command} with synchronous pkcs11js calls. The same function runs in
+ * a worker thread (in-process transport) and, later, in a member host process, so the
+ * PKCS#11 call sequence of each operation is written once.
+ */
+import type { Mechanism, PKCS11, Template } from 'pkcs11js';
+import { pkcs11js } from './pkcs11js.js';
+import type { Command, CommandName, CommandResult, Handle, ReadAttribute, WireAttribute, WireError } from './commands.js';
+
+/** Output room beyond the input length: a GCM tag, a CBC pad block, an RSA-8192 block. */
+const OUTPUT_SLACK = 1024;
+
+type Runner<N extends CommandName> = (p: PKCS11, c: Extract<Command, { op: N }>) => CommandResult<N>;
+type RunnerTable = { [N in CommandName]: Runner<N> };
+
+/** pkcs11js's types want mutable arrays; commands keep theirs readonly. */
+const tpl = (t: readonly WireAttribute[]): Template => t as Template;
+const mech = (m: Mechanism): Mechanism => m;
+
+const RUNNERS: RunnerTable = {
+  openSession: (p, c) => p.C_OpenSession(c.slot, pkcs11js.CKF_SERIAL_SESSION | pkcs11js.CKF_RW_SESSION),
+  closeSession: (p, c) => p.C_CloseSession(c.session),
+  login: (p, c) => p.C_Login(c.session, c.userType, c.pin),
+  logout: (p, c) => p.C_Logout(c.session),
+  encrypt: (p, c) => {
+    p.C_EncryptInit(c.session, mech(c.mechanism), c.key);
+    return p.C_Encrypt(c.session, c.data, Buffer.allocUnsafeSlow(c.data.length + OUTPUT_SLACK));
+  },
+  decrypt: (p, c) => {
+    p.C_DecryptInit(c.session, mech(c.mechanism), c.key);
+    return p.C_Decrypt(c.session, c.data, Buffer.allocUnsafeSlow(c.data.length + OUTPUT_SLACK));
+  },
+  sign: (p, c) => {
+    p.C_SignInit(c.session, mech(c.mechanism), c.key);
+    return p.C_Sign(c.session, c.data, Buffer.allocUnsafeSlow(OUTPUT_SLACK));
+  },
+  verify: (p, c) => {
+    p.C_VerifyInit(c.session, mech(c.mechanism), c.key);
+    try {
+      return p.C_Verify(c.session, c.data, c.signature);
+    } catch (error) {
+      // A wrong signature is an answer, not a failure.
+      if ((error as { code?: number }).code === pkcs11js.CKR_SIGNATURE_INVALID) return false;
+      throw error;
+    }
+  },
+  digest: (p, c) => {
+    p.C_DigestInit(c.session, mech(c.mechanism));
+    return p.C_Digest(c.session, c.data, Buffer.allocUnsafeSlow(128));
+  },
+  generateRandom: (p, c) => p.C_GenerateRandom(c.session, Buffer.allocUnsafeSlow(c.length)),
+  findObjects: (p, c) => {
+    p.C_FindObjectsInit(c.session, tpl(c.template));
+    const found: Handle[] = [];
+    try {
+      for (;;) {
+        const batch = p.C_FindObjects(c.session, 256);
+        if (batch.length === 0) break;
+        found.push(...batch);
+      }
+    } finally {
+      p.C_FindObjectsFinal(c.session);
+    }
+    return found;
+  },
+  getAttributes: (p, c) => readAttributes(p, c.session, c.object, c.types),
+  setAttributes: (p, c) => p.C_SetAttributeValue(c.session, c.object, tpl(c.template)),
+  createObject: (p, c) => p.C_CreateObject(c.session, tpl(c.template)),
+  copyObject: (p, c) => p.C_CopyObject(c.session, c.object, tpl(c.template)),
+  destroyObject: (p, c) => p.C_DestroyObject(c.session, c.object),
+  generateKey: (p, c) => p.C_GenerateKey(c.session, mech(c.mechanism), tpl(c.template)),
+  generateKeyPair: (p, c) => {
+    const pair = p.C_GenerateKeyPair(c.session, mech(c.mechanism), tpl(c.publicTemplate), tpl(c.privateTemplate));
+    return { publicKey: pair.publicKey, privateKey: pair.privateKey };
+  },
+  wrapKey: (p, c) => p.C_WrapKey(c.session, mech(c.mechanism), c.wrappingKey, c.key, Buffer.allocUnsafeSlow(16 * 1024)),
+  unwrapKey: (p, c) => p.C_UnwrapKey(c.session, mech(c.mechanism), c.unwrappingKey, c.wrapped, tpl(c.template)),
+  deriveKey: (p, c) => p.C_DeriveKey(c.session, mech(c.mechanism), c.baseKey, tpl(c.template)),
+  digestKey: (p, c) => {
+    p.C_DigestInit(c.session, mech(c.mechanism));
+    p.C_DigestKey(c.session, c.key);
+    return p.C_DigestFinal(c.session, Buffer.allocUnsafeSlow(128));
+  },
+};
+
+/**
+ * Reads attributes, tolerating ones the object does not have or hides: PKCS#11 fails the
+ * whole read for one such attribute, so fall back to reading them one by one.
+ */
+function readAttributes(p: PKCS11, session: Handle, object: Handle, types: readonly number[]): ReadAttribute[] {
+  try {
+    return p.C_GetAttributeValue(session, object, types.map((type) => ({ type }))).map((a) => ({ type: a.type, value: a.value }));
+  } catch (error) {
+    const rv = (error as { code?: number }).code;
+    if (rv !== pkcs11js.CKR_ATTRIBUTE_TYPE_INVALID && rv !== pkcs11js.CKR_ATTRIBUTE_SENSITIVE) throw error;
+  }
+  return types.map((type) => {
+    try {
+      const [a] = p.C_GetAttributeValue(session, object, [{ type }]);
+      return { type, value: a?.value };
+    } catch (error) {
+      const rv = (error as { code?: number }).code;
+      if (rv === pkcs11js.CKR_ATTRIBUTE_TYPE_INVALID || rv === pkcs11js.CKR_ATTRIBUTE_SENSITIVE) return { type, value: undefined };
+      throw error;
+    }
+  });
+}
+
+/** Runs a command synchronously; throws what pkcs11js throws. */
+export function runCommand<N extends CommandName>(p: PKCS11, command: Extract<Command, { op: N }>): CommandResult<N> {
+  const runner = RUNNERS[command.op] as Runner<N> | undefined;
+  if (runner === undefined) throw new TypeError(`unknown command ${String(command.op)}`);
+  return runner(p, command);
+}
+
+/**
+ * Turns whatever a command threw into a {@link WireError}. Only the return value, the
+ * function and, for non-PKCS#11 errors, the message cross: never the arguments.
+ */
+export function toWireError(error: unknown): WireError {
+  const e = error as { code?: unknown; method?: unknown; message?: unknown; name?: unknown };
+  if (typeof e?.code === 'number' && (e.name === 'Pkcs11Error' || /CKR_/.test(String(e.message)))) {
+    return { rv: e.code, fn: typeof e.method === 'string' ? e.method : undefined, message: String(e.message).split('\n')[0] ?? '' };
+  }
+  return { message: error instanceof Error ? `${error.name}: ${error.message}` : String(error) };
+}

@@ -1,0 +1,68 @@
+/**
+ * Runs load-balanced commands: filters the members that may serve, lets the scheduler
+ * pick, and when the chosen member fails under the command (a member fault), runs the
+ * command again on another one. "Run this again elsewhere" is the general mechanism
+ * that failover and multi-part replay build on.
+ */
+import { classifyError } from '../errors/classification.js';
+import { NoMemberAvailableError } from '../errors/ha-error.js';
+import type { Member } from '../member/member.js';
+import type { VirtualObject } from '../catalog/catalog.js';
+import type { Command, CommandName, CommandResult, Handle } from '../pkcs11/commands.js';
+import { eligible, type Scheduler } from './scheduler.js';
+
+/** Builds a member's command from one of its sessions and its handle for the object. */
+export type CommandBuilder<N extends CommandName> = (session: Handle, memberHandle: Handle) => Extract<Command, { op: N }>;
+
+const NO_HANDLE: Handle = Buffer.alloc(0);
+
+/** Routes stateless commands over the group's members. */
+export class Router {
+  readonly #members: readonly Member[];
+  readonly #scheduler: Scheduler;
+
+  constructor(members: readonly Member[], scheduler: Scheduler) {
+    this.#members = members;
+    this.#scheduler = scheduler;
+  }
+
+  /** The strategy in use. */
+  get scheduler(): Scheduler {
+    return this.#scheduler;
+  }
+
+  /**
+   * Runs a command on the least busy member that can serve it, moving it to another
+   * member when the chosen one fails. Caller faults and ambiguous errors go straight
+   * back to the caller: retrying those elsewhere could only repeat them.
+   *
+   * @param object the object the command uses; only its holders are candidates
+   */
+  async run<N extends CommandName>(object: VirtualObject | undefined, build: CommandBuilder<N>): Promise<CommandResult<N>> {
+    let tried: Set<number> | undefined;
+    let lastError: unknown;
+    for (;;) {
+      const candidates = eligible(this.#members, (m) => (object === undefined || object.holders.has(m.index)) && !tried?.has(m.index));
+      const member = candidates.length > 0 ? this.#scheduler.pick(candidates) : undefined;
+      if (member === undefined) throw this.#noMember(object, lastError);
+      const handle = object === undefined ? NO_HANDLE : object.holders.get(member.index)!;
+      try {
+        return await member.run<N>((session) => build(session, handle));
+      } catch (error) {
+        if (classifyError(error) !== 'member') throw error;
+        (tried ??= new Set()).add(member.index);
+        lastError = error;
+      }
+    }
+  }
+
+  #noMember(object: VirtualObject | undefined, cause: unknown): NoMemberAvailableError {
+    const what = object === undefined ? 'the command' : `object ${object.handle}`;
+    const serving = this.#members.filter((m) => m.serving).map((m) => m.name);
+    return new NoMemberAvailableError(
+      `no member can serve ${what}: serving members are [${serving.join(', ')}]` +
+        (object === undefined ? '' : `, holders are [${[...object.holders.keys()].map((i) => this.#members[i]?.name).join(', ')}]`),
+      { cause },
+    );
+  }
+}

@@ -1,0 +1,164 @@
+/**
+ * A session on the virtual slot. The application calls ordinary PKCS#11 operations with
+ * virtual object handles; each stateless operation is load-balanced over the members
+ * that hold its key, and moved to another member if the chosen one fails under it.
+ */
+import { InvalidArgumentError, InvalidHandleError } from '../errors/ha-error.js';
+import type { ObjectHandle, VirtualObject } from '../catalog/catalog.js';
+import type { ReadAttribute } from '../pkcs11/commands.js';
+import { attributeType, fromRawAttributes, toMechanism, toRawTemplate, type FriendlyAttributes, type FriendlyTemplate, type MechanismInput, type TemplateInput } from '../pkcs11/templates.js';
+import { pkcs11js } from '../pkcs11/pkcs11js.js';
+import type { SlotContext } from './slot-context.js';
+import { ClosedError } from '../errors/ha-error.js';
+
+/** Who logs in: the normal user, the security officer, or a raw CKU_* number. */
+export type UserType = 'user' | 'so' | number;
+
+function bytes(value: unknown, what: string): Buffer {
+  if (Buffer.isBuffer(value)) return value;
+  if (value instanceof Uint8Array) return Buffer.from(value.buffer, value.byteOffset, value.byteLength);
+  throw new InvalidArgumentError(`${what} must be a Buffer or Uint8Array, got ${value === null ? 'null' : typeof value}`);
+}
+
+function userTypeNumber(userType: UserType): number {
+  if (userType === 'user') return pkcs11js.CKU_USER;
+  if (userType === 'so') return pkcs11js.CKU_SO;
+  if (typeof userType === 'number' && Number.isInteger(userType) && userType >= 0) return userType;
+  throw new InvalidArgumentError(`userType must be 'user', 'so' or a CKU_* number, got ${JSON.stringify(userType)}`);
+}
+
+/**
+ * A session on the virtual slot. Open one with `group.slot.openSession()`.
+ *
+ * @example
+ * const session = group.slot.openSession();
+ * await session.login(pin);
+ * const [key] = await session.findObjects({ label: 'orders-key' });
+ * const signature = await session.sign('SHA256_HMAC', key, data);
+ */
+export class VirtualSession {
+  readonly #context: SlotContext;
+  #closed = false;
+
+  /** @internal Sessions are opened with `VirtualSlot.openSession`. */
+  constructor(context: SlotContext) {
+    this.#context = context;
+  }
+
+  /** False once closed. */
+  get open(): boolean {
+    return !this.#closed;
+  }
+
+  /**
+   * Logs in on every member. The PIN is tried on ONE member first; only when that member
+   * accepts it is it used on the others, so a typo never counts against every token.
+   * Login state is shared by all sessions of the group, as in PKCS#11.
+   *
+   * @throws {@link Pkcs11Error} `CKR_PIN_INCORRECT` (and other CKR_PIN_*) from the first member
+   */
+  async login(pin: string, userType: UserType = 'user'): Promise<void> {
+    this.#check();
+    if (typeof pin !== 'string' || pin.length === 0) throw new InvalidArgumentError('pin must be a non-empty string');
+    await this.#context.login(userTypeNumber(userType), pin);
+  }
+
+  /** Logs out of every member. */
+  async logout(): Promise<void> {
+    this.#check();
+    await this.#context.logout();
+  }
+
+  /** Encrypts `data` in one part (C_EncryptInit + C_Encrypt) on the least busy member holding `key`. */
+  encrypt(mechanism: MechanismInput, key: ObjectHandle, data: Uint8Array): Promise<Buffer> {
+    const [m, object, d] = this.#prepare(mechanism, key, data);
+    return this.#context.router.run<'encrypt'>(object, (session, h) => ({ op: 'encrypt', session, mechanism: m, key: h, data: d }));
+  }
+
+  /** Decrypts `data` in one part on the least busy member holding `key`. */
+  decrypt(mechanism: MechanismInput, key: ObjectHandle, data: Uint8Array): Promise<Buffer> {
+    const [m, object, d] = this.#prepare(mechanism, key, data);
+    return this.#context.router.run<'decrypt'>(object, (session, h) => ({ op: 'decrypt', session, mechanism: m, key: h, data: d }));
+  }
+
+  /** Signs (or MACs) `data` in one part on the least busy member holding `key`. */
+  sign(mechanism: MechanismInput, key: ObjectHandle, data: Uint8Array): Promise<Buffer> {
+    const [m, object, d] = this.#prepare(mechanism, key, data);
+    return this.#context.router.run<'sign'>(object, (session, h) => ({ op: 'sign', session, mechanism: m, key: h, data: d }));
+  }
+
+  /** Verifies a signature or MAC. Resolves false for a wrong signature; rejects for anything else. */
+  verify(mechanism: MechanismInput, key: ObjectHandle, data: Uint8Array, signature: Uint8Array): Promise<boolean> {
+    const [m, object, d] = this.#prepare(mechanism, key, data);
+    const s = bytes(signature, 'signature');
+    return this.#context.router.run<'verify'>(object, (session, h) => ({ op: 'verify', session, mechanism: m, key: h, data: d, signature: s }));
+  }
+
+  /** Digests `data` in one part on the least busy member. */
+  digest(mechanism: MechanismInput, data: Uint8Array): Promise<Buffer> {
+    this.#check();
+    const m = toMechanism(mechanism);
+    const d = bytes(data, 'data');
+    return this.#context.router.run<'digest'>(undefined, (session) => ({ op: 'digest', session, mechanism: m, data: d }));
+  }
+
+  /** Random bytes from the least busy member's generator. */
+  generateRandom(length: number): Promise<Buffer> {
+    this.#check();
+    if (!Number.isInteger(length) || length < 1 || length > 1 << 20) {
+      throw new InvalidArgumentError(`length must be an integer from 1 to ${1 << 20}, got ${JSON.stringify(length)}`);
+    }
+    return this.#context.router.run<'generateRandom'>(undefined, (session) => ({ op: 'generateRandom', session, length }));
+  }
+
+  /**
+   * Finds objects matching a template on every serving member and returns their virtual
+   * handles: the same object on several members is one handle. Cache what you find:
+   * a search scans every object on every member.
+   */
+  async findObjects(template: TemplateInput = {}): Promise<ObjectHandle[]> {
+    this.#check();
+    return this.#context.findObjects(toRawTemplate(template));
+  }
+
+  /**
+   * Reads attributes by friendly name, decoded (booleans, numbers, strings, Buffers).
+   * Attributes the object lacks or hides (sensitive values) come back undefined.
+   */
+  async getAttributes(key: ObjectHandle, names: readonly (keyof FriendlyTemplate)[]): Promise<FriendlyAttributes> {
+    const types = names.map((n) => attributeType(n));
+    const read = await this.getAttributeValues(key, types);
+    return fromRawAttributes(read.filter((a): a is { type: number; value: Buffer } => a.value !== undefined));
+  }
+
+  /** Reads raw attribute values by CKA_* number; missing or hidden ones have `value: undefined`. */
+  async getAttributeValues(key: ObjectHandle, types: readonly number[]): Promise<ReadAttribute[]> {
+    this.#check();
+    if (!Array.isArray(types) || !types.every((t) => Number.isInteger(t) && t >= 0)) {
+      throw new InvalidArgumentError(`types must be CKA_* numbers, got ${JSON.stringify(types)}`);
+    }
+    const object = this.#object(key);
+    return this.#context.router.run<'getAttributes'>(object, (session, h) => ({ op: 'getAttributes', session, object: h, types }));
+  }
+
+  /** Closes the session. Idempotent. */
+  async close(): Promise<void> {
+    this.#closed = true;
+  }
+
+  #check(): void {
+    if (this.#closed) throw new ClosedError('session');
+    this.#context.checkOpen();
+  }
+
+  #object(handle: ObjectHandle): VirtualObject {
+    const object = typeof handle === 'number' ? this.#context.catalog.get(handle) : undefined;
+    if (object === undefined) throw new InvalidHandleError(handle);
+    return object;
+  }
+
+  #prepare(mechanism: MechanismInput, key: ObjectHandle, data: Uint8Array) {
+    this.#check();
+    return [toMechanism(mechanism), this.#object(key), bytes(data, 'data')] as const;
+  }
+}

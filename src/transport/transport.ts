@@ -1,0 +1,45 @@
+/**
+ * The seam between a member and the place its PKCS#11 module runs. In-process (worker
+ * threads over pkcs11js) today; a member host process over a Unix socket, and later TLS,
+ * implement the same interface.
+ */
+import type { Command, CommandName, CommandResult, Handle, WireError } from '../pkcs11/commands.js';
+
+/** What a transport found when it connected to its token. */
+export interface TokenInfo {
+  /** The slot holding the token, for `openSession`. */
+  readonly slot: Handle;
+  readonly label: string;
+  readonly serial: string;
+  readonly manufacturer: string;
+  readonly model: string;
+}
+
+/** A command failed where it ran: the module answered, the connection is fine. */
+export class CommandFailedError extends Error {
+  constructor(readonly wire: WireError) {
+    super(wire.message);
+    this.name = 'CommandFailedError';
+  }
+}
+
+/**
+ * Carries commands to one token. `execute` rejects with {@link CommandFailedError} when
+ * the module answered with an error, and with any other error when the transport
+ * itself failed (connection lost, thread or process gone): the member treats that as
+ * a member fault.
+ */
+export interface Transport {
+  /** A short name of the kind, e.g. `in-process`. */
+  readonly kind: string;
+  /** Loads or reaches the module and finds the token. */
+  connect(): Promise<TokenInfo>;
+  /** Runs one command. */
+  execute<N extends CommandName>(command: Extract<Command, { op: N }>): Promise<CommandResult<N>>;
+  /** Commands this transport holds, queued or running (its own view of "busy"). */
+  readonly pending: number;
+  /** Called at most once, when the connection drops on its own (not on `close`). */
+  onDisconnect(listener: (error: Error) => void): void;
+  /** Releases everything; pending commands are rejected. Idempotent. */
+  close(): Promise<void>;
+}
