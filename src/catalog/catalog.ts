@@ -99,6 +99,12 @@ export class Catalog {
     }
   }
 
+  /** Forgets every member handle of every object; the objects and their virtual handles stay. */
+  forgetHolders(): void {
+    this.#byMemberHandle.clear();
+    for (const object of this.#byHandle.values()) object.holders.clear();
+  }
+
   /** Forgets every handle of a member (its sessions and handles are gone). */
   forgetMember(member: number): void {
     this.#byMemberHandle.delete(member);

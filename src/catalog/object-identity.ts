@@ -33,6 +33,8 @@ export interface ObjectIdentity {
   readonly fingerprint: string | undefined;
   readonly objectClass: number;
   readonly token: boolean;
+  /** A search template that finds this object again (class, key type, label, id, token). */
+  readonly search: readonly { readonly type: number; readonly value: Buffer }[];
 }
 
 function hex(value: Buffer | undefined): string {
@@ -63,7 +65,11 @@ export function identityFrom(attributes: readonly ReadAttribute[]): ObjectIdenti
   else if (ecPoint !== undefined && ecPoint.length > 0) fingerprint = fingerprintOf('ec-point', ecPoint);
   // SoftHSM leaves CKA_CHECK_VALUE empty on unwrapped keys: empty means "unknown", not "different".
   else if (checkValue !== undefined && checkValue.length > 0) fingerprint = fingerprintOf('kcv', checkValue);
-  return { name, fingerprint, objectClass, token };
+  const search = [pkcs11js.CKA_CLASS, pkcs11js.CKA_KEY_TYPE, pkcs11js.CKA_LABEL, pkcs11js.CKA_ID, pkcs11js.CKA_TOKEN].flatMap((type) => {
+    const value = get(type);
+    return value === undefined ? [] : [{ type, value }];
+  });
+  return { name, fingerprint, objectClass, token, search };
 }
 
 /** True when two identities may be the same object (same name, no contradicting evidence). */

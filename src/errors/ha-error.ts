@@ -58,8 +58,10 @@ export class InvalidArgumentError extends HaError {
 
 /** A virtual object handle that this group never issued, or one already destroyed. */
 export class InvalidHandleError extends HaError {
-  constructor(readonly handle: number) {
-    super('ERR_INVALID_HANDLE', `unknown object handle ${handle} (CKR_OBJECT_HANDLE_INVALID)`);
+  /** The return code a PKCS#11 module would give for it. */
+  readonly ckr = 'CKR_OBJECT_HANDLE_INVALID';
+  constructor(readonly handle: unknown) {
+    super('ERR_INVALID_HANDLE', `unknown object handle ${typeof handle === 'number' ? handle : typeof handle} (CKR_OBJECT_HANDLE_INVALID)`);
   }
 }
 

@@ -69,7 +69,7 @@ export class HaGroup extends EventEmitter<HaGroupEvents> {
           onStateChange: (member, previous, cause) => this.#onMemberState(member, previous, cause),
         }),
     );
-    this.#router = new Router(this.#members, config.scheduler);
+    this.#router = new Router(this.#members, config.scheduler, (object) => this.#resolve(object));
     const context: SlotContext = {
       members: this.#members,
       router: this.#router,
@@ -199,6 +199,14 @@ export class HaGroup extends EventEmitter<HaGroupEvents> {
     }
     this.#login = undefined;
     await Promise.allSettled(this.#serving().map((m) => m.logout()));
+    // Tokens hand out new handles for private objects after the next login: forget the
+    // member handles; virtual handles stay and are matched again on first use.
+    this.#catalog.forgetHolders();
+  }
+
+  /** Finds an object's holders again by its identity (virtual handles survive a logout). */
+  async #resolve(object: VirtualObject): Promise<void> {
+    await this.#findObjects(object.identity.search);
   }
 
   async #findObjects(template: readonly Pkcs11Attribute[]): Promise<ObjectHandle[]> {

@@ -20,10 +20,16 @@ const NO_HANDLE: Handle = Buffer.alloc(0);
 export class Router {
   readonly #members: readonly Member[];
   readonly #scheduler: Scheduler;
+  readonly #resolve: (object: VirtualObject) => Promise<void>;
 
-  constructor(members: readonly Member[], scheduler: Scheduler) {
+  /**
+   * @param resolve finds again the holders of an object that has none (after a logout
+   *   or a member reconnect, members hand out new handles)
+   */
+  constructor(members: readonly Member[], scheduler: Scheduler, resolve: (object: VirtualObject) => Promise<void>) {
     this.#members = members;
     this.#scheduler = scheduler;
+    this.#resolve = resolve;
   }
 
   /** The strategy in use. */
@@ -41,6 +47,7 @@ export class Router {
   async run<N extends CommandName>(object: VirtualObject | undefined, build: CommandBuilder<N>): Promise<CommandResult<N>> {
     let tried: Set<number> | undefined;
     let lastError: unknown;
+    if (object !== undefined && object.holders.size === 0) await this.#resolve(object);
     for (;;) {
       const candidates = eligible(this.#members, (m) => (object === undefined || object.holders.has(m.index)) && !tried?.has(m.index));
       const member = candidates.length > 0 ? this.#scheduler.pick(candidates) : undefined;

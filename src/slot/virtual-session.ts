@@ -70,32 +70,32 @@ export class VirtualSession {
   }
 
   /** Encrypts `data` in one part (C_EncryptInit + C_Encrypt) on the least busy member holding `key`. */
-  encrypt(mechanism: MechanismInput, key: ObjectHandle, data: Uint8Array): Promise<Buffer> {
+  async encrypt(mechanism: MechanismInput, key: ObjectHandle, data: Uint8Array): Promise<Buffer> {
     const [m, object, d] = this.#prepare(mechanism, key, data);
     return this.#context.router.run<'encrypt'>(object, (session, h) => ({ op: 'encrypt', session, mechanism: m, key: h, data: d }));
   }
 
   /** Decrypts `data` in one part on the least busy member holding `key`. */
-  decrypt(mechanism: MechanismInput, key: ObjectHandle, data: Uint8Array): Promise<Buffer> {
+  async decrypt(mechanism: MechanismInput, key: ObjectHandle, data: Uint8Array): Promise<Buffer> {
     const [m, object, d] = this.#prepare(mechanism, key, data);
     return this.#context.router.run<'decrypt'>(object, (session, h) => ({ op: 'decrypt', session, mechanism: m, key: h, data: d }));
   }
 
   /** Signs (or MACs) `data` in one part on the least busy member holding `key`. */
-  sign(mechanism: MechanismInput, key: ObjectHandle, data: Uint8Array): Promise<Buffer> {
+  async sign(mechanism: MechanismInput, key: ObjectHandle, data: Uint8Array): Promise<Buffer> {
     const [m, object, d] = this.#prepare(mechanism, key, data);
     return this.#context.router.run<'sign'>(object, (session, h) => ({ op: 'sign', session, mechanism: m, key: h, data: d }));
   }
 
   /** Verifies a signature or MAC. Resolves false for a wrong signature; rejects for anything else. */
-  verify(mechanism: MechanismInput, key: ObjectHandle, data: Uint8Array, signature: Uint8Array): Promise<boolean> {
+  async verify(mechanism: MechanismInput, key: ObjectHandle, data: Uint8Array, signature: Uint8Array): Promise<boolean> {
     const [m, object, d] = this.#prepare(mechanism, key, data);
     const s = bytes(signature, 'signature');
     return this.#context.router.run<'verify'>(object, (session, h) => ({ op: 'verify', session, mechanism: m, key: h, data: d, signature: s }));
   }
 
   /** Digests `data` in one part on the least busy member. */
-  digest(mechanism: MechanismInput, data: Uint8Array): Promise<Buffer> {
+  async digest(mechanism: MechanismInput, data: Uint8Array): Promise<Buffer> {
     this.#check();
     const m = toMechanism(mechanism);
     const d = bytes(data, 'data');
@@ -103,7 +103,7 @@ export class VirtualSession {
   }
 
   /** Random bytes from the least busy member's generator. */
-  generateRandom(length: number): Promise<Buffer> {
+  async generateRandom(length: number): Promise<Buffer> {
     this.#check();
     if (!Number.isInteger(length) || length < 1 || length > 1 << 20) {
       throw new InvalidArgumentError(`length must be an integer from 1 to ${1 << 20}, got ${JSON.stringify(length)}`);
