@@ -12,7 +12,8 @@ export type ObjectHandle = number;
 /** One object of the group and where it lives. */
 export interface VirtualObject {
   readonly handle: ObjectHandle;
-  readonly identity: ObjectIdentity;
+  /** Changes only through {@link Catalog.reindex} (a label or id was changed). */
+  identity: ObjectIdentity;
   /** Member index -> that member's handle for the object. */
   readonly holders: Map<number, Handle>;
 }
@@ -59,12 +60,12 @@ export class Catalog {
     const sameName = this.#byName.get(identity.name) ?? [];
     let conflictWith: VirtualObject | undefined;
     for (const candidate of sameName) {
-      if (candidate.holders.has(member)) continue;
-      if (sameObject(candidate.identity, identity)) {
+      if (!candidate.holders.has(member) && sameObject(candidate.identity, identity)) {
         this.#link(candidate, member, handle);
         return { object: candidate };
       }
-      conflictWith ??= candidate;
+      // Same name, different material: two keys the application cannot tell apart by name.
+      if (!sameObject(candidate.identity, identity)) conflictWith ??= candidate;
     }
     const object = this.create(identity);
     this.#link(object, member, handle);
@@ -85,6 +86,28 @@ export class Catalog {
   /** Adds a holder to an object. */
   link(object: VirtualObject, member: number, handle: Handle): void {
     this.#link(object, member, handle);
+  }
+
+  /** Removes one holder (it missed a change and owes it). */
+  unlink(object: VirtualObject, member: number): void {
+    const handle = object.holders.get(member);
+    if (handle === undefined) return;
+    object.holders.delete(member);
+    this.#byMemberHandle.get(member)?.delete(handle.toString('hex'));
+  }
+
+  /** Gives an object a new identity (after its label or id changed). */
+  reindex(object: VirtualObject, identity: ObjectIdentity): void {
+    const list = this.#byName.get(object.identity.name);
+    if (list) {
+      const i = list.indexOf(object);
+      if (i >= 0) list.splice(i, 1);
+      if (list.length === 0) this.#byName.delete(object.identity.name);
+    }
+    object.identity = identity;
+    const next = this.#byName.get(identity.name);
+    if (next) next.push(object);
+    else this.#byName.set(identity.name, [object]);
   }
 
   /** Forgets an object entirely (it was destroyed). */

@@ -31,6 +31,7 @@ export interface ObjectIdentity {
   readonly name: string;
   /** Evidence of the key material, when the member exposes any. */
   readonly fingerprint: string | undefined;
+  /** CKO_* class number, or -1 when the member did not say. */
   readonly objectClass: number;
   readonly token: boolean;
   /** A search template that finds this object again (class, key type, label, id, token). */
@@ -50,8 +51,14 @@ function fingerprintOf(kind: string, value: Buffer): string {
   return `${kind}:${createHash('sha256').update(value).digest('hex').slice(0, 32)}`;
 }
 
-/** Derives an identity from the values of {@link IDENTITY_ATTRIBUTES}. */
-export function identityFrom(attributes: readonly ReadAttribute[]): ObjectIdentity {
+/**
+ * Derives an identity from the values of {@link IDENTITY_ATTRIBUTES}.
+ *
+ * @param wrapped the key wrapped under the group's domain key, when it could be: AES key
+ *   wrap with padding is deterministic, so equal blobs mean equal key material on any
+ *   two members, for every kind of key (EC private keys expose nothing else)
+ */
+export function identityFrom(attributes: readonly ReadAttribute[], wrapped?: Buffer): ObjectIdentity {
   const get = (type: number): Buffer | undefined => attributes.find((a) => a.type === type)?.value;
   const objectClass = ulong(get(pkcs11js.CKA_CLASS)) ?? -1;
   const keyType = ulong(get(pkcs11js.CKA_KEY_TYPE));
@@ -63,6 +70,7 @@ export function identityFrom(attributes: readonly ReadAttribute[]): ObjectIdenti
   let fingerprint: string | undefined;
   if (modulus !== undefined && modulus.length > 0) fingerprint = fingerprintOf('modulus', modulus);
   else if (ecPoint !== undefined && ecPoint.length > 0) fingerprint = fingerprintOf('ec-point', ecPoint);
+  else if (wrapped !== undefined) fingerprint = fingerprintOf('domain-wrap', wrapped);
   // SoftHSM leaves CKA_CHECK_VALUE empty on unwrapped keys: empty means "unknown", not "different".
   else if (checkValue !== undefined && checkValue.length > 0) fingerprint = fingerprintOf('kcv', checkValue);
   const search = [pkcs11js.CKA_CLASS, pkcs11js.CKA_KEY_TYPE, pkcs11js.CKA_LABEL, pkcs11js.CKA_ID, pkcs11js.CKA_TOKEN].flatMap((type) => {

@@ -19,7 +19,8 @@ export type HaErrorCode =
   | 'ERR_TESTBED'
   | 'ERR_DOMAIN'
   | 'ERR_REPLICATION'
-  | 'ERR_IDENTITY_CONFLICT';
+  | 'ERR_IDENTITY_CONFLICT'
+  | 'ERR_COMMAND';
 
 /** How a failure bears on a member's health. See `classification.ts`. */
 export type FaultClass = 'member' | 'caller' | 'ambiguous';
@@ -104,5 +105,22 @@ export class Pkcs11Error extends HaError {
     options?: { cause?: unknown },
   ) {
     super('ERR_PKCS11', `${fn} failed with ${ckr} (0x${rv.toString(16).padStart(8, '0')})${member ? ` on member ${member}` : ''}`, options);
+  }
+}
+
+/** A key could not be given to enough members (see the `minReplicas` option). */
+export class ReplicationError extends HaError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('ERR_REPLICATION', message, options);
+  }
+}
+
+/**
+ * A command failed where it ran without a PKCS#11 return code (an unexpected error in
+ * the module binding). Classified ambiguous: it never fails a member on its own.
+ */
+export class CommandError extends HaError {
+  constructor(readonly member: string, message: string) {
+    super('ERR_COMMAND', `member ${member}: ${message}`);
   }
 }

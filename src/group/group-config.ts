@@ -12,6 +12,7 @@ import { LeastBusyScheduler } from '../routing/least-busy-scheduler.js';
 import type { Scheduler } from '../routing/scheduler.js';
 import type { TokenSelector } from '../transport/in-process-transport.js';
 import type { Transport } from '../transport/transport.js';
+import type { UnextractablePolicy } from '../replication/replica-template.js';
 
 /** One member as configured. */
 export interface MemberConfig {
@@ -43,6 +44,19 @@ export interface GroupConfig {
   readonly clock?: Clock;
   /** Builds a member's transport; tests hand in fault-injecting ones. @default in-process */
   readonly transportFactory?: (member: ResolvedMemberConfig) => Transport;
+  /**
+   * Fewest members a new key must reach; a creation that would leave fewer copies
+   * fails (and is rolled back) instead of pretending to be safe. @default 1
+   */
+  readonly minReplicas?: number;
+  /**
+   * What a request for CKA_EXTRACTABLE=false gets: `'wrap-with-trusted'` makes the key
+   * extractable only under the trusted domain key (so it can be replicated);
+   * `'reject'` refuses the request. @default 'wrap-with-trusted'
+   */
+  readonly unextractableKeys?: UnextractablePolicy;
+  /** File where the journal of what members owe is kept across restarts. @default in memory only */
+  readonly journalPath?: string;
 }
 
 /** A member's configuration after defaults and validation. */
@@ -67,6 +81,9 @@ export interface ResolvedGroupConfig {
   readonly scheduler: Scheduler;
   readonly clock: Clock;
   readonly transportFactory: ((member: ResolvedMemberConfig) => Transport) | undefined;
+  readonly minReplicas: number;
+  readonly unextractableKeys: UnextractablePolicy;
+  readonly journalPath: string | undefined;
 }
 
 const show = (value: unknown): string => {
@@ -144,7 +161,7 @@ function memberConfig(raw: unknown, index: number, threads: number): ResolvedMem
  */
 export function resolveGroupConfig(config: GroupConfig): ResolvedGroupConfig {
   if (!isObject(config)) throw new ConfigError('config', `must be an object, got ${show(config)}`);
-  const allowed = new Set(['members', 'threadsPerMember', 'maxSessionsPerMember', 'scheduler', 'clock', 'transportFactory']);
+  const allowed = new Set(['members', 'threadsPerMember', 'maxSessionsPerMember', 'scheduler', 'clock', 'transportFactory', 'minReplicas', 'unextractableKeys', 'journalPath']);
   for (const key of Object.keys(config)) if (!allowed.has(key)) throw new ConfigError(key, `unknown option (known: ${[...allowed].join(', ')})`);
   if (!Array.isArray(config.members) || config.members.length === 0) {
     throw new ConfigError('members', `must be a non-empty array, got ${show(config.members)}`);
@@ -166,11 +183,21 @@ export function resolveGroupConfig(config: GroupConfig): ResolvedGroupConfig {
   if (config.transportFactory !== undefined && typeof config.transportFactory !== 'function') {
     throw new ConfigError('transportFactory', `must be a function, got ${show(config.transportFactory)}`);
   }
+  const unextractableKeys = config.unextractableKeys ?? 'wrap-with-trusted';
+  if (unextractableKeys !== 'wrap-with-trusted' && unextractableKeys !== 'reject') {
+    throw new ConfigError('unextractableKeys', `must be 'wrap-with-trusted' or 'reject', got ${show(unextractableKeys)}`);
+  }
+  if (config.journalPath !== undefined && (typeof config.journalPath !== 'string' || config.journalPath.length === 0)) {
+    throw new ConfigError('journalPath', `must be a non-empty path, got ${show(config.journalPath)}`);
+  }
   return {
     members,
     maxSessionsPerMember: integer(config.maxSessionsPerMember, 'maxSessionsPerMember', 1, 4096, 32),
     scheduler,
     clock,
     transportFactory: config.transportFactory,
+    minReplicas: integer(config.minReplicas, 'minReplicas', 1, members.length, 1),
+    unextractableKeys,
+    journalPath: config.journalPath,
   };
 }

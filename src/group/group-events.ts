@@ -30,8 +30,17 @@ export interface IdentityConflictEvent {
   readonly member: string;
 }
 
+/** A member could not take a replica, deletion or attribute change; the journal records what it owes. */
+export interface ReplicaMissedEvent {
+  readonly member: string;
+  /** The virtual handle of the object. */
+  readonly object: number;
+  readonly reason: string;
+}
+
 /** Event names and their listeners' signatures. */
 export interface HaGroupEvents {
+  replicaMissed: (event: ReplicaMissedEvent) => void;
   memberStateChanged: (event: MemberStateChangedEvent) => void;
   primaryChanged: (event: PrimaryChangedEvent) => void;
   identityConflict: (event: IdentityConflictEvent) => void;

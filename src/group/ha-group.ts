@@ -18,6 +18,10 @@ import { VirtualSlot } from '../slot/virtual-slot.js';
 import { InProcessTransport } from '../transport/in-process-transport.js';
 import { resolveGroupConfig, type GroupConfig, type ResolvedGroupConfig, type ResolvedMemberConfig } from './group-config.js';
 import type { HaGroupEvents } from './group-events.js';
+import { carryDomainKey, createDomainKey, DomainError, readMemberDomain, type MemberDomain } from '../replication/domain-key.js';
+import { Journal } from '../replication/journal.js';
+import { KeyManager } from '../replication/key-manager.js';
+import { toMechanism } from '../pkcs11/templates.js';
 
 /** A plain snapshot of the group, for status output. */
 export interface GroupStatus {
@@ -27,7 +31,25 @@ export interface GroupStatus {
   readonly loggedIn: boolean;
   /** Virtual objects known to this process. */
   readonly objects: number;
+  /** Check value of the group's domain key, or undefined when the group has none. */
+  readonly domain: string | undefined;
+  /** Members that owe replicas, deletions or attribute changes, with counts. */
+  readonly owed: Readonly<Record<string, number>>;
   readonly members: readonly MemberSnapshot[];
+}
+
+/** What `HaGroup.initDomain` did. */
+export interface DomainInitResult {
+  /** Check value of the domain key (the same on every member). */
+  readonly checkValue: string;
+  /** The member the key was made on or carried from. */
+  readonly source: string;
+  /** True when a new domain key was generated (no member had one). */
+  readonly created: boolean;
+  /** Members that received the key now. */
+  readonly joined: readonly string[];
+  /** Members that could not be reached and have no domain key yet. */
+  readonly skipped: readonly string[];
 }
 
 /**
@@ -50,6 +72,11 @@ export class HaGroup extends EventEmitter<HaGroupEvents> {
   readonly #members: Member[];
   readonly #router: Router;
   readonly #catalog = new Catalog();
+  readonly #journal: Journal;
+  readonly #keys: KeyManager;
+  /** Member index -> that member's handle of the domain key. */
+  readonly #domainKeys = new Map<number, Handle>();
+  #domainCheckValue: string | undefined;
   #primary: Member | undefined;
   #closed = false;
   #login: { userType: number; pin: Secret } | undefined;
@@ -70,10 +97,23 @@ export class HaGroup extends EventEmitter<HaGroupEvents> {
         }),
     );
     this.#router = new Router(this.#members, config.scheduler, (object) => this.#resolve(object));
+    this.#journal = new Journal(config.journalPath);
+    this.#keys = new KeyManager({
+      members: this.#members,
+      catalog: this.#catalog,
+      journal: this.#journal,
+      primary: () => this.#primary,
+      domainKey: (m) => this.#domainKeys.get(m.index),
+      minReplicas: config.minReplicas,
+      unextractable: config.unextractableKeys,
+      onReplicaMissed: (e) => this.emit('replicaMissed', e),
+    });
     const context: SlotContext = {
       members: this.#members,
       router: this.#router,
       catalog: this.#catalog,
+      keys: this.#keys,
+      journal: this.#journal,
       checkOpen: () => {
         if (this.#closed) throw new ClosedError('group');
       },
@@ -93,6 +133,12 @@ export class HaGroup extends EventEmitter<HaGroupEvents> {
    * @throws {@link NoMemberAvailableError} when no member connects
    */
   static async open(config: GroupConfig): Promise<HaGroup> {
+    const group = await HaGroup.#connect(config);
+    await group.#checkDomain();
+    return group;
+  }
+
+  static async #connect(config: GroupConfig): Promise<HaGroup> {
     const group = new HaGroup(resolveGroupConfig(config));
     const results = await Promise.allSettled(group.#members.map((m) => m.connect()));
     if (!results.some((r) => r.status === 'fulfilled')) {
@@ -106,6 +152,85 @@ export class HaGroup extends EventEmitter<HaGroupEvents> {
     return group;
   }
 
+  /**
+   * Gives every member the same domain key (the security domain ceremony; the CLI's
+   * `pkcs11-ha init`). Generates one on the first member if no member has one, then
+   * carries it to each member that lacks it, wrapped under a one-time transport key the
+   * security officer marks trusted: it is never in plaintext outside a member. Needs
+   * every member's `soPin`. Refuses when two members already hold different domain keys.
+   *
+   * @throws {@link DomainError} on different domain keys, a missing SO PIN, or no reachable member
+   */
+  static async initDomain(config: GroupConfig): Promise<DomainInitResult> {
+    const group = await HaGroup.#connect(config);
+    try {
+      return await group.#initDomain();
+    } finally {
+      await group.close();
+    }
+  }
+
+  async #initDomain(): Promise<DomainInitResult> {
+    const serving = this.#members.filter((m) => m.serving);
+    const skipped = this.#members.filter((m) => !m.serving).map((m) => m.name);
+    const missingPin = serving.filter((m) => this.#config.members[m.index]!.soPin === undefined).map((m) => m.name);
+    if (missingPin.length > 0) throw new DomainError(`the domain ceremony needs the SO PIN (soPin) of: ${missingPin.join(', ')}`);
+    const domains = await Promise.all(serving.map((m) => readMemberDomain(m)));
+    const ambiguous = serving.filter((_, i) => domains[i]!.kind === 'ambiguous').map((m) => m.name);
+    if (ambiguous.length > 0) throw new DomainError(`members hold more than one domain key: ${ambiguous.join(', ')}`);
+    const values = new Set(domains.flatMap((d) => (d.kind === 'key' ? [d.checkValue] : [])));
+    if (values.size > 1) {
+      throw new DomainError(
+        `members hold different domain keys (${serving.map((m, i) => `${m.name}: ${describeDomain(domains[i]!)}`).join(', ')}); ` +
+          'refusing to choose: remove the wrong one by hand first',
+      );
+    }
+    let sourceIndex = domains.findIndex((d) => d.kind === 'key');
+    const created = sourceIndex < 0;
+    if (created) sourceIndex = 0;
+    if (!created && domains.every((d) => d.kind === 'key')) {
+      // Nothing to do: no SO login (it would clash with a user logged in on these tokens).
+      const d = domains[0] as Extract<MemberDomain, { kind: 'key' }>;
+      return { checkValue: d.checkValue, source: serving[sourceIndex]!.name, created: false, joined: [], skipped };
+    }
+    await Promise.all(serving.map((m) => m.login(pkcs11js.CKU_SO, this.#config.members[m.index]!.soPin!.reveal())));
+    try {
+      const source = serving[sourceIndex]!;
+      const found = domains[sourceIndex]!;
+      const sourceKey = found.kind === 'key' ? found.handle : await createDomainKey(source);
+      const targets = serving.filter((_, i) => i !== sourceIndex && domains[i]!.kind === 'none');
+      await Promise.all(targets.map((t) => carryDomainKey(source, sourceKey, t)));
+      const after = await Promise.all(serving.map((m) => readMemberDomain(m)));
+      const checks = new Set(after.map(describeDomain));
+      if (checks.size !== 1 || after[0]!.kind !== 'key') throw new DomainError(`the domain key did not come out the same everywhere: ${[...checks].join(', ')}`);
+      return { checkValue: after[0]!.checkValue, source: source.name, created, joined: targets.map((t) => t.name), skipped };
+    } finally {
+      await Promise.allSettled(serving.map((m) => m.logout()));
+    }
+  }
+
+  /**
+   * Reads every member's domain key and refuses (fails) members whose key differs from
+   * the group's, or that have none while the group has one. A group where no member has
+   * a domain key opens too: stateless operations work, key replication refuses.
+   */
+  async #checkDomain(): Promise<void> {
+    const serving = this.#members.filter((m) => m.serving);
+    const domains = await Promise.all(serving.map((m) => readMemberDomain(m).catch((error: unknown) => error as Error)));
+    const reference = domains.find((d): d is Extract<MemberDomain, { kind: 'key' }> => !(d instanceof Error) && d.kind === 'key');
+    this.#domainCheckValue = reference?.checkValue;
+    serving.forEach((m, i) => {
+      const d = domains[i]!;
+      if (d instanceof Error) return; // a member fault already failed it
+      if (d.kind === 'key' && d.checkValue === reference?.checkValue) {
+        this.#domainKeys.set(m.index, d.handle);
+      } else if (reference !== undefined) {
+        const why = d.kind === 'key' ? `its domain key ${d.checkValue} differs from the group's ${reference.checkValue}` : d.kind === 'none' ? 'it has no domain key' : `it holds ${d.count} domain keys`;
+        m.fail(`refused: ${why}`, new DomainError(`member ${m.name} refused: ${why}`));
+      }
+    });
+  }
+
   /** The members, in configured order (read-only views for status and tests). */
   get members(): readonly Member[] {
     return this.#members;
@@ -116,6 +241,20 @@ export class HaGroup extends EventEmitter<HaGroupEvents> {
     return this.#primary?.name;
   }
 
+  /**
+   * Where an object lives: the members holding it now and its identity evidence. For
+   * diagnostics and tests; the application needs none of it.
+   */
+  describeObject(handle: ObjectHandle): { readonly holders: readonly string[]; readonly name: string; readonly fingerprint: string | undefined } | undefined {
+    const object = this.#catalog.get(handle);
+    if (object === undefined) return undefined;
+    return {
+      holders: [...object.holders.keys()].sort((a, b) => a - b).map((i) => this.#members[i]!.name),
+      name: object.identity.name,
+      fingerprint: object.identity.fingerprint,
+    };
+  }
+
   /** A plain snapshot of the group. */
   status(): GroupStatus {
     return {
@@ -123,6 +262,8 @@ export class HaGroup extends EventEmitter<HaGroupEvents> {
       scheduler: this.#router.scheduler.name,
       loggedIn: this.#login !== undefined,
       objects: this.#catalog.size,
+      domain: this.#domainCheckValue,
+      owed: this.#journal.summary(),
       members: this.#members.map((m) => m.snapshot()),
     };
   }
@@ -216,7 +357,10 @@ export class HaGroup extends EventEmitter<HaGroupEvents> {
         const handles = await m.run<'findObjects'>((session) => ({ op: 'findObjects', session, template }));
         const fresh = handles.filter((h) => this.#catalog.byMemberHandle(m.index, h) === undefined);
         const identities = await Promise.all(
-          fresh.map((h) => m.run<'getAttributes'>((session) => ({ op: 'getAttributes', session, object: h, types: IDENTITY_ATTRIBUTES }))),
+          fresh.map(async (h) => {
+            const read = await m.run<'getAttributes'>((session) => ({ op: 'getAttributes', session, object: h, types: IDENTITY_ATTRIBUTES }));
+            return { read, wrapped: await this.#domainWrap(m, h, read) };
+          }),
         );
         return { member: m, handles, fresh, identities };
       }),
@@ -233,7 +377,7 @@ export class HaGroup extends EventEmitter<HaGroupEvents> {
       }
       answered++;
       const { member, handles, fresh, identities } = r.value;
-      fresh.forEach((h, i) => this.#adopt(member, h, identities[i]!));
+      fresh.forEach((h, i) => this.#adopt(member, h, identities[i]!.read, identities[i]!.wrapped));
       for (const h of handles) {
         const object = this.#catalog.byMemberHandle(member.index, h);
         if (object) result.add(object.handle);
@@ -243,8 +387,24 @@ export class HaGroup extends EventEmitter<HaGroupEvents> {
     return [...result].sort((a, b) => a - b);
   }
 
-  #adopt(member: Member, handle: Handle, attributes: readonly ReadAttribute[]): VirtualObject {
-    const { object, conflict } = this.#catalog.adopt(member.index, handle, identityFrom(attributes));
+  /**
+   * The key wrapped under the domain key, as identity evidence (AES key wrap with padding
+   * is deterministic). Undefined for objects that are not keys or cannot be wrapped.
+   */
+  async #domainWrap(member: Member, handle: Handle, read: readonly ReadAttribute[]): Promise<Buffer | undefined> {
+    const domainKey = this.#domainKeys.get(member.index);
+    const cls = read.find((a) => a.type === pkcs11js.CKA_CLASS)?.value;
+    const objectClass = cls && cls.length >= 8 ? Number(cls.readBigUInt64LE(0)) : undefined;
+    if (domainKey === undefined || (objectClass !== pkcs11js.CKO_SECRET_KEY && objectClass !== pkcs11js.CKO_PRIVATE_KEY) || handle.equals(domainKey)) return undefined;
+    return member
+      .run<'wrapKey'>((session) => ({ op: 'wrapKey', session, mechanism: toMechanism('AES_KEY_WRAP_PAD'), wrappingKey: domainKey, key: handle }))
+      .catch(() => undefined);
+  }
+
+  #adopt(member: Member, handle: Handle, attributes: readonly ReadAttribute[], wrapped: Buffer | undefined): VirtualObject {
+    const { object, conflict } = this.#catalog.adopt(member.index, handle, identityFrom(attributes, wrapped));
+    // A member that owes something for this object is not used for it until repaired.
+    if (this.#journal.owes(member.name, object.handle)) this.#catalog.unlink(object, member.index);
     if (conflict) {
       this.emit('identityConflict', { name: conflict.name, existing: conflict.existing, incoming: conflict.incoming, member: member.name });
     }
@@ -261,4 +421,8 @@ function defaultTransport(m: ResolvedMemberConfig): InProcessTransport {
     threads: m.threads,
     configPath: m.path,
   });
+}
+
+function describeDomain(d: MemberDomain): string {
+  return d.kind === 'key' ? d.checkValue : d.kind === 'none' ? 'none' : `${d.count} keys`;
 }

@@ -5,7 +5,7 @@
 import type { Clock } from '../clock/clock.js';
 import { classifyReturnValue } from '../errors/classification.js';
 import { ckrName } from '../errors/return-codes.js';
-import { HaError, InvalidArgumentError, MemberUnreachableError, Pkcs11Error } from '../errors/ha-error.js';
+import { CommandError, HaError, InvalidArgumentError, MemberUnreachableError, Pkcs11Error } from '../errors/ha-error.js';
 import type { Command, CommandName, CommandResult, Handle } from '../pkcs11/commands.js';
 import { CommandFailedError, type TokenInfo, type Transport } from '../transport/transport.js';
 import { isServing, type MemberRole, type MemberState } from './member-state.js';
@@ -241,7 +241,8 @@ export class Member {
       }
       // pkcs11js rejects malformed arguments (wrong types) before calling the module.
       if (message.startsWith('TypeError')) return new InvalidArgumentError(`${op}: ${message.replace(/^TypeError: /, '')}`);
-      return new MemberUnreachableError(this.name, `${op}: ${message}`);
+      // The module answered, so the member is alive: whatever this is, it is not a member fault.
+      return new CommandError(this.name, `${op}: ${message}`);
     }
     if (HaError.is(raw)) return raw;
     return new MemberUnreachableError(this.name, raw instanceof Error ? raw.message : String(raw), { cause: raw });

@@ -5,6 +5,7 @@
  */
 import type { Mechanism, PKCS11, Template } from 'pkcs11js';
 import { pkcs11js } from './pkcs11js.js';
+import { ckrValue } from '../errors/return-codes.js';
 import type { Command, CommandName, CommandResult, Handle, ReadAttribute, WireAttribute, WireError } from './commands.js';
 
 /** Output room beyond the input length: a GCM tag, a CBC pad block, an RSA-8192 block. */
@@ -118,9 +119,16 @@ export function runCommand<N extends CommandName>(p: PKCS11, command: Extract<Co
  * function and, for non-PKCS#11 errors, the message cross: never the arguments.
  */
 export function toWireError(error: unknown): WireError {
-  const e = error as { code?: unknown; method?: unknown; message?: unknown; name?: unknown };
-  if (typeof e?.code === 'number' && (e.name === 'Pkcs11Error' || /CKR_/.test(String(e.message)))) {
-    return { rv: e.code, fn: typeof e.method === 'string' ? e.method : undefined, message: String(e.message).split('\n')[0] ?? '' };
+  const e = error as { code?: unknown; method?: unknown; message?: unknown } | null;
+  const message = String(e?.message ?? error).split('\n')[0] ?? '';
+  const fn = typeof e?.method === 'string' && /^C_\w+$/.test(e.method) ? e.method : undefined;
+  // pkcs11js reports some failures as plain Errors with a "CKR_NAME:number" message and no code.
+  const match = /\b(CKR_[A-Z0-9_]+)(?::(\d+))?/.exec(message);
+  if (typeof e?.code === 'number' && e.code !== 0 && match) return { rv: e.code, fn, message: match[1]! };
+  if (match?.[2] !== undefined) return { rv: Number(match[2]), fn, message: match[1]! };
+  if (match) {
+    const rv = ckrValue(match[1]!);
+    if (rv !== undefined) return { rv, fn, message: match[1]! };
   }
-  return { message: error instanceof Error ? `${error.name}: ${error.message}` : String(error) };
+  return { message: error instanceof Error ? `${error.name}: ${message}` : message };
 }

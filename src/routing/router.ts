@@ -63,6 +63,29 @@ export class Router {
     }
   }
 
+  /**
+   * Like {@link run}, for a command that uses several objects (wrapKey: the wrapping key
+   * and the key): only members holding all of them are candidates.
+   */
+  async runWith<N extends CommandName>(objects: readonly VirtualObject[], build: (session: Handle, memberHandles: Handle[]) => Extract<Command, { op: N }>): Promise<CommandResult<N>> {
+    for (const o of objects) if (o.holders.size === 0) await this.#resolve(o);
+    let tried: Set<number> | undefined;
+    let lastError: unknown;
+    for (;;) {
+      const candidates = eligible(this.#members, (m) => objects.every((o) => o.holders.has(m.index)) && !tried?.has(m.index));
+      const member = candidates.length > 0 ? this.#scheduler.pick(candidates) : undefined;
+      if (member === undefined) throw this.#noMember(objects[0], lastError);
+      const handles = objects.map((o) => o.holders.get(member.index)!);
+      try {
+        return await member.run<N>((session) => build(session, handles));
+      } catch (error) {
+        if (classifyError(error) !== 'member') throw error;
+        (tried ??= new Set()).add(member.index);
+        lastError = error;
+      }
+    }
+  }
+
   #noMember(object: VirtualObject | undefined, cause: unknown): NoMemberAvailableError {
     const what = object === undefined ? 'the command' : `object ${object.handle}`;
     const serving = this.#members.filter((m) => m.serving).map((m) => m.name);

@@ -10,6 +10,10 @@ import { attributeType, fromRawAttributes, toMechanism, toRawTemplate, type Frie
 import { pkcs11js } from '../pkcs11/pkcs11js.js';
 import type { SlotContext } from './slot-context.js';
 import { ClosedError } from '../errors/ha-error.js';
+import PQueue from 'p-queue';
+import type { Member } from '../member/member.js';
+import type { Command, CommandName, CommandResult, Handle } from '../pkcs11/commands.js';
+import type { SessionScope } from '../replication/key-manager.js';
 
 /** Who logs in: the normal user, the security officer, or a raw CKU_* number. */
 export type UserType = 'user' | 'so' | number;
@@ -39,6 +43,26 @@ function userTypeNumber(userType: UserType): number {
 export class VirtualSession {
   readonly #context: SlotContext;
   #closed = false;
+  /** This session's own session on each member: its session objects live there. */
+  readonly #own = new Map<number, { session: Promise<Handle>; queue: PQueue }>();
+  /** Session objects made through this session. */
+  readonly #objects = new Set<VirtualObject>();
+  readonly #scope: SessionScope = {
+    // One call at a time on a member session: two at once crash SoftHSM.
+    exec: <N extends CommandName>(member: Member, build: (session: Handle) => Extract<Command, { op: N }>): Promise<CommandResult<N>> => {
+      let own = this.#own.get(member.index);
+      if (own === undefined) {
+        own = { session: member.openSession(), queue: new PQueue({ concurrency: 1 }) };
+        own.session.catch(() => this.#own.delete(member.index));
+        this.#own.set(member.index, own);
+      }
+      const { session, queue } = own;
+      return queue.add(async () => member.runOn<N>(build(await session))) as Promise<CommandResult<N>>;
+    },
+    own: (object) => {
+      this.#objects.add(object);
+    },
+  };
 
   /** @internal Sessions are opened with `VirtualSlot.openSession`. */
   constructor(context: SlotContext) {
@@ -141,9 +165,104 @@ export class VirtualSession {
     return this.#context.router.run<'getAttributes'>(object, (session, h) => ({ op: 'getAttributes', session, object: h, types }));
   }
 
+  /**
+   * Generates a secret key on the primary and replicates it to every member before
+   * returning. Secret keys become extractable only under the trusted domain key (see the
+   * README, "Replication and CKA_EXTRACTABLE").
+   *
+   * @example
+   * const key = await session.generateKey('AES_KEY_GEN', { label: 'orders', valueLen: 32, token: true, encrypt: true, decrypt: true });
+   */
+  async generateKey(mechanism: MechanismInput, template: TemplateInput): Promise<ObjectHandle> {
+    this.#check();
+    return (await this.#context.keys.generateKey(this.#scope, toMechanism(mechanism), toRawTemplate(template))).handle;
+  }
+
+  /** Generates a key pair on the primary and replicates both halves to every member. */
+  async generateKeyPair(mechanism: MechanismInput, publicTemplate: TemplateInput, privateTemplate: TemplateInput): Promise<{ publicKey: ObjectHandle; privateKey: ObjectHandle }> {
+    this.#check();
+    const pair = await this.#context.keys.generateKeyPair(this.#scope, toMechanism(mechanism), toRawTemplate(publicTemplate), toRawTemplate(privateTemplate));
+    return { publicKey: pair.publicKey.handle, privateKey: pair.privateKey.handle };
+  }
+
+  /**
+   * Creates an object on the primary and replicates it. A secret or private key imported
+   * this way reaches the other members wrapped under the domain key: its value is sent to
+   * the primary only.
+   */
+  async createObject(template: TemplateInput): Promise<ObjectHandle> {
+    this.#check();
+    return (await this.#context.keys.createObject(this.#scope, toRawTemplate(template))).handle;
+  }
+
+  /** Copies an object (C_CopyObject) and replicates the copy. */
+  async copyObject(object: ObjectHandle, template: TemplateInput = {}): Promise<ObjectHandle> {
+    this.#check();
+    return (await this.#context.keys.copyObject(this.#scope, this.#object(object), toRawTemplate(template))).handle;
+  }
+
+  /** Unwraps a key with one of the application's keys, then replicates it. */
+  async unwrapKey(mechanism: MechanismInput, unwrappingKey: ObjectHandle, wrapped: Uint8Array, template: TemplateInput): Promise<ObjectHandle> {
+    this.#check();
+    const object = await this.#context.keys.unwrapKey(this.#scope, toMechanism(mechanism), this.#object(unwrappingKey), bytes(wrapped, 'wrapped'), toRawTemplate(template));
+    return object.handle;
+  }
+
+  /** Derives a key and replicates it. */
+  async deriveKey(mechanism: MechanismInput, baseKey: ObjectHandle, template: TemplateInput): Promise<ObjectHandle> {
+    this.#check();
+    return (await this.#context.keys.deriveKey(this.#scope, toMechanism(mechanism), this.#object(baseKey), toRawTemplate(template))).handle;
+  }
+
+  /** Destroys an object on every member (members that cannot be reached owe the deletion). */
+  async destroyObject(object: ObjectHandle): Promise<void> {
+    this.#check();
+    const o = this.#object(object);
+    await this.#context.keys.destroyObject(o);
+    this.#objects.delete(o);
+  }
+
+  /** Changes attributes on every member holding the object. */
+  async setAttributes(object: ObjectHandle, template: TemplateInput): Promise<void> {
+    this.#check();
+    await this.#context.keys.setAttributes(this.#object(object), toRawTemplate(template));
+  }
+
+  /**
+   * Wraps `key` under the application's `wrappingKey` (C_WrapKey) on the least busy member
+   * holding both. Keys made through the group only wrap under trusted keys.
+   */
+  async wrapKey(mechanism: MechanismInput, wrappingKey: ObjectHandle, key: ObjectHandle): Promise<Buffer> {
+    this.#check();
+    const m = toMechanism(mechanism);
+    return this.#context.router.runWith<'wrapKey'>([this.#object(wrappingKey), this.#object(key)], (session, [w, k]) => ({
+      op: 'wrapKey',
+      session,
+      mechanism: m,
+      wrappingKey: w!,
+      key: k!,
+    }));
+  }
+
   /** Closes the session. Idempotent. */
   async close(): Promise<void> {
+    if (this.#closed) return;
     this.#closed = true;
+    // Closing our member sessions ends the session objects made in them, on each member.
+    const own = [...this.#own.entries()];
+    this.#own.clear();
+    await Promise.allSettled(
+      own.map(async ([index, { session, queue }]) => {
+        await queue.onIdle();
+        const member = this.#context.members[index];
+        if (member?.serving) await member.runOn<'closeSession'>({ op: 'closeSession', session: await session });
+      }),
+    );
+    for (const object of this.#objects) {
+      this.#context.journal.forgetObject(object.handle);
+      this.#context.catalog.remove(object);
+    }
+    this.#objects.clear();
   }
 
   #check(): void {

@@ -1,0 +1,308 @@
+/**
+ * Key management: run on the primary, then replicated to every other member before the
+ * call returns. Secret and private keys travel wrapped under the domain key
+ * (CKM_AES_KEY_WRAP_PAD: wrap on the source, unwrap on each target, all targets in
+ * parallel); public keys and data objects by their attributes. A member that cannot be
+ * reached is recorded in the journal as owing the replica; it is not used for that
+ * object until repaired.
+ */
+import type { Catalog, VirtualObject } from '../catalog/catalog.js';
+import { IDENTITY_ATTRIBUTES, identityFrom } from '../catalog/object-identity.js';
+import { classifyError } from '../errors/classification.js';
+import { NoMemberAvailableError, ReplicationError } from '../errors/ha-error.js';
+import type { Member } from '../member/member.js';
+import type { Command, CommandName, CommandResult, Handle, WireAttribute } from '../pkcs11/commands.js';
+import { pkcs11js } from '../pkcs11/pkcs11js.js';
+import { toMechanism, type Pkcs11Attribute } from '../pkcs11/templates.js';
+import type { Mechanism } from 'pkcs11js';
+import { DomainError } from './domain-key.js';
+import type { Debt, Journal, ObjectRef } from './journal.js';
+import { REPLICA_ATTRIBUTES, isTokenTemplate, replicaTemplate, replicatedKeyTemplate, travelsWrapped, ulongOf, type UnextractablePolicy } from './replica-template.js';
+
+/** The virtual session a key management call belongs to. */
+export interface SessionScope {
+  /**
+   * Runs a command on this virtual session's own session on `member`, where its session
+   * objects live; calls on one member are serialized (one call per session at a time).
+   */
+  exec<N extends CommandName>(member: Member, build: (session: Handle) => Extract<Command, { op: N }>): Promise<CommandResult<N>>;
+  /** Records a session object of this virtual session (it goes when the session closes). */
+  own(object: VirtualObject): void;
+}
+
+/** Why a replica could not be made on a member. */
+export interface ReplicaMissedEvent {
+  readonly member: string;
+  readonly object: number;
+  readonly reason: string;
+}
+
+/** What the key manager needs from its group. */
+export interface KeyManagerOptions {
+  readonly members: readonly Member[];
+  readonly catalog: Catalog;
+  readonly journal: Journal;
+  /** The member key management runs on first. */
+  readonly primary: () => Member | undefined;
+  /** The member's handle of the domain key, if the group has a domain. */
+  readonly domainKey: (member: Member) => Handle | undefined;
+  /** Fewest copies a new key may have. */
+  readonly minReplicas: number;
+  readonly unextractable: UnextractablePolicy;
+  readonly onReplicaMissed: (event: ReplicaMissedEvent) => void;
+}
+
+const KWP = (): Mechanism => toMechanism('AES_KEY_WRAP_PAD');
+const READ_TYPES = [...new Set([...IDENTITY_ATTRIBUTES, ...REPLICA_ATTRIBUTES])];
+
+/** A reference to an object that survives in the journal. */
+export function objectRef(object: VirtualObject): ObjectRef {
+  return { handle: object.handle, name: object.identity.name, fingerprint: object.identity.fingerprint, search: object.identity.search, token: object.identity.token };
+}
+
+/** Runs key management on the primary and replicates the result. */
+export class KeyManager {
+  readonly #o: KeyManagerOptions;
+
+  constructor(options: KeyManagerOptions) {
+    this.#o = options;
+  }
+
+  /** C_GenerateKey on the primary, then replicated. */
+  async generateKey(scope: SessionScope, mechanism: Mechanism, template: readonly Pkcs11Attribute[]): Promise<VirtualObject> {
+    const t = replicatedKeyTemplate(template, this.#o.unextractable);
+    const [object] = await this.#create(scope, [], isTokenTemplate(t), async (run) => [await run<'generateKey'>((session) => ({ op: 'generateKey', session, mechanism, template: t }))]);
+    return object!;
+  }
+
+  /** C_GenerateKeyPair on the primary, then both halves replicated (in parallel). */
+  async generateKeyPair(
+    scope: SessionScope,
+    mechanism: Mechanism,
+    publicTemplate: readonly Pkcs11Attribute[],
+    privateTemplate: readonly Pkcs11Attribute[],
+  ): Promise<{ publicKey: VirtualObject; privateKey: VirtualObject }> {
+    const priv = replicatedKeyTemplate(privateTemplate, this.#o.unextractable);
+    const sessionObjects = !isTokenTemplate(priv) || !isTokenTemplate(publicTemplate);
+    const [publicKey, privateKey] = await this.#create(scope, [], !sessionObjects, async (run) => {
+      const pair = await run<'generateKeyPair'>((session) => ({ op: 'generateKeyPair', session, mechanism, publicTemplate, privateTemplate: priv }));
+      return [pair.publicKey, pair.privateKey];
+    });
+    return { publicKey: publicKey!, privateKey: privateKey! };
+  }
+
+  /** C_CreateObject on the primary, then replicated. Key values in the template stay on the primary. */
+  async createObject(scope: SessionScope, template: readonly Pkcs11Attribute[]): Promise<VirtualObject> {
+    const cls = template.find((a) => a.type === pkcs11js.CKA_CLASS)?.value;
+    const t = cls === pkcs11js.CKO_SECRET_KEY || cls === pkcs11js.CKO_PRIVATE_KEY ? replicatedKeyTemplate(template, this.#o.unextractable) : [...template];
+    const [object] = await this.#create(scope, [], isTokenTemplate(t), async (run) => [await run<'createObject'>((session) => ({ op: 'createObject', session, template: t }))]);
+    return object!;
+  }
+
+  /** C_CopyObject on a member holding the source, then the copy replicated. */
+  async copyObject(scope: SessionScope, source: VirtualObject, template: readonly Pkcs11Attribute[]): Promise<VirtualObject> {
+    const token = template.some((a) => a.type === pkcs11js.CKA_TOKEN) ? isTokenTemplate(template) : source.identity.token;
+    const [object] = await this.#create(scope, [source], token, async (run, handles) => [
+      await run<'copyObject'>((session) => ({ op: 'copyObject', session, object: handles[0]!, template })),
+    ]);
+    return object!;
+  }
+
+  /** C_UnwrapKey (with the application's key) on a member holding it, then replicated under the domain key. */
+  async unwrapKey(scope: SessionScope, mechanism: Mechanism, unwrappingKey: VirtualObject, wrapped: Buffer, template: readonly Pkcs11Attribute[]): Promise<VirtualObject> {
+    const t = replicatedKeyTemplate(template, this.#o.unextractable);
+    const [object] = await this.#create(scope, [unwrappingKey], isTokenTemplate(t), async (run, handles) => [
+      await run<'unwrapKey'>((session) => ({ op: 'unwrapKey', session, mechanism, unwrappingKey: handles[0]!, wrapped, template: t })),
+    ]);
+    return object!;
+  }
+
+  /** C_DeriveKey on a member holding the base key, then the result replicated. */
+  async deriveKey(scope: SessionScope, mechanism: Mechanism, baseKey: VirtualObject, template: readonly Pkcs11Attribute[]): Promise<VirtualObject> {
+    const t = replicatedKeyTemplate(template, this.#o.unextractable);
+    const [object] = await this.#create(scope, [baseKey], isTokenTemplate(t), async (run, handles) => [
+      await run<'deriveKey'>((session) => ({ op: 'deriveKey', session, mechanism, baseKey: handles[0]!, template: t })),
+    ]);
+    return object!;
+  }
+
+  /**
+   * Destroys an object on every member: first on one holder (so that a refusal, e.g.
+   * CKA_DESTROYABLE=false, reaches the caller with nothing changed), then on the others
+   * in parallel. Members that cannot be reached owe the deletion.
+   */
+  async destroyObject(object: VirtualObject): Promise<void> {
+    const first = this.#firstHolder([object]);
+    await first.run<'destroyObject'>((session) => ({ op: 'destroyObject', session, object: object.holders.get(first.index)! }));
+    const ref = objectRef(object);
+    await Promise.all(
+      this.#others(first).map(async (m) => {
+        const handle = object.holders.get(m.index);
+        if (handle === undefined) {
+          // Not holding it now, but it may keep a copy from before it failed. (A pending
+          // replica debt is cancelled instead: the journal knows.)
+          this.#owe(m, { kind: 'destroy', object: ref }, `member is ${m.state.kind}`);
+          return;
+        }
+        try {
+          await m.run<'destroyObject'>((session) => ({ op: 'destroyObject', session, object: handle }));
+        } catch (error) {
+          this.#owe(m, { kind: 'destroy', object: ref }, (error as Error).message);
+        }
+      }),
+    );
+    this.#o.catalog.remove(object);
+  }
+
+  /** Sets attributes on every member holding the object; first one holder, then the rest in parallel. */
+  async setAttributes(object: VirtualObject, template: readonly Pkcs11Attribute[]): Promise<void> {
+    const first = this.#firstHolder([object]);
+    const firstHandle = object.holders.get(first.index)!;
+    await first.run<'setAttributes'>((session) => ({ op: 'setAttributes', session, object: firstHandle, template }));
+    const ref = objectRef(object);
+    await Promise.all(
+      this.#others(first).map(async (m) => {
+        const handle = object.holders.get(m.index);
+        if (handle === undefined) {
+          this.#owe(m, { kind: 'setAttributes', object: ref, template }, 'not serving');
+          return;
+        }
+        try {
+          await m.run<'setAttributes'>((session) => ({ op: 'setAttributes', session, object: handle, template }));
+        } catch (error) {
+          this.#o.catalog.unlink(object, m.index);
+          this.#owe(m, { kind: 'setAttributes', object: ref, template }, (error as Error).message);
+        }
+      }),
+    );
+    const read = await first.run<'getAttributes'>((session) => ({ op: 'getAttributes', session, object: firstHandle, types: IDENTITY_ATTRIBUTES }));
+    // The material did not change: keep the fingerprint, take the new name.
+    this.#o.catalog.reindex(object, { ...identityFrom(read), fingerprint: object.identity.fingerprint });
+  }
+
+  /** Members other than `member` that are part of the group (not closed). */
+  #others(member: Member): Member[] {
+    return this.#o.members.filter((m) => m !== member && m.state.kind !== 'removed');
+  }
+
+  /** The primary if it holds all inputs, else the first serving member that does. */
+  #firstHolder(inputs: readonly VirtualObject[]): Member {
+    const holdsAll = (m: Member) => m.serving && inputs.every((o) => o.holders.has(m.index));
+    const primary = this.#o.primary();
+    const member = primary && holdsAll(primary) ? primary : this.#o.members.find(holdsAll);
+    if (member === undefined) {
+      throw new NoMemberAvailableError(`no serving member holds ${inputs.map((o) => `object ${o.handle}`).join(' and ') || 'what the call needs'}`);
+    }
+    return member;
+  }
+
+  #owe(member: Member, debt: Debt, reason: string): void {
+    this.#o.journal.owe(member.name, debt);
+    this.#o.onReplicaMissed({ member: member.name, object: debt.object.handle, reason });
+  }
+
+  /**
+   * Creates objects on one member and replicates each. `make` runs the creating command
+   * through `run`, which uses the virtual session's own session for session objects.
+   */
+  async #create(
+    scope: SessionScope,
+    inputs: readonly VirtualObject[],
+    token: boolean,
+    make: (run: <N extends CommandName>(build: (session: Handle) => Extract<Command, { op: N }>) => Promise<CommandResult<N>>, inputHandles: Handle[]) => Promise<Handle[]>,
+  ): Promise<VirtualObject[]> {
+    const serving = this.#o.members.filter((m) => m.serving).length;
+    if (serving < this.#o.minReplicas) {
+      throw new ReplicationError(`only ${serving} member(s) can take a copy now; minReplicas is ${this.#o.minReplicas}: nothing was created`);
+    }
+    let lastError: unknown;
+    // A creator that fails under the call passes it to the next one: nothing was acknowledged yet.
+    for (let attempt = 0; attempt < this.#o.members.length; attempt++) {
+      const creator = this.#firstHolder(inputs);
+      const exec = this.#executor(scope, token);
+      let created: Handle[];
+      try {
+        created = await make((build) => exec(creator, build), inputs.map((o) => o.holders.get(creator.index)!));
+      } catch (error) {
+        if (classifyError(error) !== 'member') throw error;
+        lastError = error;
+        continue;
+      }
+      // Replicate every created object in parallel; roll all back if one falls short.
+      const results = await Promise.allSettled(created.map((h) => this.#replicate(scope, creator, h, token)));
+      const objects = results.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
+      const failure = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+      if (failure === undefined) return objects;
+      await Promise.all(objects.map((o) => this.#rollback(o)));
+      await Promise.all(created.filter((h) => !objects.some((o) => o.holders.get(creator.index)?.equals(h))).map((h) =>
+        creator.run<'destroyObject'>((session) => ({ op: 'destroyObject', session, object: h })).catch(() => undefined)));
+      throw failure.reason;
+    }
+    throw new NoMemberAvailableError('no member could create the object', { cause: lastError });
+  }
+
+  #executor(scope: SessionScope, token: boolean) {
+    return <N extends CommandName>(member: Member, build: (session: Handle) => Extract<Command, { op: N }>): Promise<CommandResult<N>> =>
+      token ? member.run<N>(build) : scope.exec<N>(member, build);
+  }
+
+  /** Copies one object from `source` to every other member; returns it as a virtual object. */
+  async #replicate(scope: SessionScope, source: Member, handle: Handle, token: boolean): Promise<VirtualObject> {
+    const read = await source.run<'getAttributes'>((session) => ({ op: 'getAttributes', session, object: handle, types: READ_TYPES }));
+    const objectClass = ulongOf(read.find((a) => a.type === pkcs11js.CKA_CLASS)?.value);
+    const targets = this.#others(source);
+    let wrapped: Buffer | undefined;
+    if (travelsWrapped(objectClass)) {
+      const domainKey = this.#o.domainKey(source);
+      if (domainKey === undefined && targets.length > 0) {
+        await source.run<'destroyObject'>((session) => ({ op: 'destroyObject', session, object: handle })).catch(() => undefined);
+        throw new DomainError('the group has no security domain, so keys cannot be replicated: run `pkcs11-ha init` (or HaGroup.initDomain) first');
+      }
+      if (domainKey !== undefined) {
+        wrapped = await source.run<'wrapKey'>((session) => ({ op: 'wrapKey', session, mechanism: KWP(), wrappingKey: domainKey, key: handle }));
+      }
+    }
+    const { catalog } = this.#o;
+    const object = catalog.create(identityFrom(read, wrapped));
+    catalog.link(object, source.index, handle);
+    const template: WireAttribute[] = replicaTemplate(read);
+    const ref = objectRef(object);
+    const exec = this.#executor(scope, token);
+    await Promise.all(
+      targets.map(async (m) => {
+        const debt: Debt = { kind: 'replica', object: ref, wrapped, template };
+        const domainKey = this.#o.domainKey(m);
+        if (!m.serving || (wrapped !== undefined && domainKey === undefined)) {
+          this.#owe(m, debt, m.serving ? 'no domain key' : `member is ${m.state.kind}`);
+          return;
+        }
+        try {
+          const copy =
+            wrapped !== undefined
+              ? await exec<'unwrapKey'>(m, (session) => ({ op: 'unwrapKey', session, mechanism: KWP(), unwrappingKey: domainKey!, wrapped: wrapped!, template }))
+              : await exec<'createObject'>(m, (session) => ({ op: 'createObject', session, template }));
+          catalog.link(object, m.index, copy);
+        } catch (error) {
+          this.#owe(m, debt, (error as Error).message);
+        }
+      }),
+    );
+    if (object.holders.size < this.#o.minReplicas) {
+      await this.#rollback(object);
+      throw new ReplicationError(`the object reached ${object.holders.size} member(s), fewer than minReplicas ${this.#o.minReplicas}: it was removed again`);
+    }
+    if (!token) scope.own(object);
+    return object;
+  }
+
+  /** Removes an object that was not acknowledged, from every member that got it. */
+  async #rollback(object: VirtualObject): Promise<void> {
+    await Promise.all(
+      [...object.holders].map(([index, handle]) =>
+        this.#o.members[index]?.run<'destroyObject'>((session) => ({ op: 'destroyObject', session, object: handle })).catch(() => undefined),
+      ),
+    );
+    this.#o.journal.forgetObject(object.handle);
+    this.#o.catalog.remove(object);
+  }
+}

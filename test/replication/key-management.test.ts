@@ -1,0 +1,310 @@
+import { createHash, createPublicKey, randomBytes, verify as cryptoVerify, type KeyObject } from 'node:crypto';
+import { inspect } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { HaGroup, type GroupConfig } from '../../src/index.js';
+import type { ResolvedMemberConfig } from '../../src/group/group-config.js';
+import type { VirtualSession } from '../../src/slot/virtual-session.js';
+import { InProcessTransport } from '../../src/transport/in-process-transport.js';
+import { createTestbed, type Testbed } from '../../src/testbed/softhsm-testbed.js';
+import { RecordingTransport, containsBytes, type Exchange } from '../helpers/recording-transport.js';
+
+const inProcess = (m: ResolvedMemberConfig) =>
+  new InProcessTransport({ member: m.name, modulePath: m.modulePath, moduleEnv: m.moduleEnv, token: m.token, threads: m.threads, configPath: m.path });
+
+const served = (group: HaGroup): number[] => group.status().members.map((m) => m.served);
+const delta = (after: number[], before: number[]): number[] => after.map((v, i) => v - before[i]!);
+
+function ecPublicKey(ecPoint: Buffer): KeyObject {
+  // SubjectPublicKeyInfo for P-256 around the uncompressed point (CKA_EC_POINT is a DER OCTET STRING).
+  const point = ecPoint[0] === 0x04 && ecPoint[1] === 0x41 ? ecPoint.subarray(2) : ecPoint;
+  return createPublicKey({ key: Buffer.concat([Buffer.from('3059301306072a8648ce3d020106082a8648ce3d030107034200', 'hex'), point]), format: 'der', type: 'spki' });
+}
+
+function rsaPublicKey(modulus: Buffer, exponent: Buffer): KeyObject {
+  return createPublicKey({ key: { kty: 'RSA', n: modulus.toString('base64url'), e: exponent.toString('base64url') }, format: 'jwk' });
+}
+
+describe('key management replicated under the domain key (3 active + 1 standby SoftHSM2 members)', () => {
+  let bed: Testbed;
+  let config: GroupConfig;
+  let group: HaGroup;
+  let session: VirtualSession;
+  const log: Exchange[] = [];
+  const roles = ['active', 'active', 'active', 'standby'] as const;
+
+  const open = async (extra: Partial<GroupConfig> = {}): Promise<HaGroup> => {
+    const g = await HaGroup.open({ ...config, ...extra });
+    return g;
+  };
+
+  beforeAll(async () => {
+    bed = await createTestbed({ count: 4 });
+    config = { members: bed.memberConfigs({ roles: [...roles] }), transportFactory: (m) => new RecordingTransport(m.name, inProcess(m), log) };
+    const init = await HaGroup.initDomain(config);
+    expect(init).toMatchObject({ created: true, source: 'member-1', joined: ['member-2', 'member-3', 'member-4'], skipped: [] });
+    expect(init.checkValue).toMatch(/^[0-9a-f]{16}$/);
+    group = await open();
+    session = group.slot.openSession();
+    await session.login(bed.tokens[0]!.userPin);
+  });
+  afterAll(async () => {
+    await group?.close();
+    await bed?.dispose();
+  });
+
+  it('opens with every member in the domain', () => {
+    const status = group.status();
+    expect(status.domain).toMatch(/^[0-9a-f]{16}$/);
+    expect(status.members.map((m) => m.state.kind)).toEqual([...roles]);
+  });
+
+  it('a second init finds the domain complete and changes nothing', async () => {
+    const again = await HaGroup.initDomain(config);
+    expect(again).toMatchObject({ created: false, joined: [], checkValue: group.status().domain });
+  });
+
+  it('AES-256: generated on the primary, present on all four, decrypts on each member what another encrypted', async () => {
+    const key = await session.generateKey('AES_KEY_GEN', { label: 'km-aes', valueLen: 32, token: true, encrypt: true, decrypt: true });
+    expect(group.describeObject(key)?.holders).toEqual(['member-1', 'member-2', 'member-3', 'member-4']);
+    const attrs = await session.getAttributes(key, ['extractable', 'wrapWithTrusted', 'sensitive', 'token']);
+    expect(attrs).toMatchObject({ extractable: true, wrapWithTrusted: true, sensitive: true, token: true });
+    const before = served(group);
+    const iv = randomBytes(12);
+    const pt = randomBytes(1024);
+    const ct = await session.encrypt({ name: 'AES_GCM', iv }, key, pt);
+    for (let i = 0; i < 3; i++) expect(await session.decrypt({ name: 'AES_GCM', iv }, key, ct)).toEqual(pt);
+    expect(delta(served(group), before).slice(0, 3).every((n) => n >= 1)).toBe(true);
+  });
+
+  it('HMAC: every member computes the same MAC', async () => {
+    const key = await session.generateKey('GENERIC_SECRET_KEY_GEN', { label: 'km-hmac', valueLen: 32, token: true, sign: true, verify: true, keyType: 'genericSecret' });
+    const data = randomBytes(512);
+    const macs = [];
+    for (let i = 0; i < 3; i++) macs.push((await session.sign('SHA256_HMAC', key, data)).toString('hex'));
+    expect(new Set(macs).size).toBe(1);
+  });
+
+  it('EC P-256 and RSA-2048 pairs: signatures from each member verify with the public key', async () => {
+    const ec = await session.generateKeyPair('EC_KEY_PAIR_GEN', { label: 'km-ec', curve: 'P-256', token: true, verify: true }, { label: 'km-ec', token: true, sign: true });
+    const rsa = await session.generateKeyPair(
+      'RSA_PKCS_KEY_PAIR_GEN',
+      { label: 'km-rsa', modulusBits: 2048, publicExponent: Buffer.from([1, 0, 1]), token: true, verify: true },
+      { label: 'km-rsa', token: true, sign: true },
+    );
+    for (const h of [ec.publicKey, ec.privateKey, rsa.publicKey, rsa.privateKey]) expect(group.describeObject(h)?.holders).toHaveLength(4);
+    const { ecPoint } = await session.getAttributes(ec.publicKey, ['ecPoint']);
+    const { modulus, publicExponent } = await session.getAttributes(rsa.publicKey, ['modulus', 'publicExponent']);
+    const ecKey = ecPublicKey(ecPoint as Buffer);
+    const rsaKey = rsaPublicKey(modulus as Buffer, publicExponent as Buffer);
+    const before = served(group);
+    for (let i = 0; i < 3; i++) {
+      const msg = randomBytes(100);
+      const sig = await session.sign('ECDSA', ec.privateKey, createHash('sha256').update(msg).digest());
+      expect(cryptoVerify('sha256', msg, { key: ecKey, dsaEncoding: 'ieee-p1363' }, sig)).toBe(true);
+      const rsaSig = await session.sign('SHA256_RSA_PKCS', rsa.privateKey, msg);
+      expect(cryptoVerify('sha256', msg, rsaKey, rsaSig)).toBe(true);
+      expect(await session.verify('SHA256_RSA_PKCS', rsa.publicKey, msg, rsaSig)).toBe(true);
+    }
+    expect(delta(served(group), before).slice(0, 3).every((n) => n >= 2)).toBe(true);
+  });
+
+  it('the standby holds working copies too', async () => {
+    const [aes] = await session.findObjects({ label: 'km-aes' });
+    const iv = randomBytes(12);
+    const ct = await session.encrypt({ name: 'AES_GCM', iv }, aes!, Buffer.from('standby'));
+    // A group of the standby alone, as an active member, decrypts it.
+    const standbyOnly = await HaGroup.open({ members: [{ ...bed.memberConfigs()[3]!, role: 'active' }] });
+    try {
+      const s = standbyOnly.slot.openSession();
+      await s.login(bed.tokens[0]!.userPin);
+      const [copy] = await s.findObjects({ label: 'km-aes' });
+      expect((await s.decrypt({ name: 'AES_GCM', iv }, copy!, ct)).toString()).toBe('standby');
+    } finally {
+      await standbyOnly.close();
+    }
+  });
+
+  it('token keys survive closing and reopening the group, as one object with the same identity', async () => {
+    const names = ['km-aes', 'km-hmac', 'km-ec', 'km-rsa'];
+    const before = new Map<string, (string | undefined)[]>();
+    for (const label of names) before.set(label, (await session.findObjects({ label })).map((h) => group.describeObject(h)?.fingerprint));
+    await group.close();
+    group = await open();
+    session = group.slot.openSession();
+    await session.login(bed.tokens[0]!.userPin);
+    for (const label of names) {
+      const found = await session.findObjects({ label });
+      expect(found.length, label).toBe(before.get(label)!.length);
+      for (const h of found) {
+        const d = group.describeObject(h)!;
+        expect(d.holders, label).toHaveLength(4);
+        expect(before.get(label)).toContain(d.fingerprint);
+        expect(d.fingerprint, label).toBeDefined();
+      }
+    }
+  });
+
+  it('detects two different keys under one label and id', async () => {
+    // Same label and id, different material: on members 1-2 one key, on 3-4 another.
+    const a = await session.generateKey('AES_KEY_GEN', { label: 'km-twin', id: Buffer.from('twin'), valueLen: 32, token: true, encrypt: true });
+    const b = await session.generateKey('AES_KEY_GEN', { label: 'km-twin', id: Buffer.from('twin'), valueLen: 32, token: true, encrypt: true });
+    expect(a).not.toBe(b);
+    expect(group.describeObject(a)?.fingerprint).not.toBe(group.describeObject(b)?.fingerprint);
+    await group.close();
+    group = await open();
+    const conflicts: unknown[] = [];
+    group.on('identityConflict', (e) => conflicts.push(e));
+    session = group.slot.openSession();
+    await session.login(bed.tokens[0]!.userPin);
+    const found = await session.findObjects({ label: 'km-twin' });
+    // Two objects, each on all four members: told apart by their material, not merged.
+    expect(found).toHaveLength(2);
+    for (const h of found) expect(group.describeObject(h)?.holders).toHaveLength(4);
+    expect(conflicts.length).toBeGreaterThan(0);
+  });
+
+  it('an attribute change is seen on every member, and a destroyed key is gone from every member', async () => {
+    const key = await session.generateKey('AES_KEY_GEN', { label: 'km-old', valueLen: 32, token: true, encrypt: true, decrypt: true });
+    await session.setAttributes(key, { label: 'km-new' });
+    expect(await session.findObjects({ label: 'km-old' })).toEqual([]);
+    expect(await session.findObjects({ label: 'km-new' })).toEqual([key]);
+    const fresh = await open();
+    try {
+      const s = fresh.slot.openSession();
+      await s.login(bed.tokens[0]!.userPin);
+      const [h] = await s.findObjects({ label: 'km-new' });
+      expect(fresh.describeObject(h!)?.holders).toHaveLength(4);
+      expect(await s.findObjects({ label: 'km-old' })).toEqual([]);
+    } finally {
+      await fresh.close();
+    }
+    await session.destroyObject(key);
+    expect(await session.findObjects({ label: 'km-new' })).toEqual([]);
+    await expect(session.encrypt({ name: 'AES_GCM', iv: randomBytes(12) }, key, Buffer.alloc(4))).rejects.toMatchObject({ code: 'ERR_INVALID_HANDLE' });
+  });
+
+  it('session objects are replicated and disappear with the session', async () => {
+    const s = group.slot.openSession();
+    const key = await s.generateKey('AES_KEY_GEN', { label: 'km-session', valueLen: 32, token: false, encrypt: true, decrypt: true });
+    expect(group.describeObject(key)?.holders).toHaveLength(4);
+    const iv = randomBytes(12);
+    const ct = await s.encrypt({ name: 'AES_GCM', iv }, key, Buffer.from('x'));
+    for (let i = 0; i < 3; i++) expect((await s.decrypt({ name: 'AES_GCM', iv }, key, ct)).toString()).toBe('x');
+    expect(await session.findObjects({ label: 'km-session' })).toEqual([key]);
+    await s.close();
+    expect(group.describeObject(key)).toBeUndefined();
+    expect(await session.findObjects({ label: 'km-session' })).toEqual([]);
+  });
+
+  it('CKA_EXTRACTABLE=false becomes "extractable only under the trusted domain key"; a non-trusted key cannot wrap it out', async () => {
+    const key = await session.generateKey('AES_KEY_GEN', { label: 'km-unx', valueLen: 32, token: false, encrypt: true, extractable: false });
+    expect(await session.getAttributes(key, ['extractable', 'wrapWithTrusted'])).toMatchObject({ extractable: true, wrapWithTrusted: true });
+    const wrapper = await session.generateKey('AES_KEY_GEN', { label: 'km-wrapper', valueLen: 32, token: false, wrap: true });
+    for (let i = 0; i < 4; i++) {
+      await expect(session.wrapKey('AES_KEY_WRAP_PAD', wrapper, key)).rejects.toMatchObject({ code: 'ERR_PKCS11', ckr: 'CKR_KEY_NOT_WRAPPABLE' });
+    }
+    expect(group.status().members.map((m) => m.state.kind)).toEqual([...roles]);
+    const strict = await open({ unextractableKeys: 'reject' });
+    try {
+      const s = strict.slot.openSession();
+      await expect(s.generateKey('AES_KEY_GEN', { valueLen: 32, extractable: false })).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT' });
+    } finally {
+      await strict.close();
+    }
+  });
+
+  it('the bytes of an imported key never pass between members, nor into events, status or errors', async () => {
+    const secret = randomBytes(32);
+    const events: unknown[] = [];
+    for (const name of ['memberStateChanged', 'replicaMissed', 'identityConflict', 'primaryChanged'] as const) group.on(name, (e: unknown) => events.push(e));
+    log.length = 0;
+    const key = await session.createObject({ class: 'secretKey', keyType: 'aes', value: secret, label: 'km-imported', token: true, encrypt: true, decrypt: true });
+    expect(group.describeObject(key)?.holders).toHaveLength(4);
+    const primary = group.status().primary;
+    const toPrimary = log.filter((e) => e.member === primary && e.command.op === 'createObject');
+    expect(toPrimary).toHaveLength(1);
+    expect(containsBytes(toPrimary[0]!.command, secret)).toBe(true); // the test can see it where it is
+    const elsewhere = log.filter((e) => e !== toPrimary[0]);
+    expect(elsewhere.length).toBeGreaterThan(3);
+    for (const e of elsewhere) expect(containsBytes(e.command, secret), `${e.member} ${e.command.op}`).toBe(false);
+    for (const e of log) expect(containsBytes([e.result, e.error], secret)).toBe(false);
+    expect(containsBytes(events, secret)).toBe(false);
+    expect(inspect(group.status(), { depth: 10 }).includes(secret.toString('hex'))).toBe(false);
+    // A failing import's error does not carry the value either.
+    // (A user may not set CKA_TRUSTED: the primary refuses.)
+    const error = await session.createObject({ class: 'secretKey', keyType: 'aes', value: secret, token: false, trusted: true }).catch((e: unknown) => e);
+    expect(error).toMatchObject({ code: 'ERR_PKCS11', ckr: 'CKR_ATTRIBUTE_READ_ONLY' });
+    expect(containsBytes(error, secret)).toBe(false);
+    group.removeAllListeners();
+  });
+});
+
+describe('replication when a member cannot be reached', () => {
+  let bed: Testbed;
+  let group: HaGroup;
+  let session: VirtualSession;
+
+  beforeAll(async () => {
+    bed = await createTestbed({ count: 3 });
+    await HaGroup.initDomain({ members: bed.memberConfigs() });
+  });
+  afterAll(async () => {
+    await group?.close();
+    await bed?.dispose();
+  });
+
+  it('records a key created while a member is down as owed to it, and keeps the member out of that key', async () => {
+    group = await HaGroup.open({ members: bed.memberConfigs(), minReplicas: 2 });
+    session = group.slot.openSession();
+    await session.login(bed.tokens[0]!.userPin);
+    const missed: { member: string; object: number }[] = [];
+    group.on('replicaMissed', (e) => missed.push(e));
+    // The third member's connection goes away under the group.
+    await group.members[2]!.transport.close();
+    const key = await session.generateKey('AES_KEY_GEN', { label: 'down-aes', valueLen: 32, token: true, encrypt: true, decrypt: true });
+    expect(group.status().members[2]!.state.kind).toBe('failed');
+    expect(group.describeObject(key)?.holders).toEqual(['member-1', 'member-2']);
+    expect(group.status().owed).toEqual({ 'member-3': 1 });
+    expect(missed).toEqual([expect.objectContaining({ member: 'member-3', object: key })]);
+    // Two copies meet minReplicas 2; a group asking for 3 refuses and creates nothing.
+    const strict = await HaGroup.open({ members: bed.memberConfigs().slice(0, 2), minReplicas: 2 });
+    await strict.close();
+    await expect(HaGroup.open({ members: bed.memberConfigs(), minReplicas: 4 })).rejects.toMatchObject({ code: 'ERR_CONFIG' });
+  });
+
+  it('minReplicas refuses a creation that would leave fewer copies, and leaves nothing behind', async () => {
+    const g = await HaGroup.open({ members: bed.memberConfigs(), minReplicas: 3 });
+    try {
+      const s = g.slot.openSession();
+      await s.login(bed.tokens[0]!.userPin);
+      await g.members[1]!.transport.close();
+      await g.members[2]!.transport.close();
+      // Members learn they are gone on first use; the first attempt fails them, the next one is refused up front.
+      const first = await s.generateKey('AES_KEY_GEN', { label: 'few-aes', valueLen: 32, token: true, encrypt: true }).catch((e: unknown) => e);
+      expect(first).toMatchObject({ code: 'ERR_REPLICATION' });
+      await expect(s.generateKey('AES_KEY_GEN', { label: 'few-aes', valueLen: 32, token: true, encrypt: true })).rejects.toMatchObject({ code: 'ERR_REPLICATION' });
+      expect(await s.findObjects({ label: 'few-aes' })).toEqual([]);
+      expect(g.status().owed).toEqual({});
+    } finally {
+      await g.close();
+    }
+  });
+
+  it('refuses a member whose domain key differs', async () => {
+    const stray = await createTestbed({ count: 1, labelPrefix: 'stray' });
+    try {
+      await HaGroup.initDomain({ members: stray.memberConfigs() });
+      const g = await HaGroup.open({ members: [...bed.memberConfigs(), ...stray.memberConfigs()] });
+      try {
+        const states = g.status().members.map((m) => m.state);
+        expect(states.slice(0, 3).map((s) => s.kind)).toEqual(['active', 'active', 'active']);
+        expect(states[3]).toMatchObject({ kind: 'failed', reason: expect.stringMatching(/domain key .* differs/) });
+      } finally {
+        await g.close();
+      }
+      await expect(HaGroup.initDomain({ members: [...bed.memberConfigs(), ...stray.memberConfigs()] })).rejects.toMatchObject({ code: 'ERR_DOMAIN' });
+    } finally {
+      await stray.dispose();
+    }
+  });
+});
