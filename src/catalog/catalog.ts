@@ -61,6 +61,11 @@ export class Catalog {
     let conflictWith: VirtualObject | undefined;
     for (const candidate of sameName) {
       if (!candidate.holders.has(member) && sameObject(candidate.identity, identity)) {
+        // The first holder may have shown no evidence; keep the first that any holder shows,
+        // so that a later holder with different material cannot join too.
+        if (candidate.identity.fingerprint === undefined && identity.fingerprint !== undefined) {
+          candidate.identity = { ...candidate.identity, fingerprint: identity.fingerprint };
+        }
         this.#link(candidate, member, handle);
         return { object: candidate };
       }

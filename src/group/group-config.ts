@@ -86,11 +86,12 @@ export interface ResolvedGroupConfig {
   readonly journalPath: string | undefined;
 }
 
+/** Echoes a bad value for an error message, with anything that looks like a PIN redacted. */
 const show = (value: unknown): string => {
   try {
-    return JSON.stringify(value) ?? String(value);
+    return JSON.stringify(value, (key, v: unknown) => (/pin|secret|password/i.test(key) ? '<redacted>' : v)) ?? String(value);
   } catch {
-    return String(value);
+    return typeof value;
   }
 };
 
@@ -175,10 +176,10 @@ export function resolveGroupConfig(config: GroupConfig): ResolvedGroupConfig {
     names.add(m.name);
   }
   const scheduler = config.scheduler ?? new LeastBusyScheduler();
-  if (typeof scheduler.pick !== 'function') throw new ConfigError('scheduler', 'must have a pick(candidates) method');
+  if (typeof scheduler?.pick !== 'function') throw new ConfigError('scheduler', `must have a pick(candidates) method, got ${show(scheduler)}`);
   const clock = config.clock ?? systemClock;
-  if (typeof clock.now !== 'function' || typeof clock.setTimeout !== 'function' || typeof clock.clearTimeout !== 'function') {
-    throw new ConfigError('clock', 'must have now, setTimeout and clearTimeout');
+  if (typeof clock?.now !== 'function' || typeof clock.setTimeout !== 'function' || typeof clock.clearTimeout !== 'function') {
+    throw new ConfigError('clock', `must have now, setTimeout and clearTimeout, got ${show(clock)}`);
   }
   if (config.transportFactory !== undefined && typeof config.transportFactory !== 'function') {
     throw new ConfigError('transportFactory', `must be a function, got ${show(config.transportFactory)}`);

@@ -3,7 +3,7 @@
  * its count of outstanding commands (queued + running), which is what "least busy" reads.
  */
 import type { Clock } from '../clock/clock.js';
-import { classifyReturnValue } from '../errors/classification.js';
+import { classifyError, classifyReturnValue } from '../errors/classification.js';
 import { ckrName } from '../errors/return-codes.js';
 import { CommandError, HaError, InvalidArgumentError, MemberUnreachableError, Pkcs11Error } from '../errors/ha-error.js';
 import type { Command, CommandName, CommandResult, Handle } from '../pkcs11/commands.js';
@@ -121,7 +121,8 @@ export class Member {
         return result;
       } catch (error) {
         broken = error instanceof Pkcs11Error && error.fault === 'member';
-        if (!broken) this.#served++;
+        // Only an answer counts as served; a lost connection is not one.
+        if (classifyError(error) !== 'member') this.#served++;
         throw error;
       } finally {
         if (broken) this.#pool.discard(session);

@@ -48,14 +48,19 @@ export class SessionPool {
     if (this.#closedReason) return Promise.reject(this.#closedReason);
     const idle = this.#idle.pop();
     if (idle !== undefined) return Promise.resolve(idle);
-    if (this.#open < this.#cap) {
-      this.#open++;
-      return this.#source.open().catch((error: unknown) => {
-        this.#open--;
-        throw error;
-      });
-    }
+    if (this.#open < this.#cap) return this.#openOne();
     return new Promise((resolve, reject) => this.#waiters.push({ resolve, reject }));
+  }
+
+  #openOne(): Promise<Handle> {
+    this.#open++;
+    return this.#source.open().catch((error: unknown) => {
+      this.#open--;
+      // The place under the cap is free again: the longest waiter tries its own open.
+      const waiter = this.#closedReason ? undefined : this.#waiters.shift();
+      if (waiter) this.#openOne().then(waiter.resolve, waiter.reject);
+      throw error;
+    });
   }
 
   /** Gives a session back (to the longest waiter first). */
