@@ -11,7 +11,7 @@ import type { Command, CommandName, CommandResult, Handle, ReadAttribute, WireAt
 /** Output room beyond the input length: a GCM tag, a CBC pad block, an RSA-8192 block. */
 const OUTPUT_SLACK = 1024;
 
-type Runner<N extends CommandName> = (p: PKCS11, c: Extract<Command, { op: N }>) => CommandResult<N>;
+type Runner<N extends CommandName> = (p: PKCS11, c: Extract<Command, { op: N }>, output: Buffer | undefined) => CommandResult<N>;
 type RunnerTable = { [N in CommandName]: Runner<N> };
 
 /** pkcs11js's types want mutable arrays; commands keep theirs readonly. */
@@ -23,17 +23,17 @@ const RUNNERS: RunnerTable = {
   closeSession: (p, c) => p.C_CloseSession(c.session),
   login: (p, c) => p.C_Login(c.session, c.userType, c.pin),
   logout: (p, c) => p.C_Logout(c.session),
-  encrypt: (p, c) => {
+  encrypt: (p, c, out) => {
     p.C_EncryptInit(c.session, mech(c.mechanism), c.key);
-    return p.C_Encrypt(c.session, c.data, Buffer.allocUnsafeSlow(c.data.length + OUTPUT_SLACK));
+    return p.C_Encrypt(c.session, c.data, out ?? Buffer.allocUnsafeSlow(c.data.length + OUTPUT_SLACK));
   },
-  decrypt: (p, c) => {
+  decrypt: (p, c, out) => {
     p.C_DecryptInit(c.session, mech(c.mechanism), c.key);
-    return p.C_Decrypt(c.session, c.data, Buffer.allocUnsafeSlow(c.data.length + OUTPUT_SLACK));
+    return p.C_Decrypt(c.session, c.data, out ?? Buffer.allocUnsafeSlow(c.data.length + OUTPUT_SLACK));
   },
-  sign: (p, c) => {
+  sign: (p, c, out) => {
     p.C_SignInit(c.session, mech(c.mechanism), c.key);
-    return p.C_Sign(c.session, c.data, Buffer.allocUnsafeSlow(OUTPUT_SLACK));
+    return p.C_Sign(c.session, c.data, out ?? Buffer.allocUnsafeSlow(OUTPUT_SLACK));
   },
   verify: (p, c) => {
     p.C_VerifyInit(c.session, mech(c.mechanism), c.key);
@@ -45,9 +45,9 @@ const RUNNERS: RunnerTable = {
       throw error;
     }
   },
-  digest: (p, c) => {
+  digest: (p, c, out) => {
     p.C_DigestInit(c.session, mech(c.mechanism));
-    return p.C_Digest(c.session, c.data, Buffer.allocUnsafeSlow(128));
+    return p.C_Digest(c.session, c.data, out ?? Buffer.allocUnsafeSlow(128));
   },
   generateRandom: (p, c) => p.C_GenerateRandom(c.session, Buffer.allocUnsafeSlow(c.length)),
   findObjects: (p, c) => {
@@ -107,11 +107,15 @@ function readAttributes(p: PKCS11, session: Handle, object: Handle, types: reado
   });
 }
 
-/** Runs a command synchronously; throws what pkcs11js throws. */
-export function runCommand<N extends CommandName>(p: PKCS11, command: Extract<Command, { op: N }>): CommandResult<N> {
+/**
+ * Runs a command synchronously; throws what pkcs11js throws.
+ * @param output where encrypt, decrypt, sign and digest write their result (the frame
+ *   path passes space in its reply frame); allocated when omitted
+ */
+export function runCommand<N extends CommandName>(p: PKCS11, command: Extract<Command, { op: N }>, output?: Buffer): CommandResult<N> {
   const runner = RUNNERS[command.op] as Runner<N> | undefined;
   if (runner === undefined) throw new TypeError(`unknown command ${String(command.op)}`);
-  return runner(p, command);
+  return runner(p, command, output);
 }
 
 /**

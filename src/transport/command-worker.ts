@@ -13,6 +13,7 @@ import { runCommand, toWireError } from '../pkcs11/run-command.js';
 import type { Command } from '../pkcs11/commands.js';
 import { compactForPost, reviveBuffers } from './wire.js';
 import type { BatchReply, BatchRequest, CommandOutcome } from './worker-protocol.js';
+import { decodeRequest, ReplyWriter } from './frame-codec.js';
 
 const { modulePath } = workerData as { modulePath: string };
 const pkcs11 = new pkcs11js.PKCS11();
@@ -27,7 +28,29 @@ function runOne(command: Command): CommandOutcome {
   }
 }
 
+/** The frame path: decode views, run each command with its output written into the reply frame. */
+function runFrame(frame: ArrayBuffer): { frame: ArrayBuffer; length: number } {
+  const commands = decodeRequest(frame);
+  const reply = new ReplyWriter(commands);
+  for (const command of commands) {
+    try {
+      const result = runCommand(pkcs11, command as Command, reply.outputSpace(command)) as Buffer | boolean;
+      if (typeof result === 'boolean') reply.bool(result);
+      else reply.bytesWritten(result);
+    } catch (error) {
+      reply.error(toWireError(error));
+    }
+  }
+  return reply.finish();
+}
+
 parentPort?.on('message', (request: BatchRequest) => {
+  if (request.frame !== undefined) {
+    const { frame, length } = runFrame(request.frame);
+    const reply: BatchReply = { id: request.id, frame, length };
+    parentPort?.postMessage(reply, [frame]);
+    return;
+  }
   const reply: BatchReply = { id: request.id, outcomes: request.commands.map(runOne) };
   parentPort?.postMessage(reply);
 });

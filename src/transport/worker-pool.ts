@@ -14,6 +14,7 @@ import type { Command } from '../pkcs11/commands.js';
 import { CommandFailedError } from './transport.js';
 import type { BatchReply, BatchRequest } from './worker-protocol.js';
 import { compactForPost, reviveBuffers } from './wire.js';
+import { decodeReply, encodeRequest, isFrameCommand } from './frame-codec.js';
 
 /** The pool's threads are gone (terminated, crashed, or the pool was closed). */
 export class WorkerPoolClosedError extends Error {
@@ -132,8 +133,15 @@ export class WorkerPool {
       const batch = this.#queue.splice(0, this.#maxBatch);
       const id = this.#nextBatchId++;
       lane.batches.set(id, batch);
-      const request: BatchRequest = { id, commands: batch.map((p) => compactForPost(p.command)) };
-      lane.worker.postMessage(request);
+      const commands = batch.map((p) => p.command);
+      if (commands.every(isFrameCommand)) {
+        const frame = encodeRequest(commands);
+        const request: BatchRequest = { id, frame };
+        lane.worker.postMessage(request, [frame]);
+      } else {
+        const request: BatchRequest = { id, commands: commands.map((c) => compactForPost(c)) };
+        lane.worker.postMessage(request);
+      }
     }
   }
 
@@ -141,11 +149,13 @@ export class WorkerPool {
     const batch = lane.batches.get(reply.id);
     if (batch === undefined) return;
     lane.batches.delete(reply.id);
+    const fromFrame = reply.frame !== undefined;
+    const outcomes = fromFrame ? decodeReply(reply.frame, reply.length, batch.length) : reply.outcomes;
     for (let i = 0; i < batch.length; i++) {
       const pending = batch[i]!;
-      const outcome = reply.outcomes[i];
+      const outcome = outcomes[i];
       if (outcome === undefined) pending.reject(new CommandFailedError({ message: 'worker gave no outcome' }));
-      else if (outcome.ok) pending.resolve(reviveBuffers(outcome.value));
+      else if (outcome.ok) pending.resolve(fromFrame ? outcome.value : reviveBuffers(outcome.value));
       else pending.reject(new CommandFailedError(outcome.error));
     }
     if (this.#queue.length > 0) this.#flush();
