@@ -1,0 +1,109 @@
+/**
+ * keygen/<aes|ec-p256|rsa2048>/members<n>: latency (ms, median) of generating a token key
+ * through the virtual slot with n members, against the same with 1 member (the baseline,
+ * measured in the same run). With n > 1 the key is wrapped under the domain key on the
+ * primary and unwrapped on every other member in parallel before the call returns.
+ *
+ * One test bed of 3 tokens with one domain; groups over its first n tokens, interleaved
+ * per repetition so machine noise hits every n alike. Keys are destroyed after each
+ * repetition (untimed).
+ */
+import { performance } from 'node:perf_hooks';
+import { HaGroup } from '../src/group/ha-group.js';
+import type { VirtualSession } from '../src/slot/virtual-session.js';
+import type { ObjectHandle } from '../src/catalog/catalog.js';
+import { createTestbed } from '../src/testbed/softhsm-testbed.js';
+import { checkAborted, median, spread, type BenchContext, type BenchFamily, type BenchResult, type ResultNote } from './harness.js';
+
+const KINDS = ['aes', 'ec-p256', 'rsa2048'] as const;
+type Kind = (typeof KINDS)[number];
+const MEMBERS = [1, 2, 3] as const;
+/** Target for 3 members (from the project brief), shown in the report. */
+const TARGET_3: Partial<Record<Kind, number>> = { 'ec-p256': 1.5, rsa2048: 1.5 };
+
+async function generate(session: VirtualSession, kind: Kind, label: string): Promise<ObjectHandle[]> {
+  switch (kind) {
+    case 'aes':
+      return [await session.generateKey('AES_KEY_GEN', { label, valueLen: 32, token: true, encrypt: true, decrypt: true })];
+    case 'ec-p256': {
+      const pair = await session.generateKeyPair('EC_KEY_PAIR_GEN', { label, curve: 'P-256', token: true, verify: true }, { label, token: true, sign: true });
+      return [pair.publicKey, pair.privateKey];
+    }
+    case 'rsa2048': {
+      const pair = await session.generateKeyPair(
+        'RSA_PKCS_KEY_PAIR_GEN',
+        { label, modulusBits: 2048, publicExponent: Buffer.from([1, 0, 1]), token: true, verify: true },
+        { label, token: true, sign: true },
+      );
+      return [pair.publicKey, pair.privateKey];
+    }
+  }
+}
+
+const id = (kind: Kind, n: number): string => `keygen/${kind}/members${n}`;
+
+/** The keygen family. */
+export const keygen: BenchFamily = {
+  name: 'keygen',
+  ids: () => KINDS.flatMap((k) => MEMBERS.map((n) => id(k, n))),
+  async run(ctx: BenchContext) {
+    const results: BenchResult[] = [];
+    const notes: ResultNote[] = [];
+    const kinds = KINDS.filter((k) => MEMBERS.some((n) => ctx.wants(id(k, n))));
+    if (kinds.length === 0) return { results, notes };
+    const bed = await createTestbed({ count: 3, labelPrefix: 'keygen' });
+    const untrack = ctx.trackDir(bed.dir);
+    const groups: HaGroup[] = [];
+    try {
+      await HaGroup.initDomain({ members: bed.memberConfigs() });
+      const sessions = new Map<number, VirtualSession>();
+      for (const n of MEMBERS) {
+        const group = await HaGroup.open({ members: bed.memberConfigs().slice(0, n) });
+        groups.push(group);
+        const session = group.slot.openSession();
+        if (n === 1) await session.login(bed.tokens[0]!.userPin);
+        sessions.set(n, session);
+      }
+      // Login state is per token and application: the first login covers the groups
+      // that share the tokens; the others take "already logged in" as done.
+      for (const n of MEMBERS.slice(1)) await sessions.get(n)!.login(bed.tokens[0]!.userPin).catch(() => undefined);
+      for (const kind of kinds) {
+        const perRep = ctx.quick ? { aes: 10, 'ec-p256': 10, rsa2048: 3 }[kind] : { aes: 30, 'ec-p256': 30, rsa2048: 8 }[kind];
+        const samples = new Map<number, number[]>(MEMBERS.map((n) => [n, []]));
+        for (let rep = 0; rep < ctx.reps; rep++) {
+          const order = rep % 2 === 0 ? [...MEMBERS] : [...MEMBERS].reverse();
+          for (const n of order) {
+            checkAborted(ctx.signal);
+            const session = sessions.get(n)!;
+            const made: ObjectHandle[] = [];
+            for (let i = 0; i < perRep; i++) {
+              const start = performance.now();
+              made.push(...(await generate(session, kind, `keygen-${kind}-${n}`)));
+              samples.get(n)!.push(performance.now() - start);
+            }
+            for (const h of made) await session.destroyObject(h);
+          }
+          ctx.log(`keygen/${kind} rep ${rep + 1}/${ctx.reps}: ${MEMBERS.map((n) => `m${n} ${median(samples.get(n)!).toFixed(1)} ms`).join(' | ')}`);
+        }
+        const base = median(samples.get(1)!);
+        for (const n of MEMBERS) {
+          if (!ctx.wants(id(kind, n))) continue;
+          const value = median(samples.get(n)!);
+          const ratio = value / base;
+          results.push({ id: id(kind, n), unit: 'ms', value: Number(value.toFixed(2)), baseline: Number(base.toFixed(2)), ratio: Number(ratio.toFixed(3)) });
+          const target = n === 3 ? TARGET_3[kind] : undefined;
+          notes.push({
+            id: id(kind, n),
+            note: `median of ${samples.get(n)!.length} generations; spread ${Math.round(spread(samples.get(n)!) * 100)} %`,
+            ...(target !== undefined ? { target: `<= ${target}`, met: ratio <= target } : {}),
+          });
+        }
+      }
+    } finally {
+      await Promise.allSettled(groups.map((g) => g.close()));
+      await bed.dispose();
+      untrack();
+    }
+    return { results, notes };
+  },
+};
