@@ -404,7 +404,7 @@ export class HaGroup extends EventEmitter<HaGroupEvents> {
   #adopt(member: Member, handle: Handle, attributes: readonly ReadAttribute[], wrapped: Buffer | undefined): VirtualObject {
     const { object, conflict } = this.#catalog.adopt(member.index, handle, identityFrom(attributes, wrapped));
     // A member that owes something for this object is not used for it until repaired.
-    if (this.#journal.owes(member.name, object.handle)) this.#catalog.unlink(object, member.index);
+    if (this.#journal.owes(member.name, object)) this.#catalog.unlink(object, member.index);
     if (conflict) {
       this.emit('identityConflict', { name: conflict.name, existing: conflict.existing, incoming: conflict.incoming, member: member.name });
     }

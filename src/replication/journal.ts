@@ -63,7 +63,10 @@ export class Journal {
       return;
     }
     const data = JSON.parse(text, decode) as Record<string, Debt[]>;
-    for (const [member, debts] of Object.entries(data)) this.#debts.set(member, debts);
+    // Virtual handles of an earlier process mean nothing now: match those debts by identity.
+    for (const [member, debts] of Object.entries(data)) {
+      this.#debts.set(member, debts.map((d) => ({ ...d, object: { ...d.object, handle: -1 } })));
+    }
   }
 
   /** Records a debt of `member`. */
@@ -79,9 +82,18 @@ export class Journal {
     this.#set(member, [...filtered, debt]);
   }
 
-  /** True when `member` owes anything for the object with this virtual handle. */
-  owes(member: string, handle: number): boolean {
-    return this.#debts.get(member)?.some((d) => d.object.handle === handle) ?? false;
+  /**
+   * True when `member` owes anything for this object: by virtual handle for debts of this
+   * process, by identity (name and fingerprint) for debts read back from disk.
+   */
+  owes(member: string, object: { readonly handle: number; readonly identity: { readonly name: string; readonly fingerprint: string | undefined } }): boolean {
+    return (
+      this.#debts
+        .get(member)
+        ?.some((d) =>
+          d.object.handle >= 0 ? d.object.handle === object.handle : d.object.name === object.identity.name && d.object.fingerprint === object.identity.fingerprint,
+        ) ?? false
+    );
   }
 
   /** What `member` owes, oldest first. */
