@@ -80,7 +80,15 @@ export function identityFrom(attributes: readonly ReadAttribute[], wrapped?: Buf
   return { name, fingerprint, objectClass, token, search };
 }
 
-/** True when two identities may be the same object (same name, no contradicting evidence). */
+/**
+ * True when two identities may be the same object: same name and no contradicting
+ * evidence. For secret and private keys, evidence on one side and none on the other also
+ * contradicts: a member that cannot show its key's material must not join a key that can.
+ */
 export function sameObject(a: ObjectIdentity, b: ObjectIdentity): boolean {
-  return a.name === b.name && (a.fingerprint === undefined || b.fingerprint === undefined || a.fingerprint === b.fingerprint);
+  if (a.name !== b.name) return false;
+  if (a.fingerprint !== undefined && b.fingerprint !== undefined) return a.fingerprint === b.fingerprint;
+  if (a.fingerprint === b.fingerprint) return true;
+  const secretOrPrivate = a.objectClass === pkcs11js.CKO_SECRET_KEY || a.objectClass === pkcs11js.CKO_PRIVATE_KEY;
+  return !secretOrPrivate;
 }

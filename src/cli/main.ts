@@ -32,7 +32,9 @@ function readConfig(path: string | undefined): GroupConfig {
   try {
     return JSON.parse(text) as GroupConfig;
   } catch (error) {
-    throw new HaError('ERR_CONFIG', `${path} is not valid JSON: ${(error as Error).message}`);
+    // Node quotes a piece of the text in JSON errors, which may be a PIN: keep only where.
+    const where = /position \d+(?: \(line \d+ column \d+\))?/.exec((error as Error).message)?.[0];
+    throw new HaError('ERR_CONFIG', `${path} is not valid JSON${where ? ` (at ${where})` : ''}`);
   }
 }
 

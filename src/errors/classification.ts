@@ -94,7 +94,7 @@ const ROWS: readonly Row[] = [
   ['CKR_UNWRAPPING_KEY_SIZE_RANGE', 'caller', 'the unwrapping key size does not fit the mechanism; every member would refuse it'],
   ['CKR_UNWRAPPING_KEY_TYPE_INCONSISTENT', 'caller', 'the unwrapping key type does not fit the mechanism; every member would refuse it'],
   ['CKR_USER_ALREADY_LOGGED_IN', 'caller', 'the session is already logged in; the request conflicts with session state, the member is fine'],
-  ['CKR_USER_NOT_LOGGED_IN', 'member', 'pool sessions are always logged in and calls needing a login are refused earlier, so the member lost the login (e.g. it restarted)'],
+  ['CKR_USER_NOT_LOGGED_IN', 'ambiguous', 'a member that lost its login says it, but so does SoftHSM for a CKA_ALWAYS_AUTHENTICATE key used without re-authentication, and so would every member after another user of the same module logged out: never fail a member on it alone'],
   ['CKR_USER_PIN_NOT_INITIALIZED', 'member', 'this token has no user PIN yet (not provisioned), so it cannot serve; a provisioned member can'],
   ['CKR_USER_TYPE_INVALID', 'caller', 'the user type is not CKU_SO, CKU_USER or CKU_CONTEXT_SPECIFIC; every member would refuse it'],
   ['CKR_USER_ANOTHER_ALREADY_LOGGED_IN', 'caller', 'another user is logged in; the login conflicts with session state, the member is fine'],

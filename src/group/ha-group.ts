@@ -18,7 +18,7 @@ import { VirtualSlot } from '../slot/virtual-slot.js';
 import { InProcessTransport } from '../transport/in-process-transport.js';
 import { resolveGroupConfig, type GroupConfig, type ResolvedGroupConfig, type ResolvedMemberConfig } from './group-config.js';
 import type { HaGroupEvents } from './group-events.js';
-import { carryDomainKey, createDomainKey, DomainError, readMemberDomain, type MemberDomain } from '../replication/domain-key.js';
+import { carryDomainKey, createDomainKey, DomainError, isDomainKeyName, readMemberDomain, type MemberDomain } from '../replication/domain-key.js';
 import { Journal } from '../replication/journal.js';
 import { KeyManager } from '../replication/key-manager.js';
 import { toMechanism } from '../pkcs11/templates.js';
@@ -107,6 +107,7 @@ export class HaGroup extends EventEmitter<HaGroupEvents> {
       minReplicas: config.minReplicas,
       unextractable: config.unextractableKeys,
       onReplicaMissed: (e) => this.emit('replicaMissed', e),
+      resolve: (object) => this.#resolve(object),
     });
     const context: SlotContext = {
       members: this.#members,
@@ -193,13 +194,21 @@ export class HaGroup extends EventEmitter<HaGroupEvents> {
       const d = domains[0] as Extract<MemberDomain, { kind: 'key' }>;
       return { checkValue: d.checkValue, source: serving[sourceIndex]!.name, created: false, joined: [], skipped };
     }
-    await Promise.all(serving.map((m) => m.login(pkcs11js.CKU_SO, this.#config.members[m.index]!.soPin!.reveal())));
+    // All or nothing: a refused SO login must not leave the other tokens logged in as SO.
+    const logins = await Promise.allSettled(serving.map((m) => m.login(pkcs11js.CKU_SO, this.#config.members[m.index]!.soPin!.reveal())));
+    const refused = logins.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (refused) {
+      await Promise.allSettled(serving.map((m) => m.logout()));
+      throw new DomainError(`the security officer could not log in on every member: ${(refused.reason as Error).message}`, { cause: refused.reason });
+    }
     try {
       const source = serving[sourceIndex]!;
       const found = domains[sourceIndex]!;
       const sourceKey = found.kind === 'key' ? found.handle : await createDomainKey(source);
       const targets = serving.filter((_, i) => i !== sourceIndex && domains[i]!.kind === 'none');
-      await Promise.all(targets.map((t) => carryDomainKey(source, sourceKey, t)));
+      const carried = await Promise.allSettled(targets.map((t) => carryDomainKey(source, sourceKey, t)));
+      const failed = carried.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+      if (failed) throw failed.reason;
       const after = await Promise.all(serving.map((m) => readMemberDomain(m)));
       const checks = new Set(after.map(describeDomain));
       if (checks.size !== 1 || after[0]!.kind !== 'key') throw new DomainError(`the domain key did not come out the same everywhere: ${[...checks].join(', ')}`);
@@ -221,7 +230,12 @@ export class HaGroup extends EventEmitter<HaGroupEvents> {
     this.#domainCheckValue = reference?.checkValue;
     serving.forEach((m, i) => {
       const d = domains[i]!;
-      if (d instanceof Error) return; // a member fault already failed it
+      if (d instanceof Error) {
+        // A member fault already failed it; anything else leaves its domain unproven, and a
+        // member without a proven domain key could merge different keys into one object.
+        if (reference !== undefined && m.serving) m.fail(`refused: its domain key could not be checked (${d.message})`, d);
+        return;
+      }
       if (d.kind === 'key' && d.checkValue === reference?.checkValue) {
         this.#domainKeys.set(m.index, d.handle);
       } else if (reference !== undefined) {
@@ -355,11 +369,20 @@ export class HaGroup extends EventEmitter<HaGroupEvents> {
     const found = await Promise.allSettled(
       members.map(async (m) => {
         const handles = await m.run<'findObjects'>((session) => ({ op: 'findObjects', session, template }));
-        const fresh = handles.filter((h) => this.#catalog.byMemberHandle(m.index, h) === undefined);
+        const domainKey = this.#domainKeys.get(m.index);
+        const unknown = handles.filter((h) => this.#catalog.byMemberHandle(m.index, h) === undefined && !(domainKey?.equals(h) ?? false));
+        const read = await Promise.all(
+          unknown.map((h) => m.run<'getAttributes'>((session) => ({ op: 'getAttributes', session, object: h, types: IDENTITY_ATTRIBUTES }))),
+        );
+        // The domain key is the group's, never the application's: with it, any replicated
+        // key could be unwrapped again as a non-sensitive copy.
+        const value = (attrs: readonly ReadAttribute[], type: number) => attrs.find((a) => a.type === type)?.value;
+        const keep = unknown.map((_, i) => !isDomainKeyName(value(read[i]!, pkcs11js.CKA_LABEL), value(read[i]!, pkcs11js.CKA_ID)));
+        const fresh = unknown.filter((_, i) => keep[i]);
         const identities = await Promise.all(
-          fresh.map(async (h) => {
-            const read = await m.run<'getAttributes'>((session) => ({ op: 'getAttributes', session, object: h, types: IDENTITY_ATTRIBUTES }));
-            return { read, wrapped: await this.#domainWrap(m, h, read) };
+          fresh.map(async (h, i) => {
+            const attrs = read.filter((_, j) => keep[j])[i]!;
+            return { read: attrs, wrapped: await this.#domainWrap(m, h, attrs) };
           }),
         );
         return { member: m, handles, fresh, identities };

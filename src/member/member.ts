@@ -236,7 +236,7 @@ export class Member {
       const { rv, fn, message } = raw.wire;
       if (rv !== undefined) {
         const ckr = ckrName(rv);
-        // "Not logged in" is the member's fault only if we logged it in; else the caller's.
+        // "Not logged in" before the group logged this member in is plainly the caller's.
         const fault = ckr === 'CKR_USER_NOT_LOGGED_IN' && !this.#loggedIn ? 'caller' : classifyReturnValue(rv).fault;
         return new Pkcs11Error(ckr, rv, fn || `command ${op}`, this.name, fault);
       }

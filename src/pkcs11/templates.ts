@@ -866,6 +866,18 @@ function friendlyMechanism(input: Record<string, unknown>): Mechanism {
   throw unknownMechanism(name);
 }
 
+/** Fields pkcs11js requires in each CK_PARAMS_* object (from its params.cpp). */
+const REQUIRED_PARAM_FIELDS: ReadonlyMap<number, readonly (readonly [string, 'bytes' | 'ulong'])[]> = new Map<number, readonly (readonly [string, 'bytes' | 'ulong'])[]>([
+  [pkcs11js.CK_PARAMS_GCM, [['iv', 'bytes']]],
+  [pkcs11js.CK_PARAMS_AES_GCM, [['iv', 'bytes']]],
+  [pkcs11js.CK_PARAMS_AES_GCM_v240, [['iv', 'bytes'], ['ivBits', 'ulong']]],
+  [pkcs11js.CK_PARAMS_AES_CBC, [['iv', 'bytes']]],
+  [pkcs11js.CK_PARAMS_AES_CCM, [['dataLength', 'ulong']]],
+  [pkcs11js.CK_PARAMS_RSA_OAEP, [['hashAlg', 'ulong'], ['mgf', 'ulong'], ['source', 'ulong']]],
+  [pkcs11js.CK_PARAMS_RSA_PSS, [['hashAlg', 'ulong'], ['mgf', 'ulong'], ['saltLen', 'ulong']]],
+  [pkcs11js.CK_PARAMS_EC_DH, [['kdf', 'ulong'], ['publicData', 'bytes']]],
+]);
+
 function rawMechanism(input: Record<string, unknown>): Mechanism {
   checkKeys(input, ['mechanism', 'parameter'], 'mechanism');
   const { mechanism, parameter } = input;
@@ -885,6 +897,14 @@ function rawMechanism(input: Record<string, unknown>): Mechanism {
   }
   if (!isUlong(parameter.type)) {
     throw new InvalidArgumentError(`${hex}: parameter.type must be a CK_PARAMS_* number, received ${describeType(parameter.type)}`);
+  }
+  // pkcs11js does not survive a parameter object missing a field it requires (the
+  // process crashes): check the required fields of the parameter types it knows.
+  for (const [field, kind] of REQUIRED_PARAM_FIELDS.get(parameter.type) ?? []) {
+    const v = parameter[field];
+    if (kind === 'bytes' ? !isBytes(v) : !isUlong(v)) {
+      throw new InvalidArgumentError(`${hex}: parameter.${field} is required and must be ${kind === 'bytes' ? 'a Buffer or Uint8Array' : 'a number in 0..0xffffffff'}, received ${describeType(v)}`);
+    }
   }
   const out: Record<string, number | boolean | string | Buffer> = {};
   for (const [key, value] of Object.entries(parameter)) {

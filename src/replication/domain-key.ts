@@ -20,6 +20,11 @@ export const DOMAIN_KEY_LABEL = 'pkcs11-ha domain key';
 /** CKA_ID of the domain key on every member. */
 export const DOMAIN_KEY_ID = Buffer.from('pkcs11-ha/domain');
 
+/** True for an object named like the domain key: the group never hands one to the application. */
+export function isDomainKeyName(label: Buffer | undefined, id: Buffer | undefined): boolean {
+  return label !== undefined && id !== undefined && label.toString() === DOMAIN_KEY_LABEL && id.equals(DOMAIN_KEY_ID);
+}
+
 /** Where a member stands with respect to the domain. */
 export type MemberDomain =
   | { readonly kind: 'none' }
@@ -51,6 +56,10 @@ function domainTemplate(): Pkcs11Attribute[] {
     sign: false,
     verify: false,
     derive: false,
+    // Nobody may remove or copy it. (CKA_MODIFIABLE=false would be right too, but SoftHSM
+    // refuses it in an unwrap template; the group never hands the key to the application.)
+    destroyable: false,
+    copyable: false,
     label: DOMAIN_KEY_LABEL,
     id: DOMAIN_KEY_ID,
   });
@@ -100,7 +109,8 @@ export async function carryDomainKey(source: Member, sourceKey: Handle, target: 
     session,
     mechanism: toMechanism('RSA_PKCS_KEY_PAIR_GEN'),
     publicTemplate: toRawTemplate({ token: false, private: false, wrap: true, encrypt: true, modulusBits: 2048, publicExponent: Buffer.from([1, 0, 1]) }),
-    privateTemplate: toRawTemplate({ token: false, private: false, unwrap: true, decrypt: true, sensitive: true, extractable: false }),
+    // Unwrap only: with C_Decrypt allowed, the OAEP blob could be opened into plaintext.
+    privateTemplate: toRawTemplate({ token: false, private: false, unwrap: true, decrypt: false, sensitive: true, extractable: false }),
   }));
   let trustedOnSource: Handle | undefined;
   try {

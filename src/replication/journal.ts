@@ -12,6 +12,7 @@
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { WireAttribute } from '../pkcs11/commands.js';
+import { pkcs11js } from '../pkcs11/pkcs11js.js';
 
 /** How to find an object again on a member: its search template and fingerprint. */
 export interface ObjectRef {
@@ -90,8 +91,11 @@ export class Journal {
     return (
       this.#debts
         .get(member)
-        ?.some((d) =>
-          d.object.handle >= 0 ? d.object.handle === object.handle : d.object.name === object.identity.name && d.object.fingerprint === object.identity.fingerprint,
+        ?.some(
+          (d) =>
+            d.object.handle === object.handle ||
+            // A deleted object has no handle any more, and one from an earlier process means nothing.
+            ((d.object.handle < 0 || d.kind === 'destroy') && d.object.name === object.identity.name && d.object.fingerprint === object.identity.fingerprint),
         ) ?? false
     );
   }
@@ -129,7 +133,9 @@ export class Journal {
     if (this.#path === undefined) return;
     const data: Record<string, Debt[]> = {};
     for (const [member, list] of this.#debts) {
-      const durable = list.filter((d) => d.object.token);
+      // Token objects only; and never a data object's value (it may be private data):
+      // such a replica is lost on restart and the member simply lacks the object.
+      const durable = list.filter((d) => d.object.token && !(d.kind === 'replica' && d.template.some((a) => a.type === pkcs11js.CKA_VALUE)));
       if (durable.length > 0) data[member] = durable;
     }
     mkdirSync(dirname(this.#path), { recursive: true });

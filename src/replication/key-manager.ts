@@ -11,13 +11,13 @@ import { IDENTITY_ATTRIBUTES, identityFrom } from '../catalog/object-identity.js
 import { classifyError } from '../errors/classification.js';
 import { NoMemberAvailableError, ReplicationError } from '../errors/ha-error.js';
 import type { Member } from '../member/member.js';
-import type { Command, CommandName, CommandResult, Handle, WireAttribute } from '../pkcs11/commands.js';
+import type { Command, CommandName, CommandResult, Handle, ReadAttribute, WireAttribute } from '../pkcs11/commands.js';
 import { pkcs11js } from '../pkcs11/pkcs11js.js';
 import { toMechanism, type Pkcs11Attribute } from '../pkcs11/templates.js';
 import type { Mechanism } from 'pkcs11js';
 import { DomainError } from './domain-key.js';
 import type { Debt, Journal, ObjectRef } from './journal.js';
-import { REPLICA_ATTRIBUTES, isTokenTemplate, replicaTemplate, replicatedKeyTemplate, travelsWrapped, ulongOf, type UnextractablePolicy } from './replica-template.js';
+import { CLASS, REPLICA_ATTRIBUTES, isTokenTemplate, replicaTemplate, replicatedKeyTemplate, travelsWrapped, ulongOf, type UnextractablePolicy } from './replica-template.js';
 
 /** The virtual session a key management call belongs to. */
 export interface SessionScope {
@@ -50,10 +50,12 @@ export interface KeyManagerOptions {
   readonly minReplicas: number;
   readonly unextractable: UnextractablePolicy;
   readonly onReplicaMissed: (event: ReplicaMissedEvent) => void;
+  /** Finds again the holders of an object that has none (handles are forgotten at logout). */
+  readonly resolve: (object: VirtualObject) => Promise<void>;
 }
 
 const KWP = (): Mechanism => toMechanism('AES_KEY_WRAP_PAD');
-const READ_TYPES = [...new Set([...IDENTITY_ATTRIBUTES, ...REPLICA_ATTRIBUTES])];
+const READ_TYPES = [...new Set([...IDENTITY_ATTRIBUTES, ...REPLICA_ATTRIBUTES])].filter((t) => t !== pkcs11js.CKA_VALUE);
 
 /** A reference to an object that survives in the journal. */
 export function objectRef(object: VirtualObject): ObjectRef {
@@ -71,7 +73,7 @@ export class KeyManager {
   /** C_GenerateKey on the primary, then replicated. */
   async generateKey(scope: SessionScope, mechanism: Mechanism, template: readonly Pkcs11Attribute[]): Promise<VirtualObject> {
     const t = replicatedKeyTemplate(template, this.#o.unextractable);
-    const [object] = await this.#create(scope, [], isTokenTemplate(t), async (run) => [await run<'generateKey'>((session) => ({ op: 'generateKey', session, mechanism, template: t }))]);
+    const [object] = await this.#create(scope, [], [isTokenTemplate(t)], async (run) => [await run<'generateKey'>((session) => ({ op: 'generateKey', session, mechanism, template: t }))]);
     return object!;
   }
 
@@ -83,8 +85,7 @@ export class KeyManager {
     privateTemplate: readonly Pkcs11Attribute[],
   ): Promise<{ publicKey: VirtualObject; privateKey: VirtualObject }> {
     const priv = replicatedKeyTemplate(privateTemplate, this.#o.unextractable);
-    const sessionObjects = !isTokenTemplate(priv) || !isTokenTemplate(publicTemplate);
-    const [publicKey, privateKey] = await this.#create(scope, [], !sessionObjects, async (run) => {
+    const [publicKey, privateKey] = await this.#create(scope, [], [isTokenTemplate(publicTemplate), isTokenTemplate(priv)], async (run) => {
       const pair = await run<'generateKeyPair'>((session) => ({ op: 'generateKeyPair', session, mechanism, publicTemplate, privateTemplate: priv }));
       return [pair.publicKey, pair.privateKey];
     });
@@ -95,14 +96,14 @@ export class KeyManager {
   async createObject(scope: SessionScope, template: readonly Pkcs11Attribute[]): Promise<VirtualObject> {
     const cls = template.find((a) => a.type === pkcs11js.CKA_CLASS)?.value;
     const t = cls === pkcs11js.CKO_SECRET_KEY || cls === pkcs11js.CKO_PRIVATE_KEY ? replicatedKeyTemplate(template, this.#o.unextractable) : [...template];
-    const [object] = await this.#create(scope, [], isTokenTemplate(t), async (run) => [await run<'createObject'>((session) => ({ op: 'createObject', session, template: t }))]);
+    const [object] = await this.#create(scope, [], [isTokenTemplate(t)], async (run) => [await run<'createObject'>((session) => ({ op: 'createObject', session, template: t }))]);
     return object!;
   }
 
   /** C_CopyObject on a member holding the source, then the copy replicated. */
   async copyObject(scope: SessionScope, source: VirtualObject, template: readonly Pkcs11Attribute[]): Promise<VirtualObject> {
     const token = template.some((a) => a.type === pkcs11js.CKA_TOKEN) ? isTokenTemplate(template) : source.identity.token;
-    const [object] = await this.#create(scope, [source], token, async (run, handles) => [
+    const [object] = await this.#create(scope, [source], [token], async (run, handles) => [
       await run<'copyObject'>((session) => ({ op: 'copyObject', session, object: handles[0]!, template })),
     ]);
     return object!;
@@ -111,7 +112,7 @@ export class KeyManager {
   /** C_UnwrapKey (with the application's key) on a member holding it, then replicated under the domain key. */
   async unwrapKey(scope: SessionScope, mechanism: Mechanism, unwrappingKey: VirtualObject, wrapped: Buffer, template: readonly Pkcs11Attribute[]): Promise<VirtualObject> {
     const t = replicatedKeyTemplate(template, this.#o.unextractable);
-    const [object] = await this.#create(scope, [unwrappingKey], isTokenTemplate(t), async (run, handles) => [
+    const [object] = await this.#create(scope, [unwrappingKey], [isTokenTemplate(t)], async (run, handles) => [
       await run<'unwrapKey'>((session) => ({ op: 'unwrapKey', session, mechanism, unwrappingKey: handles[0]!, wrapped, template: t })),
     ]);
     return object!;
@@ -120,7 +121,7 @@ export class KeyManager {
   /** C_DeriveKey on a member holding the base key, then the result replicated. */
   async deriveKey(scope: SessionScope, mechanism: Mechanism, baseKey: VirtualObject, template: readonly Pkcs11Attribute[]): Promise<VirtualObject> {
     const t = replicatedKeyTemplate(template, this.#o.unextractable);
-    const [object] = await this.#create(scope, [baseKey], isTokenTemplate(t), async (run, handles) => [
+    const [object] = await this.#create(scope, [baseKey], [isTokenTemplate(t)], async (run, handles) => [
       await run<'deriveKey'>((session) => ({ op: 'deriveKey', session, mechanism, baseKey: handles[0]!, template: t })),
     ]);
     return object!;
@@ -132,6 +133,7 @@ export class KeyManager {
    * in parallel. Members that cannot be reached owe the deletion.
    */
   async destroyObject(object: VirtualObject): Promise<void> {
+    await this.#ensureHolders([object]);
     const first = this.#firstHolder([object]);
     await first.run<'destroyObject'>((session) => ({ op: 'destroyObject', session, object: object.holders.get(first.index)! }));
     const ref = objectRef(object);
@@ -156,6 +158,7 @@ export class KeyManager {
 
   /** Sets attributes on every member holding the object; first one holder, then the rest in parallel. */
   async setAttributes(object: VirtualObject, template: readonly Pkcs11Attribute[]): Promise<void> {
+    await this.#ensureHolders([object]);
     const first = this.#firstHolder([object]);
     const firstHandle = object.holders.get(first.index)!;
     await first.run<'setAttributes'>((session) => ({ op: 'setAttributes', session, object: firstHandle, template }));
@@ -208,18 +211,22 @@ export class KeyManager {
   async #create(
     scope: SessionScope,
     inputs: readonly VirtualObject[],
-    token: boolean,
+    /** Per created object: token (true) or session object. The creating call runs in the session's own session if any is a session object. */
+    tokens: readonly boolean[],
     make: (run: <N extends CommandName>(build: (session: Handle) => Extract<Command, { op: N }>) => Promise<CommandResult<N>>, inputHandles: Handle[]) => Promise<Handle[]>,
   ): Promise<VirtualObject[]> {
     const serving = this.#o.members.filter((m) => m.serving).length;
     if (serving < this.#o.minReplicas) {
       throw new ReplicationError(`only ${serving} member(s) can take a copy now; minReplicas is ${this.#o.minReplicas}: nothing was created`);
     }
+    await this.#ensureHolders(inputs);
     let lastError: unknown;
-    // A creator that fails under the call passes it to the next one: nothing was acknowledged yet.
+    // A creator that fails under the call passes it to the next one: nothing was acknowledged
+    // yet. (If it failed after the module made the object, that copy stays on the failed
+    // member unrecorded until resync compares members; see docs/architecture.md.)
     for (let attempt = 0; attempt < this.#o.members.length; attempt++) {
       const creator = this.#firstHolder(inputs);
-      const exec = this.#executor(scope, token);
+      const exec = this.#executor(scope, tokens.every((t) => t));
       let created: Handle[];
       try {
         created = await make((build) => exec(creator, build), inputs.map((o) => o.holders.get(creator.index)!));
@@ -229,13 +236,12 @@ export class KeyManager {
         continue;
       }
       // Replicate every created object in parallel; roll all back if one falls short.
-      const results = await Promise.allSettled(created.map((h) => this.#replicate(scope, creator, h, token)));
+      // (#replicate cleans up after itself when it fails.)
+      const results = await Promise.allSettled(created.map((h, i) => this.#replicate(scope, creator, h, tokens[i] ?? tokens[0]!)));
       const objects = results.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
       const failure = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
       if (failure === undefined) return objects;
       await Promise.all(objects.map((o) => this.#rollback(o)));
-      await Promise.all(created.filter((h) => !objects.some((o) => o.holders.get(creator.index)?.equals(h))).map((h) =>
-        creator.run<'destroyObject'>((session) => ({ op: 'destroyObject', session, object: h })).catch(() => undefined)));
       throw failure.reason;
     }
     throw new NoMemberAvailableError('no member could create the object', { cause: lastError });
@@ -248,19 +254,28 @@ export class KeyManager {
 
   /** Copies one object from `source` to every other member; returns it as a virtual object. */
   async #replicate(scope: SessionScope, source: Member, handle: Handle, token: boolean): Promise<VirtualObject> {
-    const read = await source.run<'getAttributes'>((session) => ({ op: 'getAttributes', session, object: handle, types: READ_TYPES }));
-    const objectClass = ulongOf(read.find((a) => a.type === pkcs11js.CKA_CLASS)?.value);
-    const targets = this.#others(source);
+    let read: ReadAttribute[];
     let wrapped: Buffer | undefined;
-    if (travelsWrapped(objectClass)) {
-      const domainKey = this.#o.domainKey(source);
-      if (domainKey === undefined && targets.length > 0) {
-        await source.run<'destroyObject'>((session) => ({ op: 'destroyObject', session, object: handle })).catch(() => undefined);
-        throw new DomainError('the group has no security domain, so keys cannot be replicated: run `pkcs11-ha init` (or HaGroup.initDomain) first');
+    const targets = this.#others(source);
+    try {
+      read = await source.run<'getAttributes'>((session) => ({ op: 'getAttributes', session, object: handle, types: READ_TYPES }));
+      const objectClass = ulongOf(read.find((a) => a.type === pkcs11js.CKA_CLASS)?.value);
+      // CKA_VALUE is read only for data objects: key values have no business in this process.
+      if (objectClass === CLASS.data) {
+        read.push(...(await source.run<'getAttributes'>((session) => ({ op: 'getAttributes', session, object: handle, types: [pkcs11js.CKA_VALUE] }))));
       }
-      if (domainKey !== undefined) {
-        wrapped = await source.run<'wrapKey'>((session) => ({ op: 'wrapKey', session, mechanism: KWP(), wrappingKey: domainKey, key: handle }));
+      if (travelsWrapped(objectClass)) {
+        const domainKey = this.#o.domainKey(source);
+        if (domainKey === undefined && targets.length > 0) {
+          throw new DomainError('the group has no security domain, so keys cannot be replicated: run `pkcs11-ha init` (or HaGroup.initDomain) first');
+        }
+        if (domainKey !== undefined) {
+          wrapped = await source.run<'wrapKey'>((session) => ({ op: 'wrapKey', session, mechanism: KWP(), wrappingKey: domainKey, key: handle }));
+        }
       }
+    } catch (error) {
+      await source.run<'destroyObject'>((session) => ({ op: 'destroyObject', session, object: handle })).catch(() => undefined);
+      throw error;
     }
     const { catalog } = this.#o;
     const object = catalog.create(identityFrom(read, wrapped));
@@ -297,12 +312,24 @@ export class KeyManager {
 
   /** Removes an object that was not acknowledged, from every member that got it. */
   async #rollback(object: VirtualObject): Promise<void> {
-    await Promise.all(
-      [...object.holders].map(([index, handle]) =>
-        this.#o.members[index]?.run<'destroyObject'>((session) => ({ op: 'destroyObject', session, object: handle })).catch(() => undefined),
-      ),
-    );
+    const ref = objectRef(object);
     this.#o.journal.forgetObject(object.handle);
+    await Promise.all(
+      [...object.holders].map(async ([index, handle]) => {
+        const member = this.#o.members[index]!;
+        try {
+          await member.run<'destroyObject'>((session) => ({ op: 'destroyObject', session, object: handle }));
+        } catch (error) {
+          // Not acknowledged and not removed: record it, or the next search would bring it back.
+          this.#owe(member, { kind: 'destroy', object: ref }, `rollback: ${(error as Error).message}`);
+        }
+      }),
+    );
     this.#o.catalog.remove(object);
+  }
+
+  /** Objects whose holders were forgotten (after a logout) are found again first. */
+  async #ensureHolders(objects: readonly VirtualObject[]): Promise<void> {
+    for (const o of objects) if (o.holders.size === 0) await this.#o.resolve(o);
   }
 }

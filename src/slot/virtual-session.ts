@@ -47,6 +47,8 @@ export class VirtualSession {
   readonly #own = new Map<number, { session: Promise<Handle>; queue: PQueue }>();
   /** Session objects made through this session. */
   readonly #objects = new Set<VirtualObject>();
+  /** Key management calls under way: `close` waits for them before it cleans up. */
+  readonly #inFlight = new Set<Promise<unknown>>();
   readonly #scope: SessionScope = {
     // One call at a time on a member session: two at once crash SoftHSM.
     exec: <N extends CommandName>(member: Member, build: (session: Handle) => Extract<Command, { op: N }>): Promise<CommandResult<N>> => {
@@ -175,13 +177,13 @@ export class VirtualSession {
    */
   async generateKey(mechanism: MechanismInput, template: TemplateInput): Promise<ObjectHandle> {
     this.#check();
-    return (await this.#context.keys.generateKey(this.#scope, toMechanism(mechanism), toRawTemplate(template))).handle;
+    return (await this.#track(this.#context.keys.generateKey(this.#scope, toMechanism(mechanism), toRawTemplate(template)))).handle;
   }
 
   /** Generates a key pair on the primary and replicates both halves to every member. */
   async generateKeyPair(mechanism: MechanismInput, publicTemplate: TemplateInput, privateTemplate: TemplateInput): Promise<{ publicKey: ObjectHandle; privateKey: ObjectHandle }> {
     this.#check();
-    const pair = await this.#context.keys.generateKeyPair(this.#scope, toMechanism(mechanism), toRawTemplate(publicTemplate), toRawTemplate(privateTemplate));
+    const pair = await this.#track(this.#context.keys.generateKeyPair(this.#scope, toMechanism(mechanism), toRawTemplate(publicTemplate), toRawTemplate(privateTemplate)));
     return { publicKey: pair.publicKey.handle, privateKey: pair.privateKey.handle };
   }
 
@@ -192,40 +194,40 @@ export class VirtualSession {
    */
   async createObject(template: TemplateInput): Promise<ObjectHandle> {
     this.#check();
-    return (await this.#context.keys.createObject(this.#scope, toRawTemplate(template))).handle;
+    return (await this.#track(this.#context.keys.createObject(this.#scope, toRawTemplate(template)))).handle;
   }
 
   /** Copies an object (C_CopyObject) and replicates the copy. */
   async copyObject(object: ObjectHandle, template: TemplateInput = {}): Promise<ObjectHandle> {
     this.#check();
-    return (await this.#context.keys.copyObject(this.#scope, this.#object(object), toRawTemplate(template))).handle;
+    return (await this.#track(this.#context.keys.copyObject(this.#scope, this.#object(object), toRawTemplate(template)))).handle;
   }
 
   /** Unwraps a key with one of the application's keys, then replicates it. */
   async unwrapKey(mechanism: MechanismInput, unwrappingKey: ObjectHandle, wrapped: Uint8Array, template: TemplateInput): Promise<ObjectHandle> {
     this.#check();
-    const object = await this.#context.keys.unwrapKey(this.#scope, toMechanism(mechanism), this.#object(unwrappingKey), bytes(wrapped, 'wrapped'), toRawTemplate(template));
+    const object = await this.#track(this.#context.keys.unwrapKey(this.#scope, toMechanism(mechanism), this.#object(unwrappingKey), bytes(wrapped, 'wrapped'), toRawTemplate(template)));
     return object.handle;
   }
 
   /** Derives a key and replicates it. */
   async deriveKey(mechanism: MechanismInput, baseKey: ObjectHandle, template: TemplateInput): Promise<ObjectHandle> {
     this.#check();
-    return (await this.#context.keys.deriveKey(this.#scope, toMechanism(mechanism), this.#object(baseKey), toRawTemplate(template))).handle;
+    return (await this.#track(this.#context.keys.deriveKey(this.#scope, toMechanism(mechanism), this.#object(baseKey), toRawTemplate(template)))).handle;
   }
 
   /** Destroys an object on every member (members that cannot be reached owe the deletion). */
   async destroyObject(object: ObjectHandle): Promise<void> {
     this.#check();
     const o = this.#object(object);
-    await this.#context.keys.destroyObject(o);
+    await this.#track(this.#context.keys.destroyObject(o));
     this.#objects.delete(o);
   }
 
   /** Changes attributes on every member holding the object. */
   async setAttributes(object: ObjectHandle, template: TemplateInput): Promise<void> {
     this.#check();
-    await this.#context.keys.setAttributes(this.#object(object), toRawTemplate(template));
+    await this.#track(this.#context.keys.setAttributes(this.#object(object), toRawTemplate(template)));
   }
 
   /**
@@ -248,6 +250,8 @@ export class VirtualSession {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    // New calls are refused from here; calls under way finish (and register what they made).
+    await Promise.allSettled([...this.#inFlight]);
     // Closing our member sessions ends the session objects made in them, on each member.
     const own = [...this.#own.entries()];
     this.#own.clear();
@@ -263,6 +267,15 @@ export class VirtualSession {
       this.#context.catalog.remove(object);
     }
     this.#objects.clear();
+  }
+
+  #track<T>(work: Promise<T>): Promise<T> {
+    this.#inFlight.add(work);
+    const done = (): void => {
+      this.#inFlight.delete(work);
+    };
+    work.then(done, done);
+    return work;
   }
 
   #check(): void {

@@ -31,11 +31,19 @@ interface GcmParameter {
   tagBits: number;
 }
 
+const isU32 = (v: unknown): v is number => typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= 0xffffffff;
+
 function paramKind(m: Mechanism): number | undefined {
+  if (!isU32(m.mechanism)) return undefined;
   const p = m.parameter as unknown;
   if (p === undefined || p === null) return PARAM_NONE;
   if (p instanceof Uint8Array) return PARAM_BYTES;
-  if (typeof p === 'object' && (p as { type?: unknown }).type === pkcs11js.CK_PARAMS_GCM) return PARAM_GCM;
+  if (typeof p === 'object' && (p as { type?: unknown }).type === pkcs11js.CK_PARAMS_GCM) {
+    // Only a well-formed GCM parameter takes the frame; anything else goes the object way,
+    // where pkcs11js rejects it as the caller's error.
+    const g = p as Partial<GcmParameter>;
+    if (g.iv instanceof Uint8Array && (g.aad === undefined || g.aad instanceof Uint8Array) && isU32(g.tagBits)) return PARAM_GCM;
+  }
   return undefined;
 }
 

@@ -134,13 +134,21 @@ export class WorkerPool {
       const id = this.#nextBatchId++;
       lane.batches.set(id, batch);
       const commands = batch.map((p) => p.command);
-      if (commands.every(isFrameCommand)) {
-        const frame = encodeRequest(commands);
-        const request: BatchRequest = { id, frame };
-        lane.worker.postMessage(request, [frame]);
-      } else {
-        const request: BatchRequest = { id, commands: commands.map((c) => compactForPost(c)) };
-        lane.worker.postMessage(request);
+      try {
+        if (commands.every(isFrameCommand)) {
+          const frame = encodeRequest(commands);
+          const request: BatchRequest = { id, frame };
+          lane.worker.postMessage(request, [frame]);
+        } else {
+          const request: BatchRequest = { id, commands: commands.map((c) => compactForPost(c)) };
+          lane.worker.postMessage(request);
+        }
+      } catch (error) {
+        // A command that cannot be sent (e.g. an argument structured clone refuses) fails
+        // as the caller's: the worker never saw it, the member is fine.
+        lane.batches.delete(id);
+        const message = `TypeError: ${error instanceof Error ? error.message : String(error)}`;
+        for (const p of batch) p.reject(new CommandFailedError({ message }));
       }
     }
   }

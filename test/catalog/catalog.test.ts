@@ -125,10 +125,13 @@ describe('identityFrom', () => {
     expect(id.fingerprint).not.toContain(modulus.toString('hex').slice(0, 16));
   });
 
-  it('sameObject: same name, and fingerprints that agree or are unknown', () => {
+  it('sameObject: same name, and fingerprints that agree or are unknown on both sides', () => {
     expect(sameObject(aes('0a0b0c'), aes('0a0b0c'))).toBe(true);
-    expect(sameObject(aes('0a0b0c'), aes(undefined))).toBe(true);
+    // A secret key that shows no evidence never joins one that does.
+    expect(sameObject(aes('0a0b0c'), aes(undefined))).toBe(false);
     expect(sameObject(aes(undefined), aes(undefined))).toBe(true);
+    const data = (fp: string | undefined): ObjectIdentity => ({ ...aes(undefined), objectClass: pkcs11js.CKO_DATA, fingerprint: fp });
+    expect(sameObject(data('x'), data(undefined))).toBe(true);
     expect(sameObject(aes('0a0b0c'), aes('0d0e0f'))).toBe(false);
     expect(sameObject(aes('0a0b0c'), aes('0a0b0c', 'invoices'))).toBe(false);
   });
@@ -148,13 +151,14 @@ describe('Catalog.adopt across members', () => {
     expect(c.get(a.object.handle)).toBe(a.object);
   });
 
-  it('same name, one fingerprint unknown: one object', () => {
+  it('same name, a secret key without a fingerprint: kept apart, with a conflict', () => {
     const c = new Catalog();
     const a = c.adopt(0, handle(11), aes('0a0b0c'));
     const b = c.adopt(1, handle(11), aes(undefined));
-    expect(b).toEqual({ object: a.object });
-    expect(c.size).toBe(1);
-    expect([...a.object.holders.keys()]).toEqual([0, 1]);
+    expect(b.object).not.toBe(a.object);
+    expect(b.conflict).toMatchObject({ existing: a.object.handle, incoming: b.object.handle, member: 1 });
+    expect(c.size).toBe(2);
+    expect([...a.object.holders.keys()]).toEqual([0]);
   });
 
   it('same name, different fingerprints: two objects and a conflict', () => {

@@ -49,6 +49,11 @@ describe('pkcs11-ha CLI', () => {
     const missing = await run(['status']);
     expect(missing).toMatchObject({ code: 1 });
     expect(missing.err).toContain('--config');
+    const leaky = join(bed.dir, 'leaky.json');
+    writeFileSync(leaky, '{ "members": [{ "soPin": so-secret-4711 }] }');
+    const j = await run(['status', '-c', leaky]);
+    expect(j.err).toMatch(/leaky\.json is not valid JSON/);
+    expect(j.err).not.toContain('4711');
     const bad = join(bed.dir, 'bad.json');
     writeFileSync(bad, JSON.stringify({ members: [{ module: '/nonexistent.so', token: { label: 'x' } }] }));
     const r = await run(['status', '-c', bad]);

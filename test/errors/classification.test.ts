@@ -92,7 +92,7 @@ describe('RETURN_CODE_CLASSES', () => {
     ['CKR_CRYPTOKI_NOT_INITIALIZED', 'member'],
     ['CKR_SESSION_CLOSED', 'member'],
     ['CKR_SESSION_HANDLE_INVALID', 'member'],
-    ['CKR_USER_NOT_LOGGED_IN', 'member'],
+    ['CKR_USER_NOT_LOGGED_IN', 'ambiguous'],
     ['CKR_SESSION_COUNT', 'member'],
     ['CKR_HOST_MEMORY', 'member'],
     ['CKR_SLOT_ID_INVALID', 'member'],

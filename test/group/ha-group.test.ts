@@ -26,6 +26,6 @@ describe('HaGroup over 3 SoftHSM2 tokens', () => {
     const ct = await session.encrypt({ name: 'AES_GCM', iv }, key!, Buffer.from('hello'));
     const pt = await session.decrypt({ name: 'AES_GCM', iv }, key!, ct);
     expect(pt.toString()).toBe('hello');
-    console.log(group.status());
+    expect(group.status().members.map((m) => m.state.kind)).toEqual(['active', 'active', 'active']);
   });
 });

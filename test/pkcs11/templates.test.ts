@@ -558,7 +558,10 @@ describe('toMechanism', () => {
     expect(bad({ mechanism: 1, param: 1 })).toMatch(/unknown property "param"/);
     expect(bad({ mechanism: 1, parameter: 'x' })).toMatch(/parameter must be/);
     expect(bad({ mechanism: 1, parameter: { kdf: 1 } })).toMatch(/parameter\.type/);
-    expect(bad({ mechanism: 1, parameter: { type: 1, nested: { a: 1 } } })).toMatch(/parameter\.nested.*object/);
+    expect(bad({ mechanism: 1, parameter: { type: 999, nested: { a: 1 } } })).toMatch(/parameter\.nested.*object/);
+    // pkcs11js crashes on a known parameter type missing a required field: refused up front.
+    expect(bad({ mechanism: pkcs11js.CKM_AES_GCM, parameter: { type: pkcs11js.CK_PARAMS_GCM, tagBits: 128 } })).toMatch(/parameter\.iv is required/);
+    expect(bad({ mechanism: pkcs11js.CKM_ECDH1_DERIVE, parameter: { type: pkcs11js.CK_PARAMS_EC_DH, kdf: 1 } })).toMatch(/parameter\.publicData is required/);
     expect(bad({ name: 'AES_GCM' })).toMatch(/iv must be/);
     expect(bad({ name: 'AES_GCM', iv: Buffer.alloc(0) })).toMatch(/iv must be/);
     expect(bad({ name: 'AES_GCM', iv: Buffer.alloc(12), tagBits: 100 })).toMatch(/tagBits.*100/);
