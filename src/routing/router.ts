@@ -44,23 +44,8 @@ export class Router {
    *
    * @param object the object the command uses; only its holders are candidates
    */
-  async run<N extends CommandName>(object: VirtualObject | undefined, build: CommandBuilder<N>): Promise<CommandResult<N>> {
-    let tried: Set<number> | undefined;
-    let lastError: unknown;
-    if (object !== undefined && object.holders.size === 0) await this.#resolve(object);
-    for (;;) {
-      const candidates = eligible(this.#members, (m) => (object === undefined || object.holders.has(m.index)) && !tried?.has(m.index));
-      const member = candidates.length > 0 ? this.#scheduler.pick(candidates) : undefined;
-      if (member === undefined) throw this.#noMember(object, lastError);
-      const handle = object === undefined ? NO_HANDLE : object.holders.get(member.index)!;
-      try {
-        return await member.run<N>((session) => build(session, handle));
-      } catch (error) {
-        if (classifyError(error) !== 'member') throw error;
-        (tried ??= new Set()).add(member.index);
-        lastError = error;
-      }
-    }
+  run<N extends CommandName>(object: VirtualObject | undefined, build: CommandBuilder<N>): Promise<CommandResult<N>> {
+    return this.runWith<N>(object === undefined ? [] : [object], (session, handles) => build(session, handles[0] ?? NO_HANDLE));
   }
 
   /**
