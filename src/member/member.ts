@@ -113,25 +113,28 @@ export class Member {
   async run<N extends CommandName>(build: (session: Handle) => Extract<Command, { op: N }>): Promise<CommandResult<N>> {
     this.#outstanding++;
     try {
-      const session = await this.#pool.acquire();
-      let broken = false;
+      // An idle session is taken without a promise: this is the hot path of every operation.
+      const session = this.#pool.tryAcquire() ?? (await this.#pool.acquire());
+      const command = build(session);
       try {
-        const result = await this.#send(build(session));
+        const result = await this.transport.execute(command);
         this.#served++;
+        this.#pool.release(session);
         return result;
-      } catch (error) {
-        broken = error instanceof Pkcs11Error && error.fault === 'member';
+      } catch (raw) {
+        const error = this.#failed(raw, command.op);
+        const memberFault = classifyError(error) === 'member';
         // Only an answer counts as served; a lost connection is not one.
-        if (classifyError(error) !== 'member') this.#served++;
-        throw error;
-      } finally {
-        if (broken) this.#pool.discard(session);
+        if (!memberFault) this.#served++;
+        if (error instanceof Pkcs11Error && memberFault) this.#pool.discard(session);
         else this.#pool.release(session);
+        throw error;
       }
     } finally {
       this.#outstanding--;
     }
   }
+
 
   /** Runs a command on a session the caller owns (a virtual session's backing session). */
   async runOn<N extends CommandName>(command: Extract<Command, { op: N }>): Promise<CommandResult<N>> {
@@ -223,13 +226,19 @@ export class Member {
     try {
       return await this.transport.execute(command);
     } catch (raw) {
-      const error = this.#typed(raw, command.op);
-      if (error instanceof Pkcs11Error ? error.fault === 'member' : error instanceof MemberUnreachableError) {
-        this.fail(error.message, error);
-      }
-      throw error;
+      throw this.#failed(raw, command.op);
     }
   }
+
+  /** Types what a command threw, and fails the member on a member fault. */
+  #failed(raw: unknown, op: CommandName): HaError {
+    const error = this.#typed(raw, op);
+    if (error instanceof Pkcs11Error ? error.fault === 'member' : error instanceof MemberUnreachableError) {
+      this.fail(error.message, error);
+    }
+    return error;
+  }
+
 
   #typed(raw: unknown, op: CommandName): HaError {
     if (raw instanceof CommandFailedError) {

@@ -43,6 +43,11 @@ export class SessionPool {
     return { open: this.#open, idle: this.#idle.length, waiting: this.#waiters.length, cap: this.#cap };
   }
 
+  /** An idle session right away, or undefined (then use {@link acquire}). */
+  tryAcquire(): Handle | undefined {
+    return this.#closedReason ? undefined : this.#idle.pop();
+  }
+
   /** A session no one else uses until {@link release}. */
   acquire(): Promise<Handle> {
     if (this.#closedReason) return Promise.reject(this.#closedReason);
