@@ -258,7 +258,16 @@ export class KeyManager {
     let wrapped: Buffer | undefined;
     const targets = this.#others(source);
     try {
-      read = await source.run<'getAttributes'>((session) => ({ op: 'getAttributes', session, object: handle, types: READ_TYPES }));
+      // Read and wrap at once (one round trip less on every creation): the wrap of an
+      // object that is no key fails harmlessly and is ignored.
+      const sourceDomainKey = targets.length > 0 ? this.#o.domainKey(source) : undefined;
+      const [attributes, speculative] = await Promise.all([
+        source.run<'getAttributes'>((session) => ({ op: 'getAttributes', session, object: handle, types: READ_TYPES })),
+        sourceDomainKey === undefined
+          ? undefined
+          : source.run<'wrapKey'>((session) => ({ op: 'wrapKey', session, mechanism: KWP(), wrappingKey: sourceDomainKey, key: handle })).catch((error: unknown) => error as Error),
+      ]);
+      read = attributes;
       const objectClass = ulongOf(read.find((a) => a.type === pkcs11js.CKA_CLASS)?.value);
       // CKA_VALUE is read only for data objects: key values have no business in this process.
       if (objectClass === CLASS.data) {
@@ -269,7 +278,9 @@ export class KeyManager {
         if (domainKey === undefined && targets.length > 0) {
           throw new DomainError('the group has no security domain, so keys cannot be replicated: run `pkcs11-ha init` (or HaGroup.initDomain) first');
         }
-        if (domainKey !== undefined) {
+        if (speculative instanceof Error) throw speculative;
+        if (speculative !== undefined) wrapped = speculative;
+        else if (domainKey !== undefined) {
           wrapped = await source.run<'wrapKey'>((session) => ({ op: 'wrapKey', session, mechanism: KWP(), wrappingKey: domainKey, key: handle }));
         }
       }
