@@ -19,7 +19,6 @@ export type HaErrorCode =
   | 'ERR_TESTBED'
   | 'ERR_DOMAIN'
   | 'ERR_REPLICATION'
-  | 'ERR_IDENTITY_CONFLICT'
   | 'ERR_COMMAND';
 
 /** How a failure bears on a member's health. See `classification.ts`. */

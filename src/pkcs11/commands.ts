@@ -77,8 +77,3 @@ export interface WireError {
   /** A message for anything that is not a PKCS#11 return value (a bug, a native error). */
   readonly message: string;
 }
-
-/** Names of the commands that change key material or objects (key management). */
-export const MUTATING_COMMANDS: ReadonlySet<CommandName> = new Set<CommandName>([
-  'setAttributes', 'createObject', 'copyObject', 'destroyObject', 'generateKey', 'generateKeyPair', 'unwrapKey', 'deriveKey',
-]);

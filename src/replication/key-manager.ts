@@ -15,6 +15,7 @@ import type { Command, CommandName, CommandResult, Handle, ReadAttribute, WireAt
 import { pkcs11js } from '../pkcs11/pkcs11js.js';
 import { toMechanism, type Pkcs11Attribute } from '../pkcs11/templates.js';
 import type { Mechanism } from 'pkcs11js';
+import type { ReplicaMissedEvent } from '../group/group-events.js';
 import { DomainError } from './domain-key.js';
 import type { Debt, Journal, ObjectRef } from './journal.js';
 import { CLASS, REPLICA_ATTRIBUTES, isTokenTemplate, replicaTemplate, replicatedKeyTemplate, travelsWrapped, ulongOf, type UnextractablePolicy } from './replica-template.js';
@@ -28,13 +29,6 @@ export interface SessionScope {
   exec<N extends CommandName>(member: Member, build: (session: Handle) => Extract<Command, { op: N }>): Promise<CommandResult<N>>;
   /** Records a session object of this virtual session (it goes when the session closes). */
   own(object: VirtualObject): void;
-}
-
-/** Why a replica could not be made on a member. */
-export interface ReplicaMissedEvent {
-  readonly member: string;
-  readonly object: number;
-  readonly reason: string;
 }
 
 /** What the key manager needs from its group. */
@@ -58,7 +52,7 @@ const KWP = (): Mechanism => toMechanism('AES_KEY_WRAP_PAD');
 const READ_TYPES = [...new Set([...IDENTITY_ATTRIBUTES, ...REPLICA_ATTRIBUTES])].filter((t) => t !== pkcs11js.CKA_VALUE);
 
 /** A reference to an object that survives in the journal. */
-export function objectRef(object: VirtualObject): ObjectRef {
+function objectRef(object: VirtualObject): ObjectRef {
   return { handle: object.handle, name: object.identity.name, fingerprint: object.identity.fingerprint, search: object.identity.search, token: object.identity.token };
 }
 
