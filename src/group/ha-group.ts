@@ -96,7 +96,7 @@ export class HaGroup extends EventEmitter<HaGroupEvents> {
           onStateChange: (member, previous, cause) => this.#onMemberState(member, previous, cause),
         }),
     );
-    this.#router = new Router(this.#members, config.scheduler, (object) => this.#resolve(object));
+    this.#router = new Router(this.#members, config.scheduler, (object) => this.#resolve(object), config.clock);
     this.#journal = new Journal(config.journalPath);
     this.#keys = new KeyManager({
       members: this.#members,

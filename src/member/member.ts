@@ -136,6 +136,33 @@ export class Member {
   }
 
 
+  /**
+   * Asks the member a cheap question (one random byte) to tell whether it is sick after
+   * an ambiguous error. A member fault in the probe fails the member.
+   *
+   * @returns true when the member answered (so the ambiguous error was not its fault)
+   */
+  async probe(): Promise<boolean> {
+    if (!this.serving) return false;
+    // Only on an idle session: with every session busy the member is answering others,
+    // and a hang is the deadline's to find. A probe never queues behind the pool.
+    const session = this.#pool.tryAcquire();
+    if (session === undefined) return true;
+    this.#outstanding++;
+    try {
+      await this.#send({ op: 'generateRandom', session, length: 1 });
+      this.#pool.release(session);
+      return true;
+    } catch (error) {
+      const memberFault = classifyError(error) === 'member';
+      if (memberFault) this.#pool.discard(session);
+      else this.#pool.release(session);
+      return !memberFault && this.serving;
+    } finally {
+      this.#outstanding--;
+    }
+  }
+
   /** Runs a command on a session the caller owns (a virtual session's backing session). */
   async runOn<N extends CommandName>(command: Extract<Command, { op: N }>): Promise<CommandResult<N>> {
     this.#outstanding++;

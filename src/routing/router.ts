@@ -9,6 +9,8 @@ import { NoMemberAvailableError } from '../errors/ha-error.js';
 import type { Member } from '../member/member.js';
 import type { VirtualObject } from '../catalog/catalog.js';
 import type { Command, CommandName, CommandResult, Handle } from '../pkcs11/commands.js';
+import type { Clock } from '../clock/clock.js';
+import { systemClock } from '../clock/clock.js';
 import { eligible, type Scheduler } from './scheduler.js';
 
 /** Builds a member's command from one of its sessions and its handle for the object. */
@@ -21,15 +23,18 @@ export class Router {
   readonly #members: readonly Member[];
   readonly #scheduler: Scheduler;
   readonly #resolve: (object: VirtualObject) => Promise<void>;
+  readonly #clock: Clock;
 
   /**
    * @param resolve finds again the holders of an object that has none (after a logout
    *   or a member reconnect, members hand out new handles)
+   * @param clock times commands for latency-aware schedulers
    */
-  constructor(members: readonly Member[], scheduler: Scheduler, resolve: (object: VirtualObject) => Promise<void>) {
+  constructor(members: readonly Member[], scheduler: Scheduler, resolve: (object: VirtualObject) => Promise<void>, clock: Clock = systemClock) {
     this.#members = members;
     this.#scheduler = scheduler;
     this.#resolve = resolve;
+    this.#clock = clock;
   }
 
   /** The strategy in use. */
@@ -61,10 +66,19 @@ export class Router {
       const member = candidates.length > 0 ? this.#scheduler.pick(candidates) : undefined;
       if (member === undefined) throw this.#noMember(objects[0], lastError);
       const handles = objects.map((o) => o.holders.get(member.index)!);
+      const observe = this.#scheduler.observe;
+      const start = observe === undefined ? 0 : this.#clock.now();
       try {
-        return await member.run<N>((session) => build(session, handles));
+        const result = await member.run<N>((session) => build(session, handles));
+        if (observe !== undefined) this.#scheduler.observe!(member.index, this.#clock.now() - start, true);
+        return result;
       } catch (error) {
-        if (classifyError(error) !== 'member') throw error;
+        const kind = classifyError(error);
+        if (observe !== undefined) this.#scheduler.observe!(member.index, this.#clock.now() - start, kind !== 'member');
+        // An ambiguous code (CKR_GENERAL_ERROR: also SoftHSM's answer to a tampered GCM tag)
+        // never fails a member on its own: a probe decides whether the member is sick.
+        if (kind === 'ambiguous' && (await member.probe())) throw error;
+        if (kind === 'caller') throw error;
         (tried ??= new Set()).add(member.index);
         lastError = error;
       }

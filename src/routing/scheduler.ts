@@ -28,6 +28,14 @@ export interface Scheduler {
    * Called on the hot path: no allocation, no I/O.
    */
   pick<C extends Candidate>(candidates: readonly C[]): C | undefined;
+  /**
+   * Told when a command the router sent to member `index` settles, with how long it took
+   * (ms, by the group's clock). Latency-aware strategies keep their cost from this;
+   * others leave it out (the router then does not time commands at all).
+   *
+   * @param ok false when the member failed under the command (a member fault)
+   */
+  observe?(index: number, latencyMs: number, ok: boolean): void;
 }
 
 /**

@@ -40,6 +40,15 @@ export interface Transport {
   readonly pending: number;
   /** Called at most once, when the connection drops on its own (not on `close`). */
   onDisconnect(listener: (error: Error) => void): void;
+  /**
+   * Called on each heartbeat: proof that the place running the commands is alive while
+   * some of them take long. Each heartbeat extends the deadline of this transport's
+   * pending commands (never past the hard ceiling). Transports that cannot send
+   * heartbeats (in-process) leave this out.
+   *
+   * @param listener gets the queue depth the far side reports (commands queued + running there)
+   */
+  onHeartbeat?(listener: (queueDepth: number) => void): void;
   /** Releases everything; pending commands are rejected. Idempotent. */
   close(): Promise<void>;
 }
