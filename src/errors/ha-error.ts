@@ -19,7 +19,8 @@ export type HaErrorCode =
   | 'ERR_TESTBED'
   | 'ERR_DOMAIN'
   | 'ERR_REPLICATION'
-  | 'ERR_COMMAND';
+  | 'ERR_COMMAND'
+  | 'ERR_JOURNAL';
 
 /** How a failure bears on a member's health. See `classification.ts`. */
 export type FaultClass = 'member' | 'caller' | 'ambiguous';
@@ -83,6 +84,13 @@ export class NoMemberAvailableError extends HaError {
 export class MemberUnreachableError extends HaError {
   constructor(readonly member: string, message: string, options?: { cause?: unknown }) {
     super('ERR_MEMBER_UNREACHABLE', `member ${member}: ${message}`, options);
+  }
+}
+
+/** A member's command passed its deadline (no answer, no heartbeat) or its hard ceiling. A member fault. */
+export class DeadlineError extends HaError {
+  constructor(readonly member: string, message: string, options?: { cause?: unknown }) {
+    super('ERR_DEADLINE', `member ${member}: ${message}`, options);
   }
 }
 

@@ -13,6 +13,10 @@ import type { Scheduler } from '../routing/scheduler.js';
 import type { TokenSelector } from '../transport/in-process-transport.js';
 import type { Transport } from '../transport/transport.js';
 import type { UnextractablePolicy } from '../replication/replica-template.js';
+import type { RecoveryPolicy } from '../recovery/recovery-loop.js';
+
+/** Where members' modules run: a member host child process each, or this process. */
+export type TransportKind = 'host' | 'in-process';
 
 /** One member as configured. */
 export interface MemberConfig {
@@ -57,6 +61,31 @@ export interface GroupConfig {
   readonly unextractableKeys?: UnextractablePolicy;
   /** File where the journal of what members owe is kept across restarts. @default in memory only */
   readonly journalPath?: string;
+  /**
+   * Where members' modules run. `'host'`: a member host child process per member, which
+   * isolates a crash or hang of the module (the production choice). `'in-process'`: worker
+   * threads in this process, the fastest single-process setup, where a crashing module
+   * takes the application down. @default 'in-process'
+   */
+  readonly transport?: TransportKind;
+  /** A command with no answer (and no heartbeat) for this long fails its member (ms). @default 20000 */
+  readonly deadlineMs?: number;
+  /** No command lives longer than this, heartbeats or not (ms); at least `deadlineMs`. @default 120000 */
+  readonly ceilingMs?: number;
+  /** A member host sends a heartbeat this often while a command is pending longer (ms); below `deadlineMs`. @default 1000 */
+  readonly heartbeatIntervalMs?: number;
+  /** Background recovery of failed members. */
+  readonly recovery?: {
+    /** Time between a failure and the next attempt (ms). @default 5000 */
+    readonly intervalMs?: number;
+    /** Most automatic attempts per failure: 0 = off, Infinity = never give up. @default Infinity */
+    readonly maxAttempts?: number;
+  };
+  /**
+   * Whether standby members promoted because no active member was left go back to standby
+   * when an active member serves again. @default true
+   */
+  readonly demoteStandbys?: boolean;
 }
 
 /** A member's configuration after defaults and validation. */
@@ -84,6 +113,12 @@ export interface ResolvedGroupConfig {
   readonly minReplicas: number;
   readonly unextractableKeys: UnextractablePolicy;
   readonly journalPath: string | undefined;
+  readonly transport: TransportKind;
+  readonly deadlineMs: number;
+  readonly ceilingMs: number;
+  readonly heartbeatIntervalMs: number;
+  readonly recovery: RecoveryPolicy;
+  readonly demoteStandbys: boolean;
 }
 
 /** Echoes a bad value for an error message, with anything that looks like a PIN redacted. */
@@ -114,7 +149,11 @@ function pin(value: unknown, path: string): Secret | undefined {
   return Secret.of(value);
 }
 
-function memberConfig(raw: unknown, index: number, threads: number): ResolvedMemberConfig {
+/**
+ * Validates one member's configuration (also for `group.addMember`).
+ * @throws {@link ConfigError} naming the first bad value
+ */
+export function memberConfig(raw: unknown, index: number, threads: number): ResolvedMemberConfig {
   const path = `members[${index}]`;
   if (!isObject(raw)) throw new ConfigError(path, `must be an object, got ${show(raw)}`);
   const allowed = new Set(['name', 'module', 'token', 'role', 'soPin', 'userPin']);
@@ -162,7 +201,23 @@ function memberConfig(raw: unknown, index: number, threads: number): ResolvedMem
  */
 export function resolveGroupConfig(config: GroupConfig): ResolvedGroupConfig {
   if (!isObject(config)) throw new ConfigError('config', `must be an object, got ${show(config)}`);
-  const allowed = new Set(['members', 'threadsPerMember', 'maxSessionsPerMember', 'scheduler', 'clock', 'transportFactory', 'minReplicas', 'unextractableKeys', 'journalPath']);
+  const allowed = new Set([
+    'members',
+    'threadsPerMember',
+    'maxSessionsPerMember',
+    'scheduler',
+    'clock',
+    'transportFactory',
+    'minReplicas',
+    'unextractableKeys',
+    'journalPath',
+    'transport',
+    'deadlineMs',
+    'ceilingMs',
+    'heartbeatIntervalMs',
+    'recovery',
+    'demoteStandbys',
+  ]);
   for (const key of Object.keys(config)) if (!allowed.has(key)) throw new ConfigError(key, `unknown option (known: ${[...allowed].join(', ')})`);
   if (!Array.isArray(config.members) || config.members.length === 0) {
     throw new ConfigError('members', `must be a non-empty array, got ${show(config.members)}`);
@@ -191,8 +246,25 @@ export function resolveGroupConfig(config: GroupConfig): ResolvedGroupConfig {
   if (config.journalPath !== undefined && (typeof config.journalPath !== 'string' || config.journalPath.length === 0)) {
     throw new ConfigError('journalPath', `must be a non-empty path, got ${show(config.journalPath)}`);
   }
+  const transport = config.transport ?? 'in-process';
+  if (transport !== 'host' && transport !== 'in-process') throw new ConfigError('transport', `must be 'host' or 'in-process', got ${show(transport)}`);
+  const deadlineMs = integer(config.deadlineMs, 'deadlineMs', 1, 3_600_000, 20_000);
+  const ceilingMs = integer(config.ceilingMs, 'ceilingMs', deadlineMs, 86_400_000, Math.max(120_000, deadlineMs));
+  const heartbeatIntervalMs = integer(config.heartbeatIntervalMs, 'heartbeatIntervalMs', 1, Math.max(1, deadlineMs - 1), Math.min(1000, Math.max(1, Math.floor(deadlineMs / 2))));
+  const recoveryRaw: unknown = config.recovery ?? {};
+  if (!isObject(recoveryRaw)) throw new ConfigError('recovery', `must be an object, got ${show(recoveryRaw)}`);
+  for (const key of Object.keys(recoveryRaw)) if (key !== 'intervalMs' && key !== 'maxAttempts') throw new ConfigError(`recovery.${key}`, 'unknown option (known: intervalMs, maxAttempts)');
+  const maxAttempts = recoveryRaw.maxAttempts === Infinity ? Infinity : integer(recoveryRaw.maxAttempts, 'recovery.maxAttempts', 0, 1_000_000_000, 0) || (recoveryRaw.maxAttempts === undefined ? Infinity : 0);
+  const recovery: RecoveryPolicy = { intervalMs: integer(recoveryRaw.intervalMs, 'recovery.intervalMs', 1, 86_400_000, 5000), maxAttempts };
+  if (config.demoteStandbys !== undefined && typeof config.demoteStandbys !== 'boolean') throw new ConfigError('demoteStandbys', `must be a boolean, got ${show(config.demoteStandbys)}`);
   return {
     members,
+    transport,
+    deadlineMs,
+    ceilingMs,
+    heartbeatIntervalMs,
+    recovery,
+    demoteStandbys: config.demoteStandbys ?? true,
     maxSessionsPerMember: integer(config.maxSessionsPerMember, 'maxSessionsPerMember', 1, 4096, 32),
     scheduler,
     clock,

@@ -38,9 +38,50 @@ export interface ReplicaMissedEvent {
   readonly reason: string;
 }
 
+/** A member was taken out of service (connection lost, deadline passed, member fault). */
+export interface MemberFailedEvent {
+  readonly member: string;
+  readonly reason: string;
+}
+
+/** A failed member was reconnected, resynchronised, and takes traffic again. */
+export interface MemberRecoveredEvent {
+  readonly member: string;
+  /** Which attempt succeeded (1 = the first). */
+  readonly attempts: number;
+}
+
+/** A recovery attempt failed; the loop tries again after its interval while attempts remain. */
+export interface RecoveryFailedEvent {
+  readonly member: string;
+  readonly attempt: number;
+  readonly reason: string;
+}
+
+/** A standby member serves as an active one (no active member was left), or stops doing so. */
+export interface StandbyEvent {
+  readonly member: string;
+}
+
+/** Progress of a member's resynchronisation: `done` of `total` debts settled. */
+export interface ResyncProgressEvent {
+  readonly member: string;
+  readonly done: number;
+  readonly total: number;
+}
+
 /** Event names and their listeners' signatures. */
 export interface HaGroupEvents {
+  /** A member owes a replica, deletion or attribute change (recorded in the journal). */
+  replicationOwed: (event: ReplicaMissedEvent) => void;
+  /** @deprecated the same as `replicationOwed`, kept for 0.1 listeners. */
   replicaMissed: (event: ReplicaMissedEvent) => void;
+  memberFailed: (event: MemberFailedEvent) => void;
+  memberRecovered: (event: MemberRecoveredEvent) => void;
+  recoveryFailed: (event: RecoveryFailedEvent) => void;
+  standbyPromoted: (event: StandbyEvent) => void;
+  standbyDemoted: (event: StandbyEvent) => void;
+  resyncProgress: (event: ResyncProgressEvent) => void;
   memberStateChanged: (event: MemberStateChangedEvent) => void;
   primaryChanged: (event: PrimaryChangedEvent) => void;
   identityConflict: (event: IdentityConflictEvent) => void;

@@ -5,7 +5,7 @@ import { EventEmitter } from 'eventemitter3';
 import { Catalog, type ObjectHandle, type VirtualObject } from '../catalog/catalog.js';
 import { IDENTITY_ATTRIBUTES, identityFrom } from '../catalog/object-identity.js';
 import { classifyError } from '../errors/classification.js';
-import { ClosedError, HaError, NoMemberAvailableError, Pkcs11Error } from '../errors/ha-error.js';
+import { ClosedError, HaError, MemberUnreachableError, NoMemberAvailableError, Pkcs11Error } from '../errors/ha-error.js';
 import { Member } from '../member/member.js';
 import type { MemberSnapshot } from '../member/member.js';
 import { Secret } from '../member/secret.js';
@@ -16,7 +16,11 @@ import { Router } from '../routing/router.js';
 import type { SlotContext } from '../slot/slot-context.js';
 import { VirtualSlot } from '../slot/virtual-slot.js';
 import { InProcessTransport } from '../transport/in-process-transport.js';
-import { resolveGroupConfig, type GroupConfig, type ResolvedGroupConfig, type ResolvedMemberConfig } from './group-config.js';
+import { memberConfig, resolveGroupConfig, type GroupConfig, type MemberConfig, type ResolvedGroupConfig, type ResolvedMemberConfig } from './group-config.js';
+import { RecoveryLoop } from '../recovery/recovery-loop.js';
+import type { Transport } from '../transport/transport.js';
+import type { MemberRole, MemberState } from '../member/member-state.js';
+import { ConfigError, InvalidArgumentError } from '../errors/ha-error.js';
 import type { HaGroupEvents } from './group-events.js';
 import { carryDomainKey, createDomainKey, DomainError, isDomainKeyName, readMemberDomain, type MemberDomain } from '../replication/domain-key.js';
 import { Journal } from '../replication/journal.js';
@@ -35,7 +39,13 @@ export interface GroupStatus {
   readonly domain: string | undefined;
   /** Members that owe replicas, deletions or attribute changes, with counts. */
   readonly owed: Readonly<Record<string, number>>;
-  readonly members: readonly MemberSnapshot[];
+  readonly members: readonly MemberStatus[];
+}
+
+/** One member in {@link GroupStatus}: its snapshot and how many items it owes the group. */
+export interface MemberStatus extends MemberSnapshot {
+  /** Replicas, deletions and attribute changes this member still owes. */
+  readonly owed: number;
 }
 
 /** What `HaGroup.initDomain` did. */
@@ -70,6 +80,8 @@ export class HaGroup extends EventEmitter<HaGroupEvents> {
   readonly slot: VirtualSlot;
   readonly #config: ResolvedGroupConfig;
   readonly #members: Member[];
+  /** Each member's resolved configuration (PINs for re-login, transport options). */
+  readonly #configs = new Map<Member, ResolvedMemberConfig>();
   readonly #router: Router;
   readonly #catalog = new Catalog();
   readonly #journal: Journal;
@@ -80,22 +92,23 @@ export class HaGroup extends EventEmitter<HaGroupEvents> {
   #primary: Member | undefined;
   #closed = false;
   #login: { userType: number; pin: Secret } | undefined;
+  readonly #recovery: RecoveryLoop;
+  /** Members whose automatic recovery stopped for a reason retrying cannot fix (a refused PIN, another domain key). */
+  readonly #noAutoRecovery = new Set<string>();
 
   private constructor(config: ResolvedGroupConfig) {
     super();
     this.#config = config;
-    this.#members = config.members.map(
-      (m) =>
-        new Member({
-          name: m.name,
-          index: m.index,
-          role: m.role,
-          transport: config.transportFactory?.(m) ?? defaultTransport(m),
-          maxSessions: config.maxSessionsPerMember,
-          clock: config.clock,
-          onStateChange: (member, previous, cause) => this.#onMemberState(member, previous, cause),
-        }),
-    );
+    this.#members = config.members.map((m) => this.#newMember(m));
+    this.#recovery = new RecoveryLoop({
+      ...config.recovery,
+      clock: config.clock,
+      attempt: (name) => this.#attemptRecovery(name),
+      failedAttempts: (name) => {
+        const state = this.#member(name)?.state;
+        return state?.kind === 'failed' && !this.#noAutoRecovery.has(name) ? state.attempts : undefined;
+      },
+    });
     this.#router = new Router(this.#members, config.scheduler, (object) => this.#resolve(object), config.clock);
     this.#journal = new Journal(config.journalPath);
     this.#keys = new KeyManager({
@@ -106,7 +119,10 @@ export class HaGroup extends EventEmitter<HaGroupEvents> {
       domainKey: (m) => this.#domainKeys.get(m.index),
       minReplicas: config.minReplicas,
       unextractable: config.unextractableKeys,
-      onReplicaMissed: (e) => this.emit('replicaMissed', e),
+      onReplicaMissed: (e) => {
+        this.emit('replicationOwed', e);
+        this.emit('replicaMissed', e);
+      },
       resolve: (object) => this.#resolve(object),
     });
     const context: SlotContext = {
@@ -271,14 +287,15 @@ export class HaGroup extends EventEmitter<HaGroupEvents> {
 
   /** A plain snapshot of the group. */
   status(): GroupStatus {
+    const owed = this.#journal.summary();
     return {
       primary: this.primary,
       scheduler: this.#router.scheduler.name,
       loggedIn: this.#login !== undefined,
       objects: this.#catalog.size,
       domain: this.#domainCheckValue,
-      owed: this.#journal.summary(),
-      members: this.#members.map((m) => m.snapshot()),
+      owed,
+      members: this.#members.map((m) => ({ ...m.snapshot(), owed: owed[m.name] ?? 0 })),
     };
   }
 
@@ -286,24 +303,194 @@ export class HaGroup extends EventEmitter<HaGroupEvents> {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    this.#recovery.close();
     await Promise.allSettled(this.#members.map((m) => m.close()));
     this.#login = undefined;
   }
 
-  #onMemberState(member: Member, previous: { kind: MemberSnapshot['state']['kind'] }, cause: Error | undefined): void {
+  /**
+   * Recovers a failed member now (the background loop does the same on its own, see the
+   * `recovery` option): reconnects it, logs it in, checks its domain key, settles what it
+   * owes, and only then lets it take traffic again.
+   *
+   * @returns true when the member serves again
+   * @throws {@link InvalidArgumentError} for an unknown member name
+   */
+  async recover(name: string): Promise<boolean> {
+    this.#checkOpen();
+    const member = this.#member(name);
+    if (member === undefined) throw new InvalidArgumentError(`no member named ${JSON.stringify(name)}`);
+    if (member.serving) return true;
+    // A manual attempt is the operator's decision: it may retry what the loop gave up on.
+    this.#noAutoRecovery.delete(name);
+    await this.#recovery.run(name);
+    return member.serving;
+  }
+
+  /**
+   * Adds a member online. It is connected, logged in, checked for the group's domain key
+   * and given every token object the group holds before it takes any traffic.
+   *
+   * @returns the new member's name
+   * @throws {@link ConfigError} for a bad member configuration or a duplicate name
+   */
+  async addMember(config: MemberConfig): Promise<string> {
+    this.#checkOpen();
+    const resolved = memberConfig(config, this.#members.length, this.#config.members[0]?.threads ?? 2);
+    if (this.#member(resolved.name) !== undefined) throw new ConfigError(`${resolved.path}.name`, `duplicate member name ${JSON.stringify(resolved.name)}`);
+    if (this.#members.length >= 64) throw new ConfigError('members', 'at most 64 members');
+    this.#noAutoRecovery.add(resolved.name); // no background attempt until the first sync is done
+    const member = this.#newMember(resolved);
+    this.#members.push(member);
+    this.#configs.set(member, resolved);
+    try {
+      await this.#attemptRecovery(resolved.name, { fullSync: true });
+    } finally {
+      this.#noAutoRecovery.delete(resolved.name);
+    }
+    if (!member.serving) {
+      const state = member.state;
+      throw new MemberUnreachableError(member.name, `could not join: ${state.kind === 'failed' ? state.reason : state.kind}`);
+    }
+    return member.name;
+  }
+
+  /** Removes a member online: its sessions and transport are closed and it takes no more traffic. */
+  async removeMember(name: string): Promise<void> {
+    this.#checkOpen();
+    const member = this.#member(name);
+    if (member === undefined) throw new InvalidArgumentError(`no member named ${JSON.stringify(name)}`);
+    this.#recovery.cancel(name);
+    await member.close();
+  }
+
+  /**
+   * Marks a member standby (it is kept current but takes load only when no active member
+   * is left) or active again, online.
+   */
+  setStandby(name: string, standby: boolean): void {
+    this.#checkOpen();
+    const member = this.#member(name);
+    if (member === undefined) throw new InvalidArgumentError(`no member named ${JSON.stringify(name)}`);
+    const role: MemberRole = standby ? 'standby' : 'active';
+    if (member.role === role) return;
+    member.setRole(role);
+    // setRole changes the state (and so re-balances) only while serving.
+    this.#rebalance();
+  }
+
+  #onMemberState(member: Member, previous: MemberState, cause: Error | undefined): void {
+    const current = member.state;
     this.emit('memberStateChanged', {
       member: member.name,
       previous: previous.kind,
-      current: member.state,
+      current,
       ...(cause ? { reason: cause.message } : {}),
     });
+    if (current.kind === 'failed') {
+      if (previous.kind === 'recovering') this.emit('recoveryFailed', { member: member.name, attempt: previous.attempt, reason: current.reason });
+      else if (previous.kind !== 'failed') this.emit('memberFailed', { member: member.name, reason: current.reason });
+      if (!this.#closed && !this.#noAutoRecovery.has(member.name)) this.#recovery.failed(member.name, current.attempts);
+    }
     if (!member.serving) this.#catalog.forgetMember(member.index);
-    const next = this.#members.find((m) => m.serving && m.role === 'active') ?? this.#members.find((m) => m.serving);
+    this.#rebalance();
+  }
+
+  /** Promotes standby members when no active one serves, demotes them when one is back; re-elects the primary. */
+  #rebalance(): void {
+    const activeServing = this.#members.some((m) => m.serving && m.role === 'active');
+    for (const m of this.#members) {
+      if (!activeServing && m.serving && m.role === 'standby' && !m.promoted) {
+        m.promoted = true;
+        this.emit('standbyPromoted', { member: m.name });
+      } else if (activeServing && m.promoted && this.#config.demoteStandbys) {
+        m.promoted = false;
+        this.emit('standbyDemoted', { member: m.name });
+      }
+    }
+    const next = this.#members.find((m) => m.serving && (m.role === 'active' || m.promoted)) ?? this.#members.find((m) => m.serving);
     if (next !== this.#primary) {
       const before = this.#primary?.name;
       this.#primary = next;
       this.emit('primaryChanged', { previous: before, current: next?.name });
     }
+  }
+
+  #member(name: string): Member | undefined {
+    return this.#members.find((m) => m.name === name && m.state.kind !== 'removed');
+  }
+
+  #checkOpen(): void {
+    if (this.#closed) throw new ClosedError('group');
+  }
+
+  #newMember(m: ResolvedMemberConfig): Member {
+    const member = new Member({
+      name: m.name,
+      index: m.index,
+      role: m.role,
+      transport: this.#makeTransport(m),
+      newTransport: () => this.#makeTransport(m),
+      maxSessions: this.#config.maxSessionsPerMember,
+      deadlineMs: this.#config.deadlineMs,
+      ceilingMs: this.#config.ceilingMs,
+      clock: this.#config.clock,
+      onStateChange: (changed, previous, cause) => this.#onMemberState(changed, previous, cause),
+    });
+    this.#configs.set(member, m);
+    return member;
+  }
+
+  #makeTransport(m: ResolvedMemberConfig): Transport {
+    return this.#config.transportFactory?.(m) ?? defaultTransport(m, this.#config);
+  }
+
+  /**
+   * One recovery attempt: reconnect, log in, check the domain key, settle debts, find the
+   * member's objects again, and only then take traffic. Any failure leaves the member failed
+   * (one more attempt counted); the loop schedules the next one.
+   */
+  async #attemptRecovery(name: string, options: { fullSync?: boolean } = {}): Promise<void> {
+    const member = this.#member(name);
+    if (member === undefined || member.state.kind !== 'failed' || this.#closed) return;
+    try {
+      await member.reconnect();
+      await this.#restore(member, options.fullSync ?? false);
+      const state = member.state as MemberState;
+      if (this.#closed || state.kind !== 'recovering') return;
+      member.rejoin();
+      const attempt = state.attempt;
+      this.emit('memberRecovered', { member: name, attempts: attempt });
+    } catch (error) {
+      if ((member.state as MemberState).kind === 'recovering') member.fail(`recovery: ${(error as Error).message}`, error as Error);
+    }
+  }
+
+  /** Brings a reconnected member back in step with the group (it takes no traffic meanwhile). */
+  async #restore(member: Member, fullSync: boolean): Promise<void> {
+    const own = this.#configs.get(member)?.userPin;
+    const login = this.#login;
+    if (login !== undefined || own !== undefined) {
+      try {
+        await member.login(login?.userType ?? pkcs11js.CKU_USER, (own ?? login!.pin).reveal());
+      } catch (error) {
+        // Retrying a refused PIN could lock the token: stop until someone recovers it by hand.
+        if (error instanceof Pkcs11Error && /^CKR_PIN_/.test(error.ckr)) this.#noAutoRecovery.add(member.name);
+        throw error;
+      }
+    }
+    const domain = await readMemberDomain(member);
+    if (this.#domainCheckValue !== undefined) {
+      if (domain.kind !== 'key' || domain.checkValue !== this.#domainCheckValue) {
+        this.#noAutoRecovery.add(member.name);
+        throw new DomainError(`member ${member.name} refused: ${domain.kind === 'key' ? `its domain key ${domain.checkValue} differs from the group's` : domain.kind === 'none' ? 'it has no domain key' : 'it holds several domain keys'}`);
+      }
+      this.#domainKeys.set(member.index, domain.handle);
+    } else if (domain.kind === 'key') {
+      this.#domainKeys.set(member.index, domain.handle);
+    }
+    await this.#resync(member, fullSync);
+    await this.#scanMember(member);
   }
 
   /** Serving members, primary first, then the rest in order. */
@@ -359,6 +546,21 @@ export class HaGroup extends EventEmitter<HaGroupEvents> {
     this.#catalog.forgetHolders();
   }
 
+  /**
+   * Settles what a member owes (replicas, deletions, attribute changes) before it serves.
+   * With `fullSync` (a new member) every token object the group holds is owed first.
+   */
+  async #resync(member: Member, fullSync: boolean): Promise<void> {
+    void member;
+    void fullSync;
+  }
+
+  /** Finds a member's objects again (a reconnected member hands out new handles) and links them by identity. */
+  async #scanMember(member: Member): Promise<void> {
+    const scanned = await this.#scan(member, []);
+    scanned.fresh.forEach((h, i) => this.#adopt(member, h, scanned.identities[i]!.read, scanned.identities[i]!.wrapped));
+  }
+
   /** Finds an object's holders again by its identity (virtual handles survive a logout). */
   async #resolve(object: VirtualObject): Promise<void> {
     await this.#findObjects(object.identity.search);
@@ -366,28 +568,7 @@ export class HaGroup extends EventEmitter<HaGroupEvents> {
 
   async #findObjects(template: readonly Pkcs11Attribute[]): Promise<ObjectHandle[]> {
     const members = this.#members.filter((m) => m.serving);
-    const found = await Promise.allSettled(
-      members.map(async (m) => {
-        const handles = await m.run<'findObjects'>((session) => ({ op: 'findObjects', session, template }));
-        const domainKey = this.#domainKeys.get(m.index);
-        const unknown = handles.filter((h) => this.#catalog.byMemberHandle(m.index, h) === undefined && !(domainKey?.equals(h) ?? false));
-        const read = await Promise.all(
-          unknown.map((h) => m.run<'getAttributes'>((session) => ({ op: 'getAttributes', session, object: h, types: IDENTITY_ATTRIBUTES }))),
-        );
-        // The domain key is the group's, never the application's: with it, any replicated
-        // key could be unwrapped again as a non-sensitive copy.
-        const value = (attrs: readonly ReadAttribute[], type: number) => attrs.find((a) => a.type === type)?.value;
-        const keep = unknown.map((_, i) => !isDomainKeyName(value(read[i]!, pkcs11js.CKA_LABEL), value(read[i]!, pkcs11js.CKA_ID)));
-        const fresh = unknown.filter((_, i) => keep[i]);
-        const identities = await Promise.all(
-          fresh.map(async (h, i) => {
-            const attrs = read.filter((_, j) => keep[j])[i]!;
-            return { read: attrs, wrapped: await this.#domainWrap(m, h, attrs) };
-          }),
-        );
-        return { member: m, handles, fresh, identities };
-      }),
-    );
+    const found = await Promise.allSettled(members.map((m) => this.#scan(m, template)));
     const result = new Set<ObjectHandle>();
     let answered = 0;
     let lastError: unknown;
@@ -408,6 +589,24 @@ export class HaGroup extends EventEmitter<HaGroupEvents> {
     }
     if (answered === 0) throw new NoMemberAvailableError('no member could search for objects', { cause: lastError });
     return [...result].sort((a, b) => a - b);
+  }
+
+  /** Searches one member and reads the identity of every object it shows that the catalog does not know yet. */
+  async #scan(m: Member, template: readonly Pkcs11Attribute[]) {
+    const handles = await m.run<'findObjects'>((session) => ({ op: 'findObjects', session, template }));
+    const domainKey = this.#domainKeys.get(m.index);
+    const unknown = handles.filter((h) => this.#catalog.byMemberHandle(m.index, h) === undefined && !(domainKey?.equals(h) ?? false));
+    const read = await Promise.all(
+      unknown.map((h) => m.run<'getAttributes'>((session) => ({ op: 'getAttributes', session, object: h, types: IDENTITY_ATTRIBUTES }))),
+    );
+    // The domain key is the group's, never the application's: with it, any replicated
+    // key could be unwrapped again as a non-sensitive copy.
+    const value = (attrs: readonly ReadAttribute[], type: number) => attrs.find((a) => a.type === type)?.value;
+    const keep = unknown.map((_, i) => !isDomainKeyName(value(read[i]!, pkcs11js.CKA_LABEL), value(read[i]!, pkcs11js.CKA_ID)));
+    const fresh = unknown.filter((_, i) => keep[i]);
+    const kept = read.filter((_, j) => keep[j]);
+    const identities = await Promise.all(fresh.map(async (h, i) => ({ read: kept[i]!, wrapped: await this.#domainWrap(m, h, kept[i]!) })));
+    return { member: m, handles, fresh, identities };
   }
 
   /**
@@ -435,7 +634,7 @@ export class HaGroup extends EventEmitter<HaGroupEvents> {
   }
 }
 
-function defaultTransport(m: ResolvedMemberConfig): InProcessTransport {
+function defaultTransport(m: ResolvedMemberConfig, _config: ResolvedGroupConfig): Transport {
   return new InProcessTransport({
     member: m.name,
     modulePath: m.modulePath,

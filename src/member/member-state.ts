@@ -11,7 +11,8 @@ export type MemberState =
   | { readonly kind: 'active' }
   | { readonly kind: 'standby' }
   | { readonly kind: 'failed'; readonly since: number; readonly attempts: number; readonly reason: string }
-  | { readonly kind: 'recovering'; readonly since: number }
+  /** Reconnecting and resynchronising; `attempt` counts from 1. Takes no traffic yet. */
+  | { readonly kind: 'recovering'; readonly since: number; readonly attempt: number }
   | { readonly kind: 'removed' };
 
 /** The kind of a state, for status snapshots and events. */

@@ -10,6 +10,8 @@ import type { Command, CommandName, CommandResult, Handle } from '../pkcs11/comm
 import { CommandFailedError, type TokenInfo, type Transport } from '../transport/transport.js';
 import { isServing, type MemberRole, type MemberState } from './member-state.js';
 import { SessionPool, type SessionPoolStats } from './session-pool.js';
+import { CommandDeadlines, type DeadlineExpiry } from './command-deadlines.js';
+import { DeadlineError } from '../errors/ha-error.js';
 
 /** Told about every change of a member's state. */
 export type MemberStateListener = (member: Member, previous: MemberState, cause: Error | undefined) => void;
@@ -21,8 +23,14 @@ export interface MemberOptions {
   readonly index: number;
   readonly role: MemberRole;
   readonly transport: Transport;
+  /** Makes a fresh transport for each reconnection; without it the first one is connected again. */
+  readonly newTransport?: () => Transport;
   /** Most sessions this member keeps open (= most commands in flight on it). */
   readonly maxSessions: number;
+  /** A command with no answer (and no heartbeat) for this long fails the member. @default 20000 */
+  readonly deadlineMs?: number;
+  /** No command lives longer than this, heartbeats or not. @default 120000 */
+  readonly ceilingMs?: number;
   readonly clock: Clock;
   readonly onStateChange: MemberStateListener;
 }
@@ -32,6 +40,8 @@ export interface MemberSnapshot {
   readonly name: string;
   readonly index: number;
   readonly role: MemberRole;
+  /** A standby member serving as an active one because no active member is left. */
+  readonly promoted: boolean;
   readonly state: MemberState;
   readonly transport: string;
   readonly token: { readonly label: string; readonly serial: string } | undefined;
@@ -41,6 +51,8 @@ export interface MemberSnapshot {
   readonly served: number;
   /** Login attempts refused by this member with a PIN error. */
   readonly loginFailures: number;
+  /** Times this member was taken out of service since the group opened. */
+  readonly failures: number;
   readonly sessions: SessionPoolStats;
 }
 
@@ -48,16 +60,22 @@ export interface MemberSnapshot {
 export class Member {
   readonly name: string;
   readonly index: number;
-  readonly role: MemberRole;
-  readonly transport: Transport;
+  /** Configured role; {@link promoted} says whether a standby member serves as an active one now. */
+  role: MemberRole;
+  /** A standby member promoted because no active member is left (the group sets it). */
+  promoted = false;
+  readonly #options: MemberOptions;
   readonly #clock: Clock;
   readonly #onStateChange: MemberStateListener;
-  readonly #pool: SessionPool;
+  readonly #deadlines: CommandDeadlines;
+  #transport: Transport;
+  #pool: SessionPool;
   #state: MemberState;
   #token: TokenInfo | undefined;
   #outstanding = 0;
   #served = 0;
   #loginFailures = 0;
+  #failures = 0;
   /** Whether this application is logged in on the token (login state is token-wide). */
   #loggedIn = false;
 
@@ -65,18 +83,24 @@ export class Member {
     this.name = options.name;
     this.index = options.index;
     this.role = options.role;
-    this.transport = options.transport;
+    this.#options = options;
     this.#clock = options.clock;
     this.#onStateChange = options.onStateChange;
     this.#state = { kind: 'failed', since: options.clock.now(), attempts: 0, reason: 'not connected yet' };
-    this.#pool = new SessionPool(
-      {
-        open: () => this.#send({ op: 'openSession', slot: this.#slot() }),
-        close: (session) => this.#send({ op: 'closeSession', session }),
-      },
-      options.maxSessions,
-    );
-    this.transport.onDisconnect((error) => this.fail(error.message, error));
+    this.#deadlines = new CommandDeadlines({
+      deadlineMs: options.deadlineMs ?? 20_000,
+      ceilingMs: options.ceilingMs ?? 120_000,
+      clock: options.clock,
+      onExpired: (e) => this.#expired(e),
+    });
+    this.#transport = options.transport;
+    this.#pool = this.#newPool();
+    this.#attach(options.transport);
+  }
+
+  /** The transport in use now (a reconnection brings a new one). */
+  get transport(): Transport {
+    return this.#transport;
   }
 
   /** Current state. */
@@ -114,20 +138,25 @@ export class Member {
     this.#outstanding++;
     try {
       // An idle session is taken without a promise: this is the hot path of every operation.
-      const session = this.#pool.tryAcquire() ?? (await this.#pool.acquire());
+      const pool = this.#pool;
+      const session = pool.tryAcquire() ?? (await pool.acquire());
       const command = build(session);
+      const transport = this.#transport;
+      const ticket = this.#deadlines.start();
       try {
-        const result = await this.transport.execute(command);
+        const result = await transport.execute(command);
+        this.#deadlines.end(ticket);
         this.#served++;
-        this.#pool.release(session);
+        pool.release(session);
         return result;
       } catch (raw) {
-        const error = this.#failed(raw, command.op);
+        this.#deadlines.end(ticket);
+        const error = this.#failed(raw, command.op, transport);
         const memberFault = classifyError(error) === 'member';
         // Only an answer counts as served; a lost connection is not one.
         if (!memberFault) this.#served++;
-        if (error instanceof Pkcs11Error && memberFault) this.#pool.discard(session);
-        else this.#pool.release(session);
+        if (error instanceof Pkcs11Error && memberFault) pool.discard(session);
+        else pool.release(session);
         throw error;
       }
     } finally {
@@ -205,12 +234,63 @@ export class Member {
 
   /**
    * Takes the member out of service: its pending commands fail (the router runs them
-   * elsewhere) and its sessions are dropped. Idempotent while failed.
+   * elsewhere), its sessions and transport are dropped. Idempotent while failed. A
+   * failure while recovering counts as a failed recovery attempt.
    */
   fail(reason: string, cause?: Error): void {
-    if (this.#state.kind === 'failed' || this.#state.kind === 'removed') return;
-    this.#setState({ kind: 'failed', since: this.#clock.now(), attempts: 0, reason }, cause);
-    void this.#pool.drain(new MemberUnreachableError(this.name, reason, { cause }));
+    const state = this.#state;
+    if (state.kind === 'failed' || state.kind === 'removed') return;
+    const attempts = state.kind === 'recovering' ? state.attempt : 0;
+    if (state.kind !== 'recovering') this.#failures++;
+    this.promoted = false;
+    this.#loggedIn = false;
+    this.#deadlines.clear();
+    const error = new MemberUnreachableError(this.name, reason, { cause });
+    void this.#pool.drain(error);
+    // Closing the transport rejects what is still in flight on it: a hung command must not
+    // keep its caller waiting, the router runs it again elsewhere.
+    void this.#transport.close().catch(() => undefined);
+    this.#setState({ kind: 'failed', since: this.#clock.now(), attempts, reason }, cause);
+  }
+
+  /**
+   * Starts a recovery attempt: connects a fresh transport and finds the token. The member
+   * is `recovering` afterwards and takes no traffic until {@link rejoin}; the group logs
+   * it in and resynchronises it in between. A failure leaves it failed with one more attempt.
+   *
+   * @throws what the connection threw
+   */
+  async reconnect(): Promise<void> {
+    const state = this.#state;
+    if (state.kind !== 'failed') throw new InvalidArgumentError(`member ${this.name} is ${state.kind}, not failed`);
+    this.#setState({ kind: 'recovering', since: this.#clock.now(), attempt: state.attempts + 1 }, undefined);
+    await this.#transport.close().catch(() => undefined);
+    const transport = this.#options.newTransport?.() ?? this.#transport;
+    this.#transport = transport;
+    this.#pool = this.#newPool();
+    this.#attach(transport);
+    try {
+      this.#token = await transport.connect();
+    } catch (error) {
+      const cause = error instanceof Error ? error : undefined;
+      this.fail(`recovery: ${cause?.message ?? String(error)}`, cause);
+      throw error;
+    }
+    if (this.#state.kind !== 'recovering') throw new MemberUnreachableError(this.name, 'failed again while reconnecting');
+  }
+
+  /** Ends a recovery: the member takes traffic again in its configured role. */
+  rejoin(): void {
+    if (this.#state.kind !== 'recovering') throw new InvalidArgumentError(`member ${this.name} is ${this.#state.kind}, not recovering`);
+    this.#setState({ kind: this.role }, undefined);
+  }
+
+  /** Changes the configured role (mark or unmark standby). */
+  setRole(role: MemberRole): void {
+    if (role === this.role) return;
+    this.role = role;
+    if (role === 'active') this.promoted = false;
+    if (this.serving) this.#setState({ kind: role }, undefined);
   }
 
   /** A plain snapshot for status output. */
@@ -219,12 +299,14 @@ export class Member {
       name: this.name,
       index: this.index,
       role: this.role,
+      promoted: this.promoted,
       state: this.#state,
       transport: this.transport.kind,
       token: this.#token && { label: this.#token.label, serial: this.#token.serial },
       outstanding: this.#outstanding,
       served: this.#served,
       loginFailures: this.#loginFailures,
+      failures: this.#failures,
       sessions: this.#pool.stats,
     };
   }
@@ -233,13 +315,42 @@ export class Member {
   async close(): Promise<void> {
     if (this.#state.kind === 'removed') return;
     this.#setState({ kind: 'removed' }, undefined);
+    this.#deadlines.clear();
     await this.#pool.drain(new MemberUnreachableError(this.name, 'member closed'));
-    await this.transport.close();
+    await this.#transport.close();
   }
 
   #slot(): Handle {
     if (this.#token === undefined) throw new MemberUnreachableError(this.name, 'not connected');
     return this.#token.slot;
+  }
+
+  #newPool(): SessionPool {
+    return new SessionPool(
+      {
+        open: () => this.#send({ op: 'openSession', slot: this.#slot() }),
+        close: (session) => this.#send({ op: 'closeSession', session }),
+      },
+      this.#options.maxSessions,
+    );
+  }
+
+  /** Listens to a transport; events of a replaced transport are ignored. */
+  #attach(transport: Transport): void {
+    transport.onDisconnect((error) => {
+      if (transport === this.#transport) this.fail(error.message, error);
+    });
+    transport.onHeartbeat?.(() => {
+      if (transport === this.#transport) this.#deadlines.heartbeat();
+    });
+  }
+
+  #expired(e: DeadlineExpiry): void {
+    const why =
+      e.kind === 'deadline'
+        ? `no answer for ${Math.round(e.pendingMs)} ms (deadline ${this.#options.deadlineMs ?? 20_000} ms, ${e.pending} commands pending)`
+        : `a command ran ${Math.round(e.pendingMs)} ms, past the ceiling of ${this.#options.ceilingMs ?? 120_000} ms`;
+    this.fail(why, new DeadlineError(this.name, why));
   }
 
   #setState(next: MemberState, cause: Error | undefined): void {
@@ -250,16 +361,22 @@ export class Member {
 
   /** Sends a command and turns what comes back into a typed error; fails the member on a member fault. */
   async #send<N extends CommandName>(command: Extract<Command, { op: N }>): Promise<CommandResult<N>> {
+    const transport = this.#transport;
+    const ticket = this.#deadlines.start();
     try {
-      return await this.transport.execute(command);
+      return await transport.execute(command);
     } catch (raw) {
-      throw this.#failed(raw, command.op);
+      throw this.#failed(raw, command.op, transport);
+    } finally {
+      this.#deadlines.end(ticket);
     }
   }
 
   /** Types what a command threw, and fails the member on a member fault. */
-  #failed(raw: unknown, op: CommandName): HaError {
+  #failed(raw: unknown, op: CommandName, transport: Transport): HaError {
     const error = this.#typed(raw, op);
+    // A late answer from a transport already replaced (by a reconnection) says nothing of the new one.
+    if (transport !== this.#transport) return error;
     if (error instanceof Pkcs11Error ? error.fault === 'member' : error instanceof MemberUnreachableError) {
       this.fail(error.message, error);
     }

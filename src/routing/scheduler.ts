@@ -16,6 +16,8 @@ export interface Candidate {
 /** A member as the router sees it when filtering candidates. */
 export interface RoutableMember extends Candidate {
   readonly role: MemberRole;
+  /** A standby member promoted to serve as an active one (no active member was left). */
+  readonly promoted?: boolean;
   readonly serving: boolean;
 }
 
@@ -40,8 +42,8 @@ export interface Scheduler {
 
 /**
  * The members that may serve a command: serving members for which `holds` is true;
- * active ones only, unless none of those can serve, then standby ones (Luna: a standby
- * member takes load only when no active member is left).
+ * active (or promoted) ones only, unless none of those can serve, then standby ones
+ * (Luna: a standby member takes load only when no active member is left).
  *
  * @param members all members in group order
  * @param holds whether a member holds what the command needs (the key); all when omitted
@@ -51,7 +53,7 @@ export function eligible<M extends RoutableMember>(members: readonly M[], holds?
   const standby: M[] = [];
   for (const m of members) {
     if (!m.serving || (holds !== undefined && !holds(m))) continue;
-    (m.role === 'active' ? active : standby).push(m);
+    (m.role === 'active' || m.promoted === true ? active : standby).push(m);
   }
   return active.length > 0 ? active : standby;
 }
