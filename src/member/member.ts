@@ -76,6 +76,8 @@ export class Member {
   #served = 0;
   #loginFailures = 0;
   #failures = 0;
+  /** The shutdown of the last failed transport, awaited before a reconnection. */
+  #closing: Promise<void> = Promise.resolve();
   /** Whether this application is logged in on the token (login state is token-wide). */
   #loggedIn = false;
 
@@ -94,7 +96,7 @@ export class Member {
       onExpired: (e) => this.#expired(e),
     });
     this.#transport = options.transport;
-    this.#pool = this.#newPool();
+    this.#pool = this.#newPool(options.transport);
     this.#attach(options.transport);
   }
 
@@ -249,7 +251,7 @@ export class Member {
     void this.#pool.drain(error);
     // Closing the transport rejects what is still in flight on it: a hung command must not
     // keep its caller waiting, the router runs it again elsewhere.
-    void this.#transport.close().catch(() => undefined);
+    this.#closing = this.#transport.close().catch(() => undefined);
     this.#setState({ kind: 'failed', since: this.#clock.now(), attempts, reason }, cause);
   }
 
@@ -263,12 +265,18 @@ export class Member {
   async reconnect(): Promise<void> {
     const state = this.#state;
     if (state.kind !== 'failed') throw new InvalidArgumentError(`member ${this.name} is ${state.kind}, not failed`);
-    this.#setState({ kind: 'recovering', since: this.#clock.now(), attempt: state.attempts + 1 }, undefined);
-    await this.#transport.close().catch(() => undefined);
-    const transport = this.#options.newTransport?.() ?? this.#transport;
+    // The new transport and pool are in place before anything can fail: a late answer
+    // from the old transport is then told apart and cannot fail this attempt.
+    const old = this.#transport;
+    const transport = this.#options.newTransport?.() ?? old;
     this.#transport = transport;
-    this.#pool = this.#newPool();
-    this.#attach(transport);
+    this.#pool = this.#newPool(transport);
+    if (transport !== old) this.#attach(transport);
+    this.#setState({ kind: 'recovering', since: this.#clock.now(), attempt: state.attempts + 1 }, undefined);
+    // The old transport must be fully down first: a module loaded once per process is
+    // shared, and a new connection racing the old one's shutdown can hang on it.
+    await this.#closing;
+    if (transport !== old) await old.close().catch(() => undefined);
     try {
       this.#token = await transport.connect();
     } catch (error) {
@@ -325,11 +333,12 @@ export class Member {
     return this.#token.slot;
   }
 
-  #newPool(): SessionPool {
+  /** A session pool bound to one transport: its sessions mean nothing to another. */
+  #newPool(transport: Transport): SessionPool {
     return new SessionPool(
       {
-        open: () => this.#send({ op: 'openSession', slot: this.#slot() }),
-        close: (session) => this.#send({ op: 'closeSession', session }),
+        open: () => this.#send({ op: 'openSession', slot: this.#slot() }, transport),
+        close: (session) => this.#send({ op: 'closeSession', session }, transport),
       },
       this.#options.maxSessions,
     );
@@ -360,8 +369,7 @@ export class Member {
   }
 
   /** Sends a command and turns what comes back into a typed error; fails the member on a member fault. */
-  async #send<N extends CommandName>(command: Extract<Command, { op: N }>): Promise<CommandResult<N>> {
-    const transport = this.#transport;
+  async #send<N extends CommandName>(command: Extract<Command, { op: N }>, transport: Transport = this.#transport): Promise<CommandResult<N>> {
     const ticket = this.#deadlines.start();
     try {
       return await transport.execute(command);

@@ -68,6 +68,7 @@ export class FaultTransport implements Transport {
   readonly #executed = new Map<CommandName, number>();
   readonly #hung: Hung[] = [];
   readonly #listeners: ((error: Error) => void)[] = [];
+  readonly #heartbeatListeners: ((queueDepth: number) => void)[] = [];
   #lost: Error | undefined;
   #closed = false;
 
@@ -125,6 +126,15 @@ export class FaultTransport implements Transport {
       else this.#pass(h.command).then(h.resolve, h.reject);
     }
     return hung.length;
+  }
+
+  /** Sends a heartbeat, as a member host does for commands pending longer than its interval. */
+  heartbeat(queueDepth = this.pending): void {
+    for (const l of this.#heartbeatListeners) l(queueDepth);
+  }
+
+  onHeartbeat(listener: (queueDepth: number) => void): void {
+    this.#heartbeatListeners.push(listener);
   }
 
   /** Drops the connection now, as if the peer went away (listeners are told once). */
