@@ -1,0 +1,482 @@
+/**
+ * The wire between a {@link HostTransport} and its member host process: length-prefixed
+ * frames over a Unix socket, and the messages the two sides exchange over the child's IPC
+ * channel while it starts.
+ *
+ * A frame is a 4-byte big-endian body length, then the body. The body's first byte tags
+ * its encoding:
+ * - `0`: `v8.serialize` of a {@link HostMessage} (hello, welcome, heartbeat, stats, and
+ *   every command or reply the binary forms below do not cover);
+ * - `1`: a hot request (encrypt, decrypt, sign, verify, digest with no, raw-bytes or
+ *   AES-GCM parameters): u32 id, then the command in the worker frame encoding
+ *   (`frame-codec.ts`), so the hot path has one binary encoding of its commands;
+ * - `2`: a successful reply whose value is bytes, a boolean or nothing (every hot
+ *   command, and handles): u32 id, a status byte, the bytes.
+ *
+ * Why not v8 for everything: `v8.serialize` calls back into JavaScript for every Buffer
+ * in a message, and measured 5 µs to serialize plus 5 µs to deserialize one AES-GCM
+ * command on this machine, more than SoftHSM spends on the operation (~10 µs). The binary
+ * forms cost well under a microsecond each way.
+ */
+import { deserialize, serialize } from 'node:v8';
+import type { Command, WireError } from '../pkcs11/commands.js';
+import { decodeRequest, encodeRequest, isFrameCommand } from '../transport/frame-codec.js';
+import type { TokenSelector } from '../transport/in-process-transport.js';
+import type { TokenInfo } from '../transport/transport.js';
+import { reviveBuffers } from '../transport/wire.js';
+
+/** The largest frame body either side accepts or sends: a bigger one is a protocol error. */
+export const MAX_FRAME_BYTES = 64 * 1024 * 1024;
+
+/**
+ * The largest frame a host accepts before the handshake: a hello is under 100 bytes, so
+ * an unauthenticated peer cannot make the host buffer megabytes.
+ */
+export const HANDSHAKE_MAX_FRAME_BYTES = 4096;
+
+/** Length of the per-host secret, in bytes. */
+export const SECRET_BYTES = 32;
+
+/** The frame stream broke its rules (oversized or malformed frame, unknown message). */
+export class HostProtocolError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'HostProtocolError';
+  }
+}
+
+/** First message on a connection, client to host: proof that the client was given the host's secret. */
+export interface HelloMessage {
+  readonly t: 'hello';
+  readonly secret: Buffer;
+}
+
+/** The host accepted the hello; it serves the token described. */
+export interface WelcomeMessage {
+  readonly t: 'welcome';
+  readonly token: TokenInfo;
+}
+
+/** Run one command. `id` is an unsigned 32-bit number chosen by the client, unique among its requests in flight. */
+export interface RequestMessage {
+  readonly t: 'request';
+  readonly id: number;
+  readonly command: Command;
+}
+
+/** Ask for {@link HostStats}; answered by a {@link ReplyMessage} with the same `id`. */
+export interface StatsRequestMessage {
+  readonly t: 'stats';
+  readonly id: number;
+}
+
+/**
+ * The answer to a request or a stats request. A failure the module answered carries its
+ * {@link WireError}; `unreachable` marks a failure of the host's own machinery (its
+ * command threads gone), which the client reports as a member fault.
+ */
+export type ReplyMessage =
+  | { readonly t: 'reply'; readonly id: number; readonly ok: true; readonly value: unknown }
+  | { readonly t: 'reply'; readonly id: number; readonly ok: false; readonly error: WireError; readonly unreachable?: boolean };
+
+/** Sent while some command has been pending in the host longer than the heartbeat interval. */
+export interface HeartbeatMessage {
+  readonly t: 'heartbeat';
+  /** Commands queued + running in the host, over all its connections. */
+  readonly queueDepth: number;
+}
+
+/** Every message that travels on the socket. */
+export type HostMessage = HelloMessage | WelcomeMessage | RequestMessage | StatsRequestMessage | ReplyMessage | HeartbeatMessage;
+
+/**
+ * EMULATION: the capacity a member host pretends its device has (see `capacity-emulator.ts`).
+ * Not a property of any real token.
+ */
+export interface EmulatedCapacity {
+  /** Commands the emulated device runs at once. */
+  readonly engines: number;
+  /** Least time a command holds its engine, in milliseconds. */
+  readonly serviceTimeMs: number;
+}
+
+/** What a host reports about itself (for status and tests). */
+export interface HostStats {
+  /** Commands queued + running in the host now. */
+  readonly queueDepth: number;
+  /** Commands answered since the host started. */
+  readonly served: number;
+  /** Present when the host runs with {@link EmulatedCapacity}. */
+  readonly emulation?: {
+    /** As configured. */
+    readonly engines: number;
+    /** As configured. */
+    readonly serviceTimeMs: number;
+    /** Engines held now. */
+    readonly busy: number;
+    /** The most engines held at once since the host started. */
+    readonly maxBusy: number;
+  };
+}
+
+/** Everything a member host needs to start, sent over IPC (never argv or env: it travels with the secret). */
+export interface MemberHostConfig {
+  /** Member name, for errors. */
+  readonly member: string;
+  /** Path of the PKCS#11 module file. */
+  readonly modulePath: string;
+  /** Environment the module reads at C_Initialize (already in the host's own environment too). */
+  readonly moduleEnv: Readonly<Record<string, string>>;
+  /** Which token of the module to serve. */
+  readonly token: TokenSelector;
+  /** Worker threads making the PKCS#11 calls in the host. */
+  readonly threads: number;
+  /** Where in the config this member is, for errors. */
+  readonly configPath: string;
+  /** Where to listen; inside a directory only this user can enter. */
+  readonly socketPath: string;
+  /** See `HostTransportOptions.heartbeatIntervalMs`. */
+  readonly heartbeatIntervalMs: number;
+  /** EMULATION of a device's capacity; absent for a plain host. */
+  readonly emulate?: EmulatedCapacity;
+}
+
+/** Parent to host over IPC: the one message that starts the host. */
+export interface StartMessage {
+  readonly t: 'start';
+  /** {@link SECRET_BYTES} random bytes every client must present in its hello. */
+  readonly secret: Uint8Array;
+  readonly config: MemberHostConfig;
+}
+
+/**
+ * An error met while the host started, as plain data: enough for the parent to rebuild
+ * the same typed error the in-process transport throws.
+ */
+export interface StartFailure {
+  /** `HaError.code` when the error was one. */
+  readonly code?: string;
+  readonly message: string;
+  /** `MemberUnreachableError.member`. */
+  readonly member?: string;
+  /** `ConfigError.path`. */
+  readonly path?: string;
+}
+
+/** Host to parent over IPC: listening, or failed to start. */
+export type HostStatusMessage = { readonly t: 'ready' } | { readonly t: 'failed'; readonly error: StartFailure };
+
+// --- encoding ---------------------------------------------------------------------------
+
+const TAG_V8 = 0;
+const TAG_HOT_REQUEST = 1;
+const TAG_HOT_REPLY = 2;
+const REPLY_BYTES = 0;
+const REPLY_TRUE = 1;
+const REPLY_FALSE = 2;
+const REPLY_VOID = 3;
+
+const isU32 = (n: unknown): n is number => typeof n === 'number' && Number.isInteger(n) && n >= 0 && n <= 0xffffffff;
+
+function tooBig(bytes: number): HostProtocolError {
+  return new HostProtocolError(`frame of ${bytes} bytes exceeds the ${MAX_FRAME_BYTES}-byte limit`);
+}
+
+/**
+ * Appends the frame of `m` to `parts` (one or two buffers) and returns its size.
+ * Nothing is appended when it throws.
+ * @throws HostProtocolError when the frame would exceed {@link MAX_FRAME_BYTES}
+ */
+function appendFrame(m: HostMessage, parts: Buffer[]): number {
+  if (m.t === 'request' && isU32(m.id) && isFrameCommand(m.command)) {
+    const body = Buffer.from(encodeRequest([m.command]));
+    if (body.length + 5 > MAX_FRAME_BYTES) throw tooBig(body.length + 5);
+    const head = Buffer.allocUnsafe(9);
+    head.writeUInt32BE(body.length + 5, 0);
+    head[4] = TAG_HOT_REQUEST;
+    head.writeUInt32BE(m.id, 5);
+    parts.push(head, body);
+    return 9 + body.length;
+  }
+  if (m.t === 'reply' && m.ok && isU32(m.id)) {
+    const v = m.value;
+    if (v instanceof Uint8Array) {
+      if (v.length + 10 > MAX_FRAME_BYTES) throw tooBig(v.length + 10);
+      const frame = Buffer.allocUnsafe(14 + v.length);
+      frame.writeUInt32BE(10 + v.length, 0);
+      frame[4] = TAG_HOT_REPLY;
+      frame.writeUInt32BE(m.id, 5);
+      frame[9] = REPLY_BYTES;
+      frame.writeUInt32BE(v.length, 10);
+      frame.set(v, 14);
+      parts.push(frame);
+      return frame.length;
+    }
+    if (typeof v === 'boolean' || v === undefined) {
+      const frame = Buffer.allocUnsafe(10);
+      frame.writeUInt32BE(6, 0);
+      frame[4] = TAG_HOT_REPLY;
+      frame.writeUInt32BE(m.id, 5);
+      frame[9] = v === undefined ? REPLY_VOID : v ? REPLY_TRUE : REPLY_FALSE;
+      parts.push(frame);
+      return 10;
+    }
+  }
+  const body = serialize(m);
+  if (body.length + 1 > MAX_FRAME_BYTES) throw tooBig(body.length + 1);
+  const head = Buffer.allocUnsafe(5);
+  head.writeUInt32BE(body.length + 1, 0);
+  head[4] = TAG_V8;
+  parts.push(head, body);
+  return 5 + body.length;
+}
+
+/**
+ * The complete frame of one message (header included).
+ * @throws HostProtocolError when it would exceed {@link MAX_FRAME_BYTES}
+ */
+export function encodeFrame(m: HostMessage): Buffer {
+  const parts: Buffer[] = [];
+  const size = appendFrame(m, parts);
+  return parts.length === 1 ? parts[0]! : Buffer.concat(parts, size);
+}
+
+// --- decoding ---------------------------------------------------------------------------
+
+/** How decoded buffers relate to the bytes they came in. */
+export type BufferPolicy =
+  /** Views into the received chunk: no copy (the host, whose commands live for one call). */
+  | 'view'
+  /** Copies: a long-lived result never pins a 64 KiB socket chunk (the client, whose results go to the application). */
+  | 'copy';
+
+/** Turns the Uint8Arrays of a deserialized value into Buffers that own their bytes. */
+function reviveCopies(value: unknown): unknown {
+  if (value instanceof Uint8Array) return Buffer.from(value);
+  if (value === null || typeof value !== 'object') return value;
+  if (Array.isArray(value)) {
+    for (let i = 0; i < value.length; i++) value[i] = reviveCopies(value[i]);
+    return value;
+  }
+  for (const key in value as Record<string, unknown>) {
+    (value as Record<string, unknown>)[key] = reviveCopies((value as Record<string, unknown>)[key]);
+  }
+  return value;
+}
+
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/** Checks the shape a v8-decoded value must have; v8 gives back whatever the peer sent. */
+function asHostMessage(v: unknown): HostMessage {
+  if (isObject(v)) {
+    switch (v['t']) {
+      case 'hello':
+        if (v['secret'] instanceof Uint8Array) return v as unknown as HelloMessage;
+        break;
+      case 'welcome':
+        if (isObject(v['token']) && v['token']['slot'] instanceof Uint8Array) return v as unknown as WelcomeMessage;
+        break;
+      case 'request':
+        if (isU32(v['id']) && isObject(v['command']) && typeof v['command']['op'] === 'string') return v as unknown as RequestMessage;
+        break;
+      case 'stats':
+        if (isU32(v['id'])) return v as unknown as StatsRequestMessage;
+        break;
+      case 'reply':
+        if (isU32(v['id']) && (v['ok'] === true || (v['ok'] === false && isObject(v['error']) && typeof v['error']['message'] === 'string'))) {
+          return v as unknown as ReplyMessage;
+        }
+        break;
+      case 'heartbeat':
+        if (isU32(v['queueDepth'])) return v as unknown as HeartbeatMessage;
+        break;
+    }
+  }
+  throw new HostProtocolError(`malformed message${isObject(v) && typeof v['t'] === 'string' ? ` of type ${JSON.stringify(v['t'].slice(0, 40))}` : ''}`);
+}
+
+function decodeBody(body: Buffer, policy: BufferPolicy): HostMessage {
+  if (body.length < 1) throw new HostProtocolError('empty frame');
+  const tag = body[0];
+  try {
+    if (tag === TAG_V8) {
+      const value = deserialize(body.subarray(1));
+      return asHostMessage(policy === 'copy' ? reviveCopies(value) : reviveBuffers(value));
+    }
+    if (tag === TAG_HOT_REQUEST) {
+      const id = body.readUInt32BE(1);
+      // decodeRequest reads a whole ArrayBuffer from offset 0; this copy also frees the
+      // command from the socket chunk it arrived in.
+      const frame = new ArrayBuffer(body.length - 5);
+      new Uint8Array(frame).set(body.subarray(5));
+      const decoded = decodeRequest(frame);
+      const c = decoded[0];
+      if (decoded.length !== 1 || c === undefined) throw new HostProtocolError(`hot request with ${decoded.length} commands`);
+      let command: Command;
+      if (c.op === 'digest') command = { op: 'digest', session: c.session, mechanism: c.mechanism, data: c.data };
+      else if (c.op === 'verify') command = { op: 'verify', session: c.session, key: c.key, mechanism: c.mechanism, data: c.data, signature: c.signature ?? Buffer.alloc(0) };
+      else command = { op: c.op, session: c.session, key: c.key, mechanism: c.mechanism, data: c.data };
+      return { t: 'request', id, command };
+    }
+    if (tag === TAG_HOT_REPLY) {
+      const id = body.readUInt32BE(1);
+      const status = body[5];
+      if (status === REPLY_BYTES) {
+        const n = body.readUInt32BE(6);
+        if (n !== body.length - 10) throw new HostProtocolError(`reply of ${n} bytes in a frame of ${body.length}`);
+        const view = body.subarray(10);
+        return { t: 'reply', id, ok: true, value: policy === 'copy' ? Buffer.from(view) : view };
+      }
+      if (body.length !== 6) throw new HostProtocolError(`reply frame of ${body.length} bytes for status ${String(status)}`);
+      if (status === REPLY_TRUE) return { t: 'reply', id, ok: true, value: true };
+      if (status === REPLY_FALSE) return { t: 'reply', id, ok: true, value: false };
+      if (status === REPLY_VOID) return { t: 'reply', id, ok: true, value: undefined };
+      throw new HostProtocolError(`unknown reply status ${String(status)}`);
+    }
+  } catch (error) {
+    if (error instanceof HostProtocolError) throw error;
+    // v8.deserialize and the frame decoder throw plain errors on truncated or bad input.
+    throw new HostProtocolError(`undecodable frame: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
+  }
+  throw new HostProtocolError(`unknown frame tag ${String(tag)}`);
+}
+
+/**
+ * Reassembles frames from a byte stream: a chunk may hold part of a frame, one frame or
+ * many. A large frame arriving in many chunks is copied once, when it is complete.
+ */
+export class FrameDecoder {
+  /** The largest body accepted; a bigger header is a protocol error before any of it is buffered. */
+  maxFrameBytes: number;
+  readonly #policy: BufferPolicy;
+  readonly #chunks: Buffer[] = [];
+  #buffered = 0;
+  /** Body length of the frame being assembled, once its header is in; -1 before. */
+  #bodyLength = -1;
+
+  /**
+   * @param options.maxFrameBytes @default {@link MAX_FRAME_BYTES}
+   * @param options.buffers how decoded buffers relate to the input @default 'copy'
+   */
+  constructor(options: { maxFrameBytes?: number; buffers?: BufferPolicy } = {}) {
+    this.maxFrameBytes = options.maxFrameBytes ?? MAX_FRAME_BYTES;
+    this.#policy = options.buffers ?? 'copy';
+  }
+
+  /** Bytes received and not yet part of a decoded frame. */
+  get buffered(): number {
+    return this.#buffered + (this.#bodyLength >= 0 ? 4 : 0);
+  }
+
+  /**
+   * Feeds received bytes; calls `onMessage` for each complete frame, in order.
+   * @throws HostProtocolError on an oversized or malformed frame (the stream is then
+   *   unusable: close the connection)
+   */
+  push(chunk: Buffer, onMessage: (message: HostMessage) => void): void {
+    if (this.#buffered === 0 && this.#bodyLength < 0) {
+      // Fast path: whole frames straight out of the chunk, no copies.
+      let o = 0;
+      while (chunk.length - o >= 4) {
+        const length = this.#checkLength(chunk.readUInt32BE(o));
+        if (chunk.length - o - 4 < length) break;
+        const body = chunk.subarray(o + 4, o + 4 + length);
+        o += 4 + length;
+        onMessage(decodeBody(body, this.#policy));
+      }
+      if (o < chunk.length) {
+        this.#chunks.push(o === 0 ? chunk : chunk.subarray(o));
+        this.#buffered = chunk.length - o;
+      }
+      return;
+    }
+    this.#chunks.push(chunk);
+    this.#buffered += chunk.length;
+    for (;;) {
+      if (this.#bodyLength < 0) {
+        if (this.#buffered < 4) return;
+        this.#bodyLength = this.#checkLength(this.#take(4).readUInt32BE(0));
+      }
+      if (this.#buffered < this.#bodyLength) return;
+      const body = this.#take(this.#bodyLength);
+      this.#bodyLength = -1;
+      onMessage(decodeBody(body, this.#policy));
+      if (this.#buffered === 0) return;
+    }
+  }
+
+  #checkLength(length: number): number {
+    if (length > this.maxFrameBytes) throw new HostProtocolError(`frame of ${length} bytes exceeds the ${this.maxFrameBytes}-byte limit`);
+    return length;
+  }
+
+  /** The next `n` buffered bytes (a view when they sit in one chunk, else one copy). */
+  #take(n: number): Buffer {
+    if (n === 0) return Buffer.alloc(0);
+    this.#buffered -= n;
+    const first = this.#chunks[0]!;
+    if (first.length >= n) {
+      if (first.length === n) this.#chunks.shift();
+      else this.#chunks[0] = first.subarray(n);
+      return first.subarray(0, n);
+    }
+    const out = Buffer.allocUnsafe(n);
+    let o = 0;
+    while (o < n) {
+      const c = this.#chunks[0]!;
+      const k = Math.min(c.length, n - o);
+      c.copy(out, o, 0, k);
+      o += k;
+      if (k === c.length) this.#chunks.shift();
+      else this.#chunks[0] = c.subarray(k);
+    }
+    return out;
+  }
+}
+
+/** Where a {@link FrameWriter} writes: a socket, or a fake in tests. */
+export interface FrameSink {
+  write(chunk: Buffer): unknown;
+  readonly destroyed?: boolean;
+}
+
+/**
+ * Sends messages, coalescing all frames sent in one tick into one write: a socket write
+ * is a system call, and commands arrive (and their replies leave) in bursts.
+ */
+export class FrameWriter {
+  readonly #sink: FrameSink;
+  #parts: Buffer[] = [];
+  #bytes = 0;
+  #scheduled = false;
+
+  constructor(sink: FrameSink) {
+    this.#sink = sink;
+  }
+
+  /**
+   * Queues a message; it leaves at the end of this tick.
+   * @throws HostProtocolError when its frame would exceed {@link MAX_FRAME_BYTES} (nothing is queued)
+   */
+  send(m: HostMessage): void {
+    this.#bytes += appendFrame(m, this.#parts);
+    if (!this.#scheduled) {
+      this.#scheduled = true;
+      // nextTick runs after the whole microtask cascade of this tick: every reply that
+      // resolves in it joins the write.
+      process.nextTick(() => this.flush());
+    }
+  }
+
+  /** Writes whatever is queued now. */
+  flush(): void {
+    this.#scheduled = false;
+    const parts = this.#parts;
+    if (parts.length === 0) return;
+    const bytes = this.#bytes;
+    this.#parts = [];
+    this.#bytes = 0;
+    if (this.#sink.destroyed === true) return;
+    this.#sink.write(parts.length === 1 ? parts[0]! : Buffer.concat(parts, bytes));
+  }
+}

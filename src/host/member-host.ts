@@ -1,0 +1,339 @@
+/**
+ * A member host: the entry of a CHILD PROCESS that serves one member's token over a Unix
+ * socket, so that a crash or a hang of the PKCS#11 module takes down this process, not
+ * the application (worker threads share the application's process and isolate nothing).
+ *
+ * Started by `HostTransport`, which gives it, over the IPC channel, its configuration and
+ * a 32-byte secret (never argv or env: those are visible to other processes of the user
+ * and inherited by children). The module's environment (SOFTHSM2_CONF) is this process's
+ * own environment. Commands run through an {@link InProcessTransport} here: its worker
+ * threads make the PKCS#11 calls, so this process's main thread stays free to read the
+ * socket and send heartbeats while a long command runs.
+ *
+ * Lifecycle: the host exits when its parent goes away (IPC 'disconnect') and on SIGTERM,
+ * closing the module cleanly; SIGINT is ignored because the parent decides when its
+ * members stop (a Ctrl-C reaches the whole process group).
+ */
+import { timingSafeEqual } from 'node:crypto';
+import { realpathSync } from 'node:fs';
+import { chmod } from 'node:fs/promises';
+import { createServer, type Server, type Socket } from 'node:net';
+import { fileURLToPath } from 'node:url';
+import { systemClock, type Clock, type TimerHandle } from '../clock/clock.js';
+import { HaError } from '../errors/ha-error.js';
+import type { Command, CommandName } from '../pkcs11/commands.js';
+import { InProcessTransport } from '../transport/in-process-transport.js';
+import { CommandFailedError, type TokenInfo } from '../transport/transport.js';
+import { CapacityEmulator } from './capacity-emulator.js';
+import {
+  FrameDecoder,
+  FrameWriter,
+  HANDSHAKE_MAX_FRAME_BYTES,
+  MAX_FRAME_BYTES,
+  type HostMessage,
+  type HostStats,
+  type HostStatusMessage,
+  type MemberHostConfig,
+  type ReplyMessage,
+  type StartFailure,
+  type StartMessage,
+} from './host-protocol.js';
+
+/** How long a connection may take to say hello before the host drops it. */
+const HANDSHAKE_TIMEOUT_MS = 10_000;
+/** How long a clean shutdown may take before the host exits anyway (a hung module must not keep it alive). */
+const SHUTDOWN_TIMEOUT_MS = 5_000;
+
+/** One client connection of a {@link MemberHost}: handshake first, then many requests in flight. */
+export class HostConnection {
+  /** Start time of each request in flight, oldest first (Map keeps insertion order). */
+  readonly started = new Map<number, number>();
+  readonly #socket: Socket;
+  readonly #host: MemberHost;
+  readonly #decoder = new FrameDecoder({ maxFrameBytes: HANDSHAKE_MAX_FRAME_BYTES, buffers: 'view' });
+  readonly #writer: FrameWriter;
+  #authenticated = false;
+  #handshakeTimer: TimerHandle | undefined;
+
+  constructor(socket: Socket, host: MemberHost, clock: Clock) {
+    this.#socket = socket;
+    this.#host = host;
+    this.#writer = new FrameWriter(socket);
+    this.#handshakeTimer = clock.setTimeout(() => this.destroy(), HANDSHAKE_TIMEOUT_MS);
+    socket.on('data', (chunk: Buffer) => {
+      try {
+        this.#decoder.push(chunk, (m) => this.#onMessage(m));
+      } catch {
+        // A broken stream cannot be resynchronised: drop the connection (its client sees the close).
+        this.destroy();
+      }
+    });
+    socket.on('error', () => undefined);
+    socket.on('close', () => {
+      if (this.#handshakeTimer !== undefined) clock.clearTimeout(this.#handshakeTimer);
+      host.forget(this);
+    });
+  }
+
+  /** True after a hello with the right secret. */
+  get authenticated(): boolean {
+    return this.#authenticated;
+  }
+
+  /** Queues a message; dropped when the connection is gone. */
+  send(m: HostMessage): void {
+    if (this.#socket.destroyed) return;
+    this.#writer.send(m);
+  }
+
+  /** Closes the connection now. */
+  destroy(): void {
+    this.#socket.destroy();
+  }
+
+  #onMessage(m: HostMessage): void {
+    if (!this.#authenticated) {
+      if (m.t !== 'hello' || !this.#host.checkSecret(m.secret)) {
+        this.destroy();
+        return;
+      }
+      this.#authenticated = true;
+      this.#decoder.maxFrameBytes = MAX_FRAME_BYTES;
+      if (this.#handshakeTimer !== undefined) this.#host.clock.clearTimeout(this.#handshakeTimer);
+      this.#handshakeTimer = undefined;
+      this.send({ t: 'welcome', token: this.#host.token });
+      return;
+    }
+    if (m.t === 'request') this.#host.run(this, m.id, m.command);
+    else if (m.t === 'stats') this.send({ t: 'reply', id: m.id, ok: true, value: this.#host.stats() });
+    // Anything else from a client (a second hello, a reply) breaks the protocol.
+    else this.destroy();
+  }
+}
+
+/** Serves one member's token to authenticated clients on a Unix socket. */
+export class MemberHost {
+  /** The token this host serves. */
+  readonly token: TokenInfo;
+  /** The time seam (heartbeats, handshake timeouts, emulation). */
+  readonly clock: Clock;
+  readonly #config: MemberHostConfig;
+  readonly #secret: Buffer;
+  readonly #transport: InProcessTransport;
+  readonly #emulator: CapacityEmulator | undefined;
+  readonly #connections = new Set<HostConnection>();
+  #server: Server | undefined;
+  #heartbeatTimer: TimerHandle | undefined;
+  /** Commands received and not yet answered, over all connections: the reported queue depth. */
+  #depth = 0;
+  #served = 0;
+  #closing: Promise<void> | undefined;
+
+  private constructor(config: MemberHostConfig, secret: Buffer, transport: InProcessTransport, token: TokenInfo, clock: Clock) {
+    this.#config = config;
+    this.#secret = secret;
+    this.#transport = transport;
+    this.token = token;
+    this.clock = clock;
+    this.#emulator = config.emulate === undefined ? undefined : new CapacityEmulator(config.emulate, clock);
+  }
+
+  /**
+   * Loads the module, finds the token and listens on `config.socketPath` (mode 0600).
+   * @param onModuleLost called when the module's command threads die (the host cannot serve any more)
+   * @throws what {@link InProcessTransport.connect} throws (ConfigError, MemberUnreachableError)
+   */
+  static async start(config: MemberHostConfig, secret: Buffer, onModuleLost: (error: Error) => void, clock: Clock = systemClock): Promise<MemberHost> {
+    const transport = new InProcessTransport({
+      member: config.member,
+      modulePath: config.modulePath,
+      moduleEnv: config.moduleEnv,
+      token: config.token,
+      threads: config.threads,
+      configPath: config.configPath,
+    });
+    const token = await transport.connect();
+    transport.onDisconnect(onModuleLost);
+    const host = new MemberHost(config, secret, transport, token, clock);
+    try {
+      await host.#listen();
+    } catch (error) {
+      await host.close();
+      throw error;
+    }
+    host.#armHeartbeat();
+    return host;
+  }
+
+  async #listen(): Promise<void> {
+    // The socket file is created with the umask's mode: 0600 from its first instant, not
+    // only after the chmod below (the directory is 0700 anyway).
+    const previous = process.umask(0o177);
+    const server = createServer((socket) => {
+      const connection = new HostConnection(socket, this, this.clock);
+      this.#connections.add(connection);
+    });
+    this.#server = server;
+    try {
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(this.#config.socketPath, () => {
+          server.off('error', reject);
+          resolve();
+        });
+      });
+    } finally {
+      process.umask(previous);
+    }
+    await chmod(this.#config.socketPath, 0o600);
+  }
+
+  /** Constant-time comparison of a client's secret with this host's. */
+  checkSecret(candidate: Uint8Array): boolean {
+    return candidate.length === this.#secret.length && timingSafeEqual(candidate, this.#secret);
+  }
+
+  /** Runs a command for a connection and answers it there. */
+  run(connection: HostConnection, id: number, command: Command): void {
+    this.#depth++;
+    connection.started.set(id, this.clock.now());
+    const work = (): Promise<unknown> => this.#transport.execute(command as Extract<Command, { op: CommandName }>);
+    const running = this.#emulator === undefined ? work() : this.#emulator.run(work);
+    running.then(
+      (value) => this.#answer(connection, { t: 'reply', id, ok: true, value }),
+      (error: unknown) => this.#answer(connection, failureReply(id, error)),
+    );
+  }
+
+  #answer(connection: HostConnection, reply: ReplyMessage): void {
+    this.#depth--;
+    this.#served++;
+    connection.started.delete(reply.id);
+    try {
+      connection.send(reply);
+    } catch (error) {
+      // A result too big for a frame: the command ran, but its answer cannot travel.
+      connection.send({ t: 'reply', id: reply.id, ok: false, error: { message: `RangeError: ${(error as Error).message}` } });
+    }
+  }
+
+  /** What the host reports about itself. */
+  stats(): HostStats {
+    const e = this.#emulator;
+    return {
+      queueDepth: this.#depth,
+      served: this.#served,
+      ...(e === undefined ? {} : { emulation: { engines: e.engines, serviceTimeMs: e.serviceTimeMs, busy: e.busy, maxBusy: e.maxBusy } }),
+    };
+  }
+
+  /** Drops a closed connection. */
+  forget(connection: HostConnection): void {
+    this.#connections.delete(connection);
+  }
+
+  /**
+   * Every interval, a heartbeat on each connection whose oldest command has been pending
+   * at least one interval: proof that the host is alive while a command takes long. The
+   * first heartbeat for a command comes one to two intervals after it started.
+   */
+  #armHeartbeat(): void {
+    const interval = this.#config.heartbeatIntervalMs;
+    this.#heartbeatTimer = this.clock.setTimeout(() => {
+      const now = this.clock.now();
+      for (const connection of this.#connections) {
+        const oldest = connection.started.values().next();
+        if (!oldest.done && now - oldest.value >= interval) connection.send({ t: 'heartbeat', queueDepth: this.#depth });
+      }
+      this.#armHeartbeat();
+    }, interval);
+  }
+
+  /** Stops listening, drops connections and closes the module (threads first, then C_Finalize). Idempotent. */
+  close(): Promise<void> {
+    this.#closing ??= (async () => {
+      if (this.#heartbeatTimer !== undefined) this.clock.clearTimeout(this.#heartbeatTimer);
+      this.#server?.close();
+      for (const connection of this.#connections) connection.destroy();
+      await this.#transport.close();
+    })();
+    return this.#closing;
+  }
+}
+
+function failureReply(id: number, error: unknown): ReplyMessage {
+  if (error instanceof CommandFailedError) return { t: 'reply', id, ok: false, error: error.wire };
+  // Not an answer of the module: the host's command threads are gone.
+  return { t: 'reply', id, ok: false, error: { message: error instanceof Error ? error.message : String(error) }, unreachable: true };
+}
+
+function toStartFailure(error: unknown): StartFailure {
+  if (HaError.is(error)) {
+    const e = error as HaError & { member?: unknown; path?: unknown };
+    return {
+      code: e.code,
+      message: e.message,
+      ...(typeof e.member === 'string' ? { member: e.member } : {}),
+      ...(typeof e.path === 'string' ? { path: e.path } : {}),
+    };
+  }
+  return { message: error instanceof Error ? error.message : String(error) };
+}
+
+function isStartMessage(m: unknown): m is StartMessage {
+  const v = m as Partial<StartMessage> | null;
+  return typeof v === 'object' && v !== null && v.t === 'start' && v.secret instanceof Uint8Array && typeof v.config === 'object' && v.config !== null;
+}
+
+/** Runs this process as a member host for the parent at the other end of the IPC channel. */
+function serveParent(): void {
+  const send = (m: HostStatusMessage): Promise<void> =>
+    new Promise((resolve) => {
+      if (process.send === undefined || !process.connected) resolve();
+      else process.send(m, undefined, {}, () => resolve());
+    });
+  let host: MemberHost | undefined;
+  let stopping = false;
+  const stop = (code: number): void => {
+    if (stopping) return;
+    stopping = true;
+    setTimeout(() => process.exit(code), SHUTDOWN_TIMEOUT_MS).unref();
+    void (host?.close() ?? Promise.resolve()).finally(() => process.exit(code));
+  };
+  process.on('SIGTERM', () => stop(0));
+  process.on('SIGINT', () => undefined);
+  process.on('disconnect', () => stop(0));
+  process.once('message', (m: unknown) => {
+    if (!isStartMessage(m)) {
+      stop(2);
+      return;
+    }
+    const secret = Buffer.from(m.secret);
+    MemberHost.start(m.config, secret, (error) => {
+      process.stderr.write(`member host ${m.config.member}: ${error.message}\n`);
+      stop(1);
+    }).then(
+      async (started) => {
+        host = started;
+        if (stopping) await started.close();
+        else await send({ t: 'ready' });
+      },
+      async (error: unknown) => {
+        await send({ t: 'failed', error: toStartFailure(error) });
+        stop(1);
+      },
+    );
+  });
+}
+
+function isEntry(): boolean {
+  const argv1 = process.argv[1];
+  if (argv1 === undefined) return false;
+  try {
+    return realpathSync(argv1) === realpathSync(fileURLToPath(import.meta.url));
+  } catch {
+    return false;
+  }
+}
+
+if (process.send !== undefined && isEntry()) serveParent();
