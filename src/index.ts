@@ -13,6 +13,7 @@ export type { MemberRole, MemberState, MemberStateKind } from './member/member-s
 export type { SessionPoolStats } from './member/session-pool.js';
 export type { Scheduler, Candidate } from './routing/scheduler.js';
 export { LeastBusyScheduler } from './routing/least-busy-scheduler.js';
+export { PeakEwmaScheduler, seededRandom, type PeakEwmaOptions } from './routing/peak-ewma-scheduler.js';
 export { systemClock, type Clock, type TimerHandle } from './clock/clock.js';
 export type { Transport, TokenInfo } from './transport/transport.js';
 export { CommandFailedError } from './transport/transport.js';

@@ -44,6 +44,11 @@ export class Catalog {
     return this.#byMemberHandle.get(member)?.get(handle.toString('hex'));
   }
 
+  /** Every object the catalog knows, in handle order. */
+  objects(): IterableIterator<VirtualObject> {
+    return this.#byHandle.values();
+  }
+
   /** How many objects the catalog knows. */
   get size(): number {
     return this.#byHandle.size;

@@ -9,11 +9,15 @@ import { ConfigError } from '../errors/ha-error.js';
 import type { MemberRole } from '../member/member-state.js';
 import { Secret } from '../member/secret.js';
 import { LeastBusyScheduler } from '../routing/least-busy-scheduler.js';
+import { PeakEwmaScheduler } from '../routing/peak-ewma-scheduler.js';
 import type { Scheduler } from '../routing/scheduler.js';
 import type { TokenSelector } from '../transport/in-process-transport.js';
 import type { Transport } from '../transport/transport.js';
 import type { UnextractablePolicy } from '../replication/replica-template.js';
 import type { RecoveryPolicy } from '../recovery/recovery-loop.js';
+
+/** The built-in load-balancing strategies, by name. */
+export type SchedulerName = 'least-busy' | 'peak-ewma';
 
 /** Where members' modules run: a member host child process each, or this process. */
 export type TransportKind = 'host' | 'in-process';
@@ -42,8 +46,12 @@ export interface GroupConfig {
   readonly threadsPerMember?: number;
   /** Most sessions (= commands in flight) per member. @default 32 */
   readonly maxSessionsPerMember?: number;
-  /** The load-balancing strategy. @default new LeastBusyScheduler() */
-  readonly scheduler?: Scheduler;
+  /**
+   * The load-balancing strategy: a {@link Scheduler}, or a built-in one by name:
+   * `'least-busy'` (Luna's least-busy round-robin) or `'peak-ewma'` (power of two choices
+   * over a latency-aware cost). @default 'least-busy'
+   */
+  readonly scheduler?: Scheduler | SchedulerName;
   /** The clock for all timing. @default the system clock */
   readonly clock?: Clock;
   /** Builds a member's transport; tests hand in fault-injecting ones. @default in-process */
@@ -230,9 +238,14 @@ export function resolveGroupConfig(config: GroupConfig): ResolvedGroupConfig {
     if (names.has(m.name)) throw new ConfigError(`${m.path}.name`, `duplicate member name ${show(m.name)}`);
     names.add(m.name);
   }
-  const scheduler = config.scheduler ?? new LeastBusyScheduler();
-  if (typeof scheduler?.pick !== 'function') throw new ConfigError('scheduler', `must have a pick(candidates) method, got ${show(scheduler)}`);
   const clock = config.clock ?? systemClock;
+  const named = config.scheduler ?? 'least-busy';
+  if (typeof named === 'string' && named !== 'least-busy' && named !== 'peak-ewma') {
+    throw new ConfigError('scheduler', `must be 'least-busy', 'peak-ewma' or a Scheduler, got ${show(named)}`);
+  }
+  // The latency-aware strategy decays with the group's clock: the router times commands with it.
+  const scheduler = named === 'least-busy' ? new LeastBusyScheduler() : named === 'peak-ewma' ? new PeakEwmaScheduler({ clock }) : named;
+  if (typeof scheduler?.pick !== 'function') throw new ConfigError('scheduler', `must have a pick(candidates) method, got ${show(scheduler)}`);
   if (typeof clock?.now !== 'function' || typeof clock.setTimeout !== 'function' || typeof clock.clearTimeout !== 'function') {
     throw new ConfigError('clock', `must have now, setTimeout and clearTimeout, got ${show(clock)}`);
   }

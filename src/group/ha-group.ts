@@ -16,6 +16,7 @@ import { Router } from '../routing/router.js';
 import type { SlotContext } from '../slot/slot-context.js';
 import { VirtualSlot } from '../slot/virtual-slot.js';
 import { InProcessTransport } from '../transport/in-process-transport.js';
+import { HostTransport } from '../transport/host-transport.js';
 import { memberConfig, resolveGroupConfig, type GroupConfig, type MemberConfig, type ResolvedGroupConfig, type ResolvedMemberConfig } from './group-config.js';
 import { RecoveryLoop } from '../recovery/recovery-loop.js';
 import type { Transport } from '../transport/transport.js';
@@ -25,6 +26,9 @@ import type { HaGroupEvents } from './group-events.js';
 import { carryDomainKey, createDomainKey, DomainError, isDomainKeyName, readMemberDomain, type MemberDomain } from '../replication/domain-key.js';
 import { Journal } from '../replication/journal.js';
 import { KeyManager } from '../replication/key-manager.js';
+import { removeStrays } from '../replication/strays.js';
+import { resyncMember } from '../replication/resync.js';
+import { readReplicaSource } from '../replication/replica-copy.js';
 import { toMechanism } from '../pkcs11/templates.js';
 
 /** A plain snapshot of the group, for status output. */
@@ -533,6 +537,26 @@ export class HaGroup extends EventEmitter<HaGroupEvents> {
           }
         }),
     );
+    // Debts read back from the journal (the application restarted while a member owed
+    // something) are settled now that private objects can be made. Before login returns:
+    // a search running beside the repair could link a copy the repair is deleting.
+    const owing = this.#journal.summary();
+    await Promise.all(this.#members.filter((m) => m.serving && owing[m.name] !== undefined).map((m) => this.#repair(m)));
+  }
+
+  /**
+   * Settles what a serving member owes, off the application's path. The member keeps
+   * serving meanwhile, but not for the objects it owes (the catalog never links those).
+   */
+  async #repair(member: Member): Promise<void> {
+    try {
+      await this.#resync(member, false);
+      await this.#scanMember(member);
+    } catch (error) {
+      // A member fault already failed the member (recovery takes over); anything else
+      // leaves the debts owed for the next recovery.
+      if (classifyError(error) !== 'member') this.emit('recoveryFailed', { member: member.name, attempt: 0, reason: (error as Error).message });
+    }
   }
 
   async #logoutAll(): Promise<void> {
@@ -551,8 +575,42 @@ export class HaGroup extends EventEmitter<HaGroupEvents> {
    * With `fullSync` (a new member) every token object the group holds is owed first.
    */
   async #resync(member: Member, fullSync: boolean): Promise<void> {
-    void member;
-    void fullSync;
+    const domainKey = this.#domainKeys.get(member.index);
+    const others = this.#members.filter((m) => m.serving && m !== member).map((m) => ({ member: m, domainKey: this.#domainKeys.get(m.index) }));
+    // Strays first: the replica of a creation retried elsewhere then lands on a clean member.
+    await removeStrays({ member, domainKey, journal: this.#journal, others });
+    if (fullSync) await this.#oweEverything(member);
+    await resyncMember({
+      member,
+      journal: this.#journal,
+      domainKey,
+      catalog: this.#catalog,
+      onProgress: (done, total) => this.emit('resyncProgress', { member: member.name, done, total }),
+    });
+    await this.slot.restoreSessions(member, { domainKey: (m) => this.#domainKeys.get(m.index) });
+  }
+
+  /**
+   * A new member owes every token object the group holds: finds them all (on every serving
+   * member) and records one replica debt each, read from a holder (keys wrapped under the
+   * domain key there).
+   */
+  async #oweEverything(member: Member): Promise<void> {
+    await this.#findObjects([{ type: pkcs11js.CKA_TOKEN, value: true }]);
+    // What the new member already holds (same identity) it does not owe.
+    await this.#scanMember(member);
+    for (const object of this.#catalog.objects()) {
+      if (!object.identity.token || object.holders.has(member.index)) continue;
+      const [index, handle] = object.holders.entries().next().value ?? [];
+      const source = index === undefined ? undefined : this.#members[index];
+      if (source === undefined || handle === undefined) continue;
+      const sourceKey = this.#domainKeys.get(source.index);
+      if (sourceKey === undefined && this.#domainCheckValue === undefined) continue; // no domain: keys cannot travel
+      const copy = await readReplicaSource(source, handle, sourceKey, false);
+      if (copy.wrapped === undefined && copy.read.some((a) => a.type === pkcs11js.CKA_CLASS && a.value !== undefined && [pkcs11js.CKO_SECRET_KEY, pkcs11js.CKO_PRIVATE_KEY].includes(Number(a.value.readBigUInt64LE(0))))) continue;
+      const ref = { handle: object.handle, name: object.identity.name, fingerprint: object.identity.fingerprint, search: object.identity.search, token: true };
+      this.#journal.owe(member.name, { kind: 'replica', object: ref, wrapped: copy.wrapped, template: copy.template });
+    }
   }
 
   /** Finds a member's objects again (a reconnected member hands out new handles) and links them by identity. */
@@ -634,15 +692,16 @@ export class HaGroup extends EventEmitter<HaGroupEvents> {
   }
 }
 
-function defaultTransport(m: ResolvedMemberConfig, _config: ResolvedGroupConfig): Transport {
-  return new InProcessTransport({
+function defaultTransport(m: ResolvedMemberConfig, config: ResolvedGroupConfig): Transport {
+  const options = {
     member: m.name,
     modulePath: m.modulePath,
     moduleEnv: m.moduleEnv,
     token: m.token,
     threads: m.threads,
     configPath: m.path,
-  });
+  };
+  return config.transport === 'host' ? new HostTransport({ ...options, heartbeatIntervalMs: config.heartbeatIntervalMs }) : new InProcessTransport(options);
 }
 
 function describeDomain(d: MemberDomain): string {

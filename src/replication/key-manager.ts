@@ -11,14 +11,14 @@ import { IDENTITY_ATTRIBUTES, identityFrom } from '../catalog/object-identity.js
 import { classifyError } from '../errors/classification.js';
 import { NoMemberAvailableError, ReplicationError } from '../errors/ha-error.js';
 import type { Member } from '../member/member.js';
-import type { Command, CommandName, CommandResult, Handle, ReadAttribute, WireAttribute } from '../pkcs11/commands.js';
+import type { Command, CommandName, CommandResult, Handle, WireAttribute } from '../pkcs11/commands.js';
 import { pkcs11js } from '../pkcs11/pkcs11js.js';
-import { toMechanism, type Pkcs11Attribute } from '../pkcs11/templates.js';
+import type { Pkcs11Attribute } from '../pkcs11/templates.js';
 import type { Mechanism } from 'pkcs11js';
 import type { ReplicaMissedEvent } from '../group/group-events.js';
-import { DomainError } from './domain-key.js';
-import type { Debt, Journal, ObjectRef } from './journal.js';
-import { CLASS, REPLICA_ATTRIBUTES, isTokenTemplate, replicaTemplate, replicatedKeyTemplate, travelsWrapped, ulongOf, type UnextractablePolicy } from './replica-template.js';
+import type { Debt, Journal, ObjectRef, TentativeEntry } from './journal.js';
+import { placeReplica, readReplicaSource, type ReplicaSource } from './replica-copy.js';
+import { isTokenTemplate, replicatedKeyTemplate, type UnextractablePolicy } from './replica-template.js';
 
 /** The virtual session a key management call belongs to. */
 export interface SessionScope {
@@ -48,12 +48,42 @@ export interface KeyManagerOptions {
   readonly resolve: (object: VirtualObject) => Promise<void>;
 }
 
-const KWP = (): Mechanism => toMechanism('AES_KEY_WRAP_PAD');
-const READ_TYPES = [...new Set([...IDENTITY_ATTRIBUTES, ...REPLICA_ATTRIBUTES])].filter((t) => t !== pkcs11js.CKA_VALUE);
-
 /** A reference to an object that survives in the journal. */
 function objectRef(object: VirtualObject): ObjectRef {
   return { handle: object.handle, name: object.identity.name, fingerprint: object.identity.fingerprint, search: object.identity.search, token: object.identity.token };
+}
+
+/** Key types that a generation mechanism implies when the template does not say. */
+const KEY_TYPE_OF_MECHANISM = new Map<number, number>([
+  [pkcs11js.CKM_AES_KEY_GEN, pkcs11js.CKK_AES],
+  [pkcs11js.CKM_GENERIC_SECRET_KEY_GEN, pkcs11js.CKK_GENERIC_SECRET],
+  [pkcs11js.CKM_DES3_KEY_GEN, pkcs11js.CKK_DES3],
+  [pkcs11js.CKM_EC_KEY_PAIR_GEN, pkcs11js.CKK_EC],
+  [pkcs11js.CKM_RSA_PKCS_KEY_PAIR_GEN, pkcs11js.CKK_RSA],
+]);
+
+const KEY_CLASSES: ReadonlySet<unknown> = new Set([pkcs11js.CKO_SECRET_KEY, pkcs11js.CKO_PRIVATE_KEY, pkcs11js.CKO_PUBLIC_KEY]);
+
+/**
+ * The search that finds what a token-object creation could leave on a member: class, key
+ * type, label and id as the new object will have them (an absent label or id is empty),
+ * CKA_TOKEN=true. Used for tentative entries: it must be narrow (only such objects are
+ * candidates for stray removal) and must not miss the object.
+ */
+export function creationSearch(template: readonly Pkcs11Attribute[], defaults: { readonly objectClass?: number; readonly keyType?: number | undefined } = {}): WireAttribute[] {
+  const get = (type: number) => template.find((a) => a.type === type)?.value;
+  const objectClass = get(pkcs11js.CKA_CLASS) ?? defaults.objectClass;
+  const isKey = KEY_CLASSES.has(objectClass);
+  const out: WireAttribute[] = [];
+  if (objectClass !== undefined) out.push({ type: pkcs11js.CKA_CLASS, value: objectClass });
+  const keyType = get(pkcs11js.CKA_KEY_TYPE) ?? defaults.keyType;
+  if (isKey && keyType !== undefined) out.push({ type: pkcs11js.CKA_KEY_TYPE, value: keyType });
+  out.push({ type: pkcs11js.CKA_LABEL, value: get(pkcs11js.CKA_LABEL) ?? Buffer.alloc(0) });
+  // Only keys have CKA_ID; asking a data object for it would match nothing.
+  const id = get(pkcs11js.CKA_ID) ?? (isKey ? Buffer.alloc(0) : undefined);
+  if (id !== undefined) out.push({ type: pkcs11js.CKA_ID, value: id });
+  out.push({ type: pkcs11js.CKA_TOKEN, value: true });
+  return out;
 }
 
 /** Runs key management on the primary and replicates the result. */
@@ -67,7 +97,10 @@ export class KeyManager {
   /** C_GenerateKey on the primary, then replicated. */
   async generateKey(scope: SessionScope, mechanism: Mechanism, template: readonly Pkcs11Attribute[]): Promise<VirtualObject> {
     const t = replicatedKeyTemplate(template, this.#o.unextractable);
-    const [object] = await this.#create(scope, [], [isTokenTemplate(t)], async (run) => [await run<'generateKey'>((session) => ({ op: 'generateKey', session, mechanism, template: t }))]);
+    const search = creationSearch(t, { objectClass: pkcs11js.CKO_SECRET_KEY, keyType: KEY_TYPE_OF_MECHANISM.get(mechanism.mechanism) });
+    const [object] = await this.#create(scope, [], [isTokenTemplate(t)], [search], async (run) => [
+      await run<'generateKey'>((session) => ({ op: 'generateKey', session, mechanism, template: t })),
+    ]);
     return object!;
   }
 
@@ -79,7 +112,12 @@ export class KeyManager {
     privateTemplate: readonly Pkcs11Attribute[],
   ): Promise<{ publicKey: VirtualObject; privateKey: VirtualObject }> {
     const priv = replicatedKeyTemplate(privateTemplate, this.#o.unextractable);
-    const [publicKey, privateKey] = await this.#create(scope, [], [isTokenTemplate(publicTemplate), isTokenTemplate(priv)], async (run) => {
+    const keyType = KEY_TYPE_OF_MECHANISM.get(mechanism.mechanism);
+    const searches = [
+      creationSearch(publicTemplate, { objectClass: pkcs11js.CKO_PUBLIC_KEY, keyType }),
+      creationSearch(priv, { objectClass: pkcs11js.CKO_PRIVATE_KEY, keyType }),
+    ];
+    const [publicKey, privateKey] = await this.#create(scope, [], [isTokenTemplate(publicTemplate), isTokenTemplate(priv)], searches, async (run) => {
       const pair = await run<'generateKeyPair'>((session) => ({ op: 'generateKeyPair', session, mechanism, publicTemplate, privateTemplate: priv }));
       return [pair.publicKey, pair.privateKey];
     });
@@ -90,14 +128,19 @@ export class KeyManager {
   async createObject(scope: SessionScope, template: readonly Pkcs11Attribute[]): Promise<VirtualObject> {
     const cls = template.find((a) => a.type === pkcs11js.CKA_CLASS)?.value;
     const t = cls === pkcs11js.CKO_SECRET_KEY || cls === pkcs11js.CKO_PRIVATE_KEY ? replicatedKeyTemplate(template, this.#o.unextractable) : [...template];
-    const [object] = await this.#create(scope, [], [isTokenTemplate(t)], async (run) => [await run<'createObject'>((session) => ({ op: 'createObject', session, template: t }))]);
+    const [object] = await this.#create(scope, [], [isTokenTemplate(t)], [creationSearch(t)], async (run) => [
+      await run<'createObject'>((session) => ({ op: 'createObject', session, template: t })),
+    ]);
     return object!;
   }
 
   /** C_CopyObject on a member holding the source, then the copy replicated. */
   async copyObject(scope: SessionScope, source: VirtualObject, template: readonly Pkcs11Attribute[]): Promise<VirtualObject> {
     const token = template.some((a) => a.type === pkcs11js.CKA_TOKEN) ? isTokenTemplate(template) : source.identity.token;
-    const [object] = await this.#create(scope, [source], [token], async (run, handles) => [
+    // The copy keeps the source's class, key type, label and id unless the template changes them.
+    const fromSource = source.identity.search.map((a) => ({ type: a.type, value: a.value }));
+    const search = creationSearch([...fromSource.filter((a) => !template.some((b) => b.type === a.type)), ...template]);
+    const [object] = await this.#create(scope, [source], [token], [search], async (run, handles) => [
       await run<'copyObject'>((session) => ({ op: 'copyObject', session, object: handles[0]!, template })),
     ]);
     return object!;
@@ -106,7 +149,7 @@ export class KeyManager {
   /** C_UnwrapKey (with the application's key) on a member holding it, then replicated under the domain key. */
   async unwrapKey(scope: SessionScope, mechanism: Mechanism, unwrappingKey: VirtualObject, wrapped: Buffer, template: readonly Pkcs11Attribute[]): Promise<VirtualObject> {
     const t = replicatedKeyTemplate(template, this.#o.unextractable);
-    const [object] = await this.#create(scope, [unwrappingKey], [isTokenTemplate(t)], async (run, handles) => [
+    const [object] = await this.#create(scope, [unwrappingKey], [isTokenTemplate(t)], [creationSearch(t)], async (run, handles) => [
       await run<'unwrapKey'>((session) => ({ op: 'unwrapKey', session, mechanism, unwrappingKey: handles[0]!, wrapped, template: t })),
     ]);
     return object!;
@@ -115,7 +158,7 @@ export class KeyManager {
   /** C_DeriveKey on a member holding the base key, then the result replicated. */
   async deriveKey(scope: SessionScope, mechanism: Mechanism, baseKey: VirtualObject, template: readonly Pkcs11Attribute[]): Promise<VirtualObject> {
     const t = replicatedKeyTemplate(template, this.#o.unextractable);
-    const [object] = await this.#create(scope, [baseKey], [isTokenTemplate(t)], async (run, handles) => [
+    const [object] = await this.#create(scope, [baseKey], [isTokenTemplate(t)], [creationSearch(t)], async (run, handles) => [
       await run<'deriveKey'>((session) => ({ op: 'deriveKey', session, mechanism, baseKey: handles[0]!, template: t })),
     ]);
     return object!;
@@ -201,12 +244,19 @@ export class KeyManager {
   /**
    * Creates objects on one member and replicates each. `make` runs the creating command
    * through `run`, which uses the virtual session's own session for session objects.
+   *
+   * Token objects get a tentative entry on the creator before the command runs: if the
+   * creator fails under the call, what it may have made is unacknowledged and the entry
+   * stays for `removeStrays` when it recovers; the call is then run again on the next
+   * primary (nothing was acknowledged yet), so it succeeds while any member can do it.
    */
   async #create(
     scope: SessionScope,
     inputs: readonly VirtualObject[],
     /** Per created object: token (true) or session object. The creating call runs in the session's own session if any is a session object. */
     tokens: readonly boolean[],
+    /** Per created object: the search that finds it on a member (see {@link creationSearch}). */
+    searches: readonly (readonly WireAttribute[])[],
     make: (run: <N extends CommandName>(build: (session: Handle) => Extract<Command, { op: N }>) => Promise<CommandResult<N>>, inputHandles: Handle[]) => Promise<Handle[]>,
   ): Promise<VirtualObject[]> {
     const serving = this.#o.members.filter((m) => m.serving).length;
@@ -214,18 +264,22 @@ export class KeyManager {
       throw new ReplicationError(`only ${serving} member(s) can take a copy now; minReplicas is ${this.#o.minReplicas}: nothing was created`);
     }
     await this.#ensureHolders(inputs);
+    // Session objects die with the creator's session: only token objects can be strays.
+    const durable = searches.filter((_, i) => tokens[i] ?? tokens[0]);
     let lastError: unknown;
-    // A creator that fails under the call passes it to the next one: nothing was acknowledged
-    // yet. (If it failed after the module made the object, that copy stays on the failed
-    // member unrecorded until resync compares members; see docs/architecture.md.)
     for (let attempt = 0; attempt < this.#o.members.length; attempt++) {
       const creator = this.#firstHolder(inputs);
       const exec = this.#executor(scope, tokens.every((t) => t));
+      const tentative = durable.length > 0 ? this.#o.journal.markTentative(creator.name, durable) : undefined;
       let created: Handle[];
       try {
         created = await make((build) => exec(creator, build), inputs.map((o) => o.holders.get(creator.index)!));
       } catch (error) {
-        if (classifyError(error) !== 'member') throw error;
+        // The module answered: it made nothing. A member fault leaves the outcome unknown.
+        if (classifyError(error) !== 'member') {
+          this.#clearTentative(creator, tentative);
+          throw error;
+        }
         lastError = error;
         continue;
       }
@@ -234,11 +288,26 @@ export class KeyManager {
       const results = await Promise.allSettled(created.map((h, i) => this.#replicate(scope, creator, h, tokens[i] ?? tokens[0]!)));
       const objects = results.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
       const failure = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-      if (failure === undefined) return objects;
+      if (failure === undefined) {
+        this.#clearTentative(creator, tentative);
+        return objects;
+      }
       await Promise.all(objects.map((o) => this.#rollback(o)));
+      // A creator that is still serving cleaned up after itself (a destroy it refused is a
+      // destroy debt); one that failed may keep what it made, and its entry stays.
+      if (creator.serving) this.#clearTentative(creator, tentative);
+      else if (classifyError(failure.reason) === 'member') {
+        // The creator died before its objects could be read: nothing was acknowledged, try the next one.
+        lastError = failure.reason;
+        continue;
+      }
       throw failure.reason;
     }
     throw new NoMemberAvailableError('no member could create the object', { cause: lastError });
+  }
+
+  #clearTentative(member: Member, entry: TentativeEntry | undefined): void {
+    if (entry !== undefined) this.#o.journal.clearTentative(member.name, entry);
   }
 
   #executor(scope: SessionScope, token: boolean) {
@@ -248,44 +317,18 @@ export class KeyManager {
 
   /** Copies one object from `source` to every other member; returns it as a virtual object. */
   async #replicate(scope: SessionScope, source: Member, handle: Handle, token: boolean): Promise<VirtualObject> {
-    let read: ReadAttribute[];
-    let wrapped: Buffer | undefined;
     const targets = this.#others(source);
+    let copy: ReplicaSource;
     try {
-      // Read and wrap at once (one round trip less on every creation): the wrap of an
-      // object that is no key fails harmlessly and is ignored.
-      const sourceDomainKey = targets.length > 0 ? this.#o.domainKey(source) : undefined;
-      const [attributes, speculative] = await Promise.all([
-        source.run<'getAttributes'>((session) => ({ op: 'getAttributes', session, object: handle, types: READ_TYPES })),
-        sourceDomainKey === undefined
-          ? undefined
-          : source.run<'wrapKey'>((session) => ({ op: 'wrapKey', session, mechanism: KWP(), wrappingKey: sourceDomainKey, key: handle })).catch((error: unknown) => error as Error),
-      ]);
-      read = attributes;
-      const objectClass = ulongOf(read.find((a) => a.type === pkcs11js.CKA_CLASS)?.value);
-      // CKA_VALUE is read only for data objects: key values have no business in this process.
-      if (objectClass === CLASS.data) {
-        read.push(...(await source.run<'getAttributes'>((session) => ({ op: 'getAttributes', session, object: handle, types: [pkcs11js.CKA_VALUE] }))));
-      }
-      if (travelsWrapped(objectClass)) {
-        const domainKey = this.#o.domainKey(source);
-        if (domainKey === undefined && targets.length > 0) {
-          throw new DomainError('the group has no security domain, so keys cannot be replicated: run `pkcs11-ha init` (or HaGroup.initDomain) first');
-        }
-        if (speculative instanceof Error) throw speculative;
-        if (speculative !== undefined) wrapped = speculative;
-        else if (domainKey !== undefined) {
-          wrapped = await source.run<'wrapKey'>((session) => ({ op: 'wrapKey', session, mechanism: KWP(), wrappingKey: domainKey, key: handle }));
-        }
-      }
+      copy = await readReplicaSource(source, handle, this.#o.domainKey(source), targets.length > 0);
     } catch (error) {
       await source.run<'destroyObject'>((session) => ({ op: 'destroyObject', session, object: handle })).catch(() => undefined);
       throw error;
     }
+    const { read, wrapped, template } = copy;
     const { catalog } = this.#o;
     const object = catalog.create(identityFrom(read, wrapped));
     catalog.link(object, source.index, handle);
-    const template: WireAttribute[] = replicaTemplate(read);
     const ref = objectRef(object);
     const exec = this.#executor(scope, token);
     await Promise.all(
@@ -297,11 +340,7 @@ export class KeyManager {
           return;
         }
         try {
-          const copy =
-            wrapped !== undefined
-              ? await exec<'unwrapKey'>(m, (session) => ({ op: 'unwrapKey', session, mechanism: KWP(), unwrappingKey: domainKey!, wrapped: wrapped!, template }))
-              : await exec<'createObject'>(m, (session) => ({ op: 'createObject', session, template }));
-          catalog.link(object, m.index, copy);
+          catalog.link(object, m.index, await placeReplica(exec, m, domainKey, wrapped, template));
         } catch (error) {
           this.#owe(m, debt, (error as Error).message);
         }

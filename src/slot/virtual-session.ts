@@ -14,6 +14,35 @@ import PQueue from 'p-queue';
 import type { Member } from '../member/member.js';
 import type { Command, CommandName, CommandResult, Handle } from '../pkcs11/commands.js';
 import type { SessionScope } from '../replication/key-manager.js';
+import type { Transport } from '../transport/transport.js';
+import { classifyError } from '../errors/classification.js';
+import { placeReplica, readReplicaSource } from '../replication/replica-copy.js';
+
+/** This session's own session on one member: its session objects live there. */
+interface MemberSession {
+  readonly member: Member;
+  /** The transport the session was opened on: after a reconnect the handle means nothing (or another session). */
+  readonly transport: Transport;
+  readonly session: Promise<Handle>;
+  /** One call at a time on a member session: two at once crash SoftHSM. */
+  readonly queue: PQueue;
+}
+
+/** What restoring session objects on a recovered member needs. */
+export interface SessionRestoreOptions {
+  /** Each member's handle of the domain key (the recovered member's read again after its reconnect). */
+  readonly domainKey: (member: Member) => Handle | undefined;
+  /** Told after each session object: `done` of `total`. */
+  readonly onProgress?: (done: number, total: number) => void;
+}
+
+/** What restoring session objects did. */
+export interface SessionRestoreResult {
+  /** Session objects re-created on the member. */
+  readonly restored: number;
+  /** Session objects that could not be (the member is not used for them), and why. */
+  readonly failed: readonly { readonly object: ObjectHandle; readonly reason: string }[];
+}
 
 /** Who logs in: the normal user, the security officer, or a raw CKU_* number. */
 export type UserType = 'user' | 'so' | number;
@@ -43,8 +72,10 @@ function userTypeNumber(userType: UserType): number {
 export class VirtualSession {
   readonly #context: SlotContext;
   #closed = false;
-  /** This session's own session on each member: its session objects live there. */
-  readonly #own = new Map<number, { session: Promise<Handle>; queue: PQueue }>();
+  /** Called once when the session closes (the slot stops tracking it). */
+  readonly #onClose: (() => void) | undefined;
+  /** This session's own session on each member (by member index): its session objects live there. */
+  readonly #own = new Map<number, MemberSession>();
   /** Session objects made through this session. */
   readonly #objects = new Set<VirtualObject>();
   /** Key management calls under way: `close` waits for them before it cleans up. */
@@ -52,13 +83,7 @@ export class VirtualSession {
   readonly #scope: SessionScope = {
     // One call at a time on a member session: two at once crash SoftHSM.
     exec: <N extends CommandName>(member: Member, build: (session: Handle) => Extract<Command, { op: N }>): Promise<CommandResult<N>> => {
-      let own = this.#own.get(member.index);
-      if (own === undefined) {
-        own = { session: member.openSession(), queue: new PQueue({ concurrency: 1 }) };
-        own.session.catch(() => this.#own.delete(member.index));
-        this.#own.set(member.index, own);
-      }
-      const { session, queue } = own;
+      const { session, queue } = this.#memberSession(member);
       return queue.add(async () => member.runOn<N>(build(await session))) as Promise<CommandResult<N>>;
     },
     own: (object) => {
@@ -66,9 +91,13 @@ export class VirtualSession {
     },
   };
 
-  /** @internal Sessions are opened with `VirtualSlot.openSession`. */
-  constructor(context: SlotContext) {
+  /**
+   * @internal Sessions are opened with `VirtualSlot.openSession`.
+   * @param onClose called once when the session closes
+   */
+  constructor(context: SlotContext, onClose?: () => void) {
     this.#context = context;
+    this.#onClose = onClose;
   }
 
   /** False once closed. */
@@ -250,16 +279,18 @@ export class VirtualSession {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    this.#onClose?.();
     // New calls are refused from here; calls under way finish (and register what they made).
     await Promise.allSettled([...this.#inFlight]);
     // Closing our member sessions ends the session objects made in them, on each member.
-    const own = [...this.#own.entries()];
+    const own = [...this.#own.values()];
     this.#own.clear();
     await Promise.allSettled(
-      own.map(async ([index, { session, queue }]) => {
-        await queue.onIdle();
-        const member = this.#context.members[index];
-        if (member?.serving) await member.runOn<'closeSession'>({ op: 'closeSession', session: await session });
+      own.map(async (o) => {
+        await o.queue.onIdle();
+        // A session of a failed member, or of a transport since replaced, is gone already.
+        if (!isCurrent(o) || o.member.state.kind === 'failed' || o.member.state.kind === 'removed') return;
+        await o.member.runOn<'closeSession'>({ op: 'closeSession', session: await o.session });
       }),
     );
     for (const object of this.#objects) {
@@ -267,6 +298,96 @@ export class VirtualSession {
       this.#context.catalog.remove(object);
     }
     this.#objects.clear();
+  }
+
+  /**
+   * @internal Recovery: gives a reconnected member this session's session objects again.
+   * The member's old session is dropped (its handle means nothing on the new transport,
+   * and is never sent there: it could name another session); a new one is opened and
+   * every live session object is re-created in it from a serving member that holds it
+   * (keys wrapped under the domain key there and unwrapped here, public keys and data
+   * objects by their attributes). What the member owed for those objects is settled; it
+   * is linked as a holder of each. Call it after `resyncMember`, before the member takes
+   * traffic.
+   *
+   * @throws what a member fault on `member` threw (it failed again)
+   */
+  async restoreMember(member: Member, options: SessionRestoreOptions): Promise<SessionRestoreResult> {
+    if (this.#closed) return { restored: 0, failed: [] };
+    return this.#track(this.#restore(member, options));
+  }
+
+  async #restore(member: Member, options: SessionRestoreOptions): Promise<SessionRestoreResult> {
+    const { journal } = this.#context;
+    const own = this.#own.get(member.index);
+    // Dead if opened on another transport, or if it holds none of our objects any more (a
+    // member reconnected on the same transport object): a restored one holds them and stays.
+    if (own !== undefined && (!isCurrent(own) || ![...this.#objects].some((o) => o.holders.has(member.index)))) this.#own.delete(member.index);
+    const failed: { object: ObjectHandle; reason: string }[] = [];
+    const tried = new Set<VirtualObject>();
+    let restored = 0;
+    // Objects this session makes meanwhile (the member owes them) are taken too.
+    for (;;) {
+      const object = [...this.#objects].find((o) => !tried.has(o) && !o.holders.has(member.index));
+      if (object === undefined || this.#closed) break;
+      tried.add(object);
+      const reason = await this.#restoreObject(member, object, options);
+      if (reason === undefined) {
+        restored++;
+        for (const d of journal.debts(member.name)) if (d.object.handle === object.handle) journal.settle(member.name, d);
+      } else {
+        failed.push({ object: object.handle, reason });
+      }
+      const left = [...this.#objects].filter((o) => !tried.has(o) && !o.holders.has(member.index)).length;
+      options.onProgress?.(tried.size, tried.size + left);
+    }
+    return { restored, failed };
+  }
+
+  /** Re-creates one session object on `member`; returns why not when it cannot. */
+  async #restoreObject(member: Member, object: VirtualObject, options: SessionRestoreOptions): Promise<string | undefined> {
+    const { catalog } = this.#context;
+    const sources = this.#context.members.filter((m) => m !== member && m.serving && object.holders.has(m.index));
+    let reason = 'no serving member holds it';
+    for (const source of sources) {
+      const handle = object.holders.get(source.index);
+      if (handle === undefined) continue;
+      let copy;
+      try {
+        copy = await readReplicaSource(source, handle, options.domainKey(source));
+      } catch (error) {
+        // The source failed or refused: another holder may do.
+        reason = (error as Error).message;
+        continue;
+      }
+      let placed: Handle;
+      try {
+        placed = await placeReplica(this.#scope.exec, member, options.domainKey(member), copy.wrapped, copy.template);
+      } catch (error) {
+        if (classifyError(error) === 'member') throw error;
+        return (error as Error).message;
+      }
+      if (catalog.get(object.handle) !== object || !this.#objects.has(object)) {
+        // Destroyed while it was being copied: the copy must not outlive it.
+        await this.#scope.exec<'destroyObject'>(member, (session) => ({ op: 'destroyObject', session, object: placed })).catch(() => undefined);
+        return 'destroyed meanwhile';
+      }
+      catalog.link(object, member.index, placed);
+      return undefined;
+    }
+    return reason;
+  }
+
+  /** This session's session on `member`, opened on first use; a stale one (the member reconnected since) is replaced. */
+  #memberSession(member: Member): MemberSession {
+    const current = this.#own.get(member.index);
+    if (current !== undefined && current.member === member && isCurrent(current)) return current;
+    const own: MemberSession = { member, transport: member.transport, session: member.openSession(), queue: new PQueue({ concurrency: 1 }) };
+    own.session.catch(() => {
+      if (this.#own.get(member.index) === own) this.#own.delete(member.index);
+    });
+    this.#own.set(member.index, own);
+    return own;
   }
 
   #track<T>(work: Promise<T>): Promise<T> {
@@ -293,4 +414,9 @@ export class VirtualSession {
     this.#check();
     return [toMechanism(mechanism), this.#object(key), bytes(data, 'data')] as const;
   }
+}
+
+/** True while the member still runs on the transport the session was opened on. */
+function isCurrent(own: MemberSession): boolean {
+  return own.member.transport === own.transport;
 }

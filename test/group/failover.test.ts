@@ -16,6 +16,7 @@ import { provisionKeys, standardKeys } from '../../src/testbed/provision.js';
 import type { TokenInfo, Transport } from '../../src/transport/transport.js';
 import { FakeClock } from '../helpers/fake-clock.js';
 import { FaultTransport } from '../helpers/fault-transport.js';
+import { until } from '../helpers/until.js';
 
 const KEYS = standardKeys('f');
 const HMAC_VALUE = (KEYS.find((k) => k.kind === 'hmac') as { value: Buffer }).value;
@@ -96,14 +97,6 @@ async function open(options: { roles?: readonly TestbedRole[]; count?: number; e
 const sign = (h: Harness): Promise<Buffer> => h.session.sign('SHA256_HMAC', h.key, DATA);
 const states = (h: Harness): MemberStateKind[] => h.group.status().members.map((m) => m.state.kind);
 
-/** Waits (bounded) for real work in worker threads to reach a condition; never a fixed sleep. */
-async function until(condition: () => boolean, what: string, limitMs = 10_000): Promise<void> {
-  const start = Date.now();
-  while (!condition()) {
-    if (Date.now() - start > limitMs) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
 
 describe('deadlines', () => {
   it('a hung command fails its member at the deadline and runs again elsewhere: the caller sees its answer', async () => {

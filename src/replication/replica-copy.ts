@@ -1,0 +1,84 @@
+/**
+ * The two halves of making a replica, shared by key management (new objects), resync
+ * (debts) and session restore (session objects of a recovered member): read what a copy
+ * needs from a member that holds the object, and make the copy on another member.
+ * Secret and private keys travel wrapped under the domain key (CKM_AES_KEY_WRAP_PAD);
+ * public keys and data objects by their attributes.
+ */
+import { IDENTITY_ATTRIBUTES } from '../catalog/object-identity.js';
+import type { Member } from '../member/member.js';
+import type { Command, CommandName, CommandResult, Handle, ReadAttribute, WireAttribute } from '../pkcs11/commands.js';
+import { pkcs11js } from '../pkcs11/pkcs11js.js';
+import { toMechanism } from '../pkcs11/templates.js';
+import type { Mechanism } from 'pkcs11js';
+import { DomainError } from './domain-key.js';
+import { CLASS, REPLICA_ATTRIBUTES, replicaTemplate, travelsWrapped, ulongOf } from './replica-template.js';
+
+/** The mechanism every replica travels under. */
+export const KWP = (): Mechanism => toMechanism('AES_KEY_WRAP_PAD');
+
+/** Attributes read from a source object: identity and replica policy, never CKA_VALUE (read apart, for data objects only). */
+const READ_TYPES = [...new Set([...IDENTITY_ATTRIBUTES, ...REPLICA_ATTRIBUTES])].filter((t) => t !== pkcs11js.CKA_VALUE);
+
+/** What a replica of one object is made from. */
+export interface ReplicaSource {
+  /** The attributes read (identity and policy; CKA_VALUE for data objects). */
+  readonly read: readonly ReadAttribute[];
+  /** The key wrapped under the domain key, for secret and private keys. */
+  readonly wrapped: Buffer | undefined;
+  /** The unwrap template (keys) or creation template (public keys, data objects). */
+  readonly template: WireAttribute[];
+}
+
+/** Runs one command somewhere on a member: a pooled session, or a session the caller owns. */
+export type Exec = <N extends CommandName>(member: Member, build: (session: Handle) => Extract<Command, { op: N }>) => Promise<CommandResult<N>>;
+
+/** Runs on a pooled session of the member. */
+export const pooled: Exec = (member, build) => member.run(build);
+
+/**
+ * Reads what a replica of `handle` needs from `source`. A key is wrapped whenever the
+ * source has a domain key: the blob is also the key's fingerprint (AES key wrap with
+ * padding is deterministic).
+ *
+ * @param domainKey the source's handle of the domain key
+ * @param requireDomain whether a key without a domain key is an error (false when no other member needs a copy)
+ * @throws {@link DomainError} when a key must travel and the source has no domain key
+ */
+export async function readReplicaSource(source: Member, handle: Handle, domainKey: Handle | undefined, requireDomain = true): Promise<ReplicaSource> {
+  // Read and wrap at once (one round trip less on every creation): the wrap of an object
+  // that is no key fails harmlessly and is ignored.
+  const [attributes, speculative] = await Promise.all([
+    source.run<'getAttributes'>((session) => ({ op: 'getAttributes', session, object: handle, types: READ_TYPES })),
+    domainKey === undefined
+      ? undefined
+      : source.run<'wrapKey'>((session) => ({ op: 'wrapKey', session, mechanism: KWP(), wrappingKey: domainKey, key: handle })).catch((error: unknown) => error as Error),
+  ]);
+  const read = [...attributes];
+  const objectClass = ulongOf(read.find((a) => a.type === pkcs11js.CKA_CLASS)?.value);
+  // CKA_VALUE is read only for data objects: key values have no business in this process.
+  if (objectClass === CLASS.data) {
+    read.push(...(await source.run<'getAttributes'>((session) => ({ op: 'getAttributes', session, object: handle, types: [pkcs11js.CKA_VALUE] }))));
+  }
+  let wrapped: Buffer | undefined;
+  if (travelsWrapped(objectClass)) {
+    if (domainKey === undefined && requireDomain) {
+      throw new DomainError('the group has no security domain, so keys cannot be replicated: run `pkcs11-ha init` (or HaGroup.initDomain) first');
+    }
+    if (speculative instanceof Error) throw speculative;
+    wrapped = speculative;
+  }
+  return { read, wrapped, template: replicaTemplate(read) };
+}
+
+/**
+ * Makes a replica on `target`: C_UnwrapKey of the blob under the target's domain key, or
+ * C_CreateObject from the template.
+ *
+ * @throws {@link DomainError} when a blob must be unwrapped and the target has no domain key
+ */
+export function placeReplica(exec: Exec, target: Member, domainKey: Handle | undefined, wrapped: Buffer | undefined, template: readonly WireAttribute[]): Promise<Handle> {
+  if (wrapped === undefined) return exec<'createObject'>(target, (session) => ({ op: 'createObject', session, template }));
+  if (domainKey === undefined) return Promise.reject(new DomainError(`member ${target.name} has no domain key: a wrapped key cannot be placed there`));
+  return exec<'unwrapKey'>(target, (session) => ({ op: 'unwrapKey', session, mechanism: KWP(), unwrappingKey: domainKey, wrapped, template }));
+}

@@ -1,0 +1,375 @@
+/**
+ * Resynchronisation, session-object restore and stray cleanup on real SoftHSM2 members.
+ * A member is made unreachable with FaultTransport (its transport closes, the module copy
+ * is finalized: its sessions and session objects are gone, its token objects stay), then
+ * reconnected with `Member.reconnect` (state `recovering`, new transport, new handles),
+ * logged in, and repaired by calling the replication functions directly, as the group's
+ * recovery does.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { HaGroup } from '../../src/group/ha-group.js';
+import type { GroupConfig } from '../../src/group/group-config.js';
+import type { Member } from '../../src/member/member.js';
+import type { Command, CommandName, CommandResult, Handle } from '../../src/pkcs11/commands.js';
+import { pkcs11js } from '../../src/pkcs11/pkcs11js.js';
+import { toMechanism, toRawTemplate, type TemplateInput } from '../../src/pkcs11/templates.js';
+import { readMemberDomain } from '../../src/replication/domain-key.js';
+import { findOn } from '../../src/replication/member-objects.js';
+import { Journal } from '../../src/replication/journal.js';
+import { resyncMember } from '../../src/replication/resync.js';
+import { removeStrays } from '../../src/replication/strays.js';
+import type { VirtualSession } from '../../src/slot/virtual-session.js';
+import { createTestbed, type Testbed } from '../../src/testbed/softhsm-testbed.js';
+import type { TokenInfo, Transport } from '../../src/transport/transport.js';
+import { FaultTransport } from '../helpers/fault-transport.js';
+
+/**
+ * Runs a chosen command for real, then drops the connection before its answer arrives:
+ * the module did the work and the caller never hears of it (a primary killed during key
+ * generation). Everything else goes to the FaultTransport underneath.
+ */
+class ReplyLossTransport implements Transport {
+  readonly kind: string;
+  readonly #lose = new Set<CommandName>();
+
+  constructor(readonly fault: FaultTransport) {
+    this.kind = fault.kind;
+  }
+
+  /** The next `op` runs, then the connection drops. */
+  loseReplyOf(op: CommandName): void {
+    this.#lose.add(op);
+  }
+
+  connect(): Promise<TokenInfo> {
+    return this.fault.connect();
+  }
+
+  get pending(): number {
+    return this.fault.pending;
+  }
+
+  onDisconnect(listener: (error: Error) => void): void {
+    this.fault.onDisconnect(listener);
+  }
+
+  close(): Promise<void> {
+    return this.fault.close();
+  }
+
+  async execute<N extends CommandName>(command: Extract<Command, { op: N }>): Promise<CommandResult<N>> {
+    if (!this.#lose.delete(command.op)) return this.fault.execute(command);
+    await this.fault.execute(command);
+    const error = new Error(`connection lost before the answer to ${command.op} (injected)`);
+    this.fault.disconnect(error);
+    throw error;
+  }
+}
+
+let bed: Testbed;
+let group: HaGroup | undefined;
+/** Each member's transport now (a reconnect brings a new one). */
+const transports: ReplyLossTransport[] = [];
+
+beforeAll(async () => {
+  bed = await createTestbed({ count: 3 });
+  await HaGroup.initDomain({ members: bed.memberConfigs() });
+});
+afterEach(async () => {
+  await group?.close();
+  group = undefined;
+});
+afterAll(async () => {
+  await bed?.dispose();
+});
+
+async function openGroup(extra: Partial<GroupConfig> = {}): Promise<{ group: HaGroup; session: VirtualSession }> {
+  group = await HaGroup.open({
+    members: bed.memberConfigs(),
+    // Recovery by hand only: the test calls each step itself.
+    recovery: { maxAttempts: 0 },
+    transportFactory: (m) => (transports[m.index] = new ReplyLossTransport(FaultTransport.inProcess(m))),
+    ...extra,
+  });
+  const session = group.slot.openSession();
+  await session.login(bed.tokens[0]!.userPin);
+  return { group, session };
+}
+
+/** Takes a member down: its connection drops, the group fails it. */
+function takeDown(g: HaGroup, index: number): void {
+  transports[index]!.fault.disconnect();
+  expect(g.members[index]!.state.kind).toBe('failed');
+}
+
+/** Reconnects a failed member (state `recovering`, new transport), logs it in, reads its domain key. */
+async function reconnect(g: HaGroup, index: number): Promise<{ member: Member; domainKey: Handle }> {
+  const member = g.members[index]!;
+  await member.reconnect();
+  expect(member.state.kind).toBe('recovering');
+  await member.login(pkcs11js.CKU_USER, bed.tokens[index]!.userPin);
+  return { member, domainKey: await domainKeyOf(member) };
+}
+
+async function domainKeyOf(member: Member): Promise<Handle> {
+  const domain = await readMemberDomain(member);
+  if (domain.kind !== 'key') throw new Error(`${member.name} has no domain key`);
+  return domain.handle;
+}
+
+/** Objects on one member matching a friendly template, with their fingerprints. */
+async function onMember(member: Member, template: TemplateInput, domainKey: Handle): Promise<{ handle: Handle; fingerprint: string | undefined }[]> {
+  const found = await findOn(member, toRawTemplate(template), domainKey);
+  return found.map((f) => ({ handle: f.handle, fingerprint: f.identity.fingerprint }));
+}
+
+const AES = (label: string, token = true): TemplateInput => ({ label, valueLen: 32, token, encrypt: true, decrypt: true });
+
+async function decryptOn(member: Member, key: Handle, iv: Buffer, ct: Buffer): Promise<Buffer> {
+  return member.run<'decrypt'>((session) => ({ op: 'decrypt', session, mechanism: toMechanism({ name: 'AES_GCM', iv }), key, data: ct }));
+}
+
+describe('resyncMember', () => {
+  it('settles missed replicas (wrapped keys, public keys, data objects), deletions and attribute changes in journal order', async () => {
+    const { group: g, session } = await openGroup();
+    const renamed = await session.generateKey('AES_KEY_GEN', AES('rs-old'));
+    const gone = await session.generateKey('AES_KEY_GEN', AES('rs-gone'));
+    const goneFingerprint = g.describeObject(gone)!.fingerprint;
+    takeDown(g, 2);
+    const aes = await session.generateKey('AES_KEY_GEN', AES('rs-aes'));
+    const ec = await session.generateKeyPair('EC_KEY_PAIR_GEN', { label: 'rs-ec', curve: 'P-256', token: true, verify: true }, { label: 'rs-ec', token: true, sign: true });
+    const value = randomBytes(48);
+    const data = await session.createObject({ class: 'data', label: 'rs-data', application: 'resync test', value, token: true });
+    await session.setAttributes(renamed, { label: 'rs-new' });
+    await session.destroyObject(gone);
+    const { journal, catalog } = g.slot.context;
+    expect(journal.debts('member-3').map((d) => d.kind)).toEqual(['replica', 'replica', 'replica', 'replica', 'setAttributes', 'destroy']);
+
+    const { member, domainKey } = await reconnect(g, 2);
+    const progress: [number, number][] = [];
+    const result = await resyncMember({ member, journal, domainKey, catalog, onProgress: (done, total) => progress.push([done, total]) });
+    expect(result).toMatchObject({ total: 6, settled: 6, replicated: 4, alreadyPresent: 0, destroyed: 1, updated: 1, unsettled: [] });
+    expect(progress).toEqual([1, 2, 3, 4, 5, 6].map((n) => [n, 6]));
+    expect(journal.debts('member-3')).toEqual([]);
+
+    // The copies are the group's objects: same fingerprints, and they work.
+    for (const h of [aes, ec.publicKey, ec.privateKey, renamed]) {
+      const d = g.describeObject(h)!;
+      const label = h === renamed ? 'rs-new' : h === aes ? 'rs-aes' : 'rs-ec';
+      const copies = (await onMember(member, { label }, domainKey)).map((c) => c.fingerprint);
+      expect(copies, label).toContain(d.fingerprint);
+    }
+    expect(await onMember(member, { label: 'rs-old' }, domainKey)).toEqual([]);
+    expect(await onMember(member, { label: 'rs-gone' }, domainKey)).toEqual([]);
+    expect(goneFingerprint).toBeDefined();
+    const [copy] = await onMember(member, { label: 'rs-aes' }, domainKey);
+    const iv = randomBytes(12);
+    const pt = randomBytes(100);
+    const ct = await session.encrypt({ name: 'AES_GCM', iv }, aes, pt);
+    expect(await decryptOn(member, copy!.handle, iv, ct)).toEqual(pt);
+    const [priv] = await onMember(member, { label: 'rs-ec', class: 'privateKey' }, domainKey);
+    const digest = createHash('sha256').update('resync').digest();
+    const signature = await member.run<'sign'>((s) => ({ op: 'sign', session: s, mechanism: toMechanism('ECDSA'), key: priv!.handle, data: digest }));
+    expect(await session.verify('ECDSA', ec.publicKey, digest, signature)).toBe(true);
+    const [dataCopy] = await onMember(member, { label: 'rs-data' }, domainKey);
+    const [read] = await member.run<'getAttributes'>((s) => ({ op: 'getAttributes', session: s, object: dataCopy!.handle, types: [pkcs11js.CKA_VALUE] }));
+    expect(read!.value).toEqual(value);
+    // Replicas of objects this process knows are linked to them (the member is not used until it rejoins).
+    for (const h of [aes, ec.publicKey, ec.privateKey, data]) expect(g.describeObject(h)!.holders).toContain('member-3');
+  });
+
+  it('is idempotent: a replica already there is settled, not made twice; a change already applied is applied again harmlessly', async () => {
+    const { group: g, session } = await openGroup();
+    const key = await session.generateKey('AES_KEY_GEN', AES('id-old'));
+    takeDown(g, 2);
+    const fresh = await session.generateKey('AES_KEY_GEN', AES('id-aes'));
+    await session.setAttributes(key, { label: 'id-new' });
+    const { journal } = g.slot.context;
+    const owed = [...journal.debts('member-3')];
+    const { member, domainKey } = await reconnect(g, 2);
+    expect(await resyncMember({ member, journal, domainKey })).toMatchObject({ settled: 2, replicated: 1, updated: 1 });
+    // Nothing left: a second run does nothing.
+    expect(await resyncMember({ member, journal, domainKey })).toMatchObject({ total: 0, settled: 0 });
+    // As after a crash before the debts were settled: the same debts again.
+    for (const d of owed) journal.owe('member-3', d);
+    expect(await resyncMember({ member, journal, domainKey })).toMatchObject({ total: 2, settled: 2, replicated: 0, alreadyPresent: 1, updated: 1, unsettled: [] });
+    expect((await onMember(member, { label: 'id-aes' }, domainKey)).map((c) => c.fingerprint)).toEqual([g.describeObject(fresh)!.fingerprint]);
+    expect((await onMember(member, { label: 'id-new' }, domainKey)).map((c) => c.fingerprint)).toEqual([g.describeObject(key)!.fingerprint]);
+  });
+
+  it('a destroy debt never destroys an object with another fingerprint under the same name', async () => {
+    const { group: g, session } = await openGroup();
+    const key = await session.generateKey('AES_KEY_GEN', AES('fp-key'));
+    const original = g.describeObject(key)!.fingerprint;
+    takeDown(g, 2);
+    await session.destroyObject(key);
+    const { journal } = g.slot.context;
+    const { member, domainKey } = await reconnect(g, 2);
+    // Another key under the same name, made on that member alone (as another process could).
+    await member.run<'generateKey'>((s) => ({
+      op: 'generateKey',
+      session: s,
+      mechanism: toMechanism('AES_KEY_GEN'),
+      template: toRawTemplate({ ...AES('fp-key'), extractable: true, sensitive: true }),
+    }));
+    const before = await onMember(member, { label: 'fp-key' }, domainKey);
+    expect(before).toHaveLength(2);
+    const other = before.find((c) => c.fingerprint !== original)!;
+    const result = await resyncMember({ member, journal, domainKey });
+    expect(result).toMatchObject({ settled: 1, destroyed: 1, spared: 1 });
+    expect(await onMember(member, { label: 'fp-key' }, domainKey)).toEqual([{ handle: other.handle, fingerprint: other.fingerprint }]);
+  });
+
+  it('settles debts read back from the journal file after a restart, by identity', async () => {
+    const journalPath = join(bed.dir, 'restart-journal.json');
+    const { group: first, session } = await openGroup({ journalPath });
+    takeDown(first, 2);
+    const key = await session.generateKey('AES_KEY_GEN', AES('rj-aes'));
+    const fingerprint = first.describeObject(key)!.fingerprint;
+    await first.close();
+    expect(new Journal(journalPath).debts('member-3')).toMatchObject([{ kind: 'replica' }]);
+    // The application restarts; member-3 is reachable again but still owes the replica.
+    const { group: g } = await openGroup({ journalPath });
+    const { journal } = g.slot.context;
+    const member = g.members[2]!;
+    const domainKey = await domainKeyOf(member);
+    // The group settled the debt read back from its journal when openGroup logged in.
+    expect(g.status().owed).toEqual({});
+    expect((await onMember(member, { label: 'rj-aes' }, domainKey)).map((c) => c.fingerprint)).toEqual([fingerprint]);
+    // Again: nothing owed, nothing duplicated.
+    expect(await resyncMember({ member, journal, domainKey })).toMatchObject({ total: 0 });
+    expect((await onMember(member, { label: 'rj-aes' }, domainKey)).map((c) => c.fingerprint)).toEqual([fingerprint]);
+  });
+});
+
+describe('session objects on a recovered member', () => {
+  it('are made again in a new session of every open virtual session, and go when that session closes', async () => {
+    const { group: g, session } = await openGroup();
+    const other = g.slot.openSession();
+    const aes = await session.generateKey('AES_KEY_GEN', AES('so-aes', false));
+    const pair = await session.generateKeyPair('EC_KEY_PAIR_GEN', { label: 'so-ec', curve: 'P-256', token: false, verify: true }, { label: 'so-ec', token: false, sign: true });
+    const data = await session.createObject({ class: 'data', label: 'so-data', value: randomBytes(16), token: false });
+    const theirs = await other.generateKey('AES_KEY_GEN', AES('so-other', false));
+    takeDown(g, 2);
+    // One made while the member is down: owed to it.
+    const late = await session.generateKey('AES_KEY_GEN', AES('so-late', false));
+    const { journal } = g.slot.context;
+    expect(journal.debts('member-3')).toHaveLength(1);
+
+    const { member, domainKey } = await reconnect(g, 2);
+    // The old session and its objects went with the old connection.
+    expect(await onMember(member, { label: 'so-aes', token: false }, domainKey)).toEqual([]);
+    // resyncMember leaves session objects to the sessions.
+    expect(await resyncMember({ member, journal, domainKey })).toMatchObject({ total: 0 });
+    const keys = new Map<number, Handle>();
+    for (const m of g.members) keys.set(m.index, m === member ? domainKey : await domainKeyOf(m));
+    const restored = await g.slot.restoreSessions(member, { domainKey: (m) => keys.get(m.index) });
+    expect(restored).toEqual({ sessions: 2, restored: 6, failed: [] });
+    expect(journal.debts('member-3')).toEqual([]);
+    for (const h of [aes, pair.publicKey, pair.privateKey, data, theirs, late]) expect(g.describeObject(h)!.holders).toContain('member-3');
+    // Again: nothing to do, nothing duplicated.
+    expect(await g.slot.restoreSessions(member, { domainKey: (m) => keys.get(m.index) })).toEqual({ sessions: 2, restored: 0, failed: [] });
+
+    const [copy] = await onMember(member, { label: 'so-aes', token: false }, domainKey);
+    expect(await onMember(member, { label: 'so-aes', token: false }, domainKey)).toHaveLength(1);
+    const iv = randomBytes(12);
+    const ct = await session.encrypt({ name: 'AES_GCM', iv }, aes, Buffer.from('session objects'));
+    expect((await decryptOn(member, copy!.handle, iv, ct)).toString()).toBe('session objects');
+
+    // Back in service, new session objects reach it through the new session.
+    member.rejoin();
+    const after = await other.generateKey('AES_KEY_GEN', AES('so-after', false));
+    expect(g.describeObject(after)!.holders).toEqual(['member-1', 'member-2', 'member-3']);
+    // Closing a session ends its objects on the recovered member too.
+    await session.close();
+    expect(g.slot.openSessions).toBe(1);
+    expect(await onMember(member, { label: 'so-aes', token: false }, domainKey)).toEqual([]);
+    expect(await onMember(member, { label: 'so-late', token: false }, domainKey)).toEqual([]);
+    expect(await onMember(member, { label: 'so-other', token: false }, domainKey)).toHaveLength(1);
+  });
+});
+
+describe('key creation when the primary fails under it', () => {
+  it('a key pair generation whose primary drops is made on the next primary; the dead one owes it and keeps a tentative entry', async () => {
+    const { group: g, session } = await openGroup();
+    expect(g.primary).toBe('member-1');
+    transports[0]!.fault.failNext('generateKeyPair', 'disconnect');
+    const pair = await session.generateKeyPair('EC_KEY_PAIR_GEN', { label: 'rt-ec', curve: 'P-256', token: true, verify: true }, { label: 'rt-ec', token: true, sign: true });
+    expect(g.primary).toBe('member-2');
+    for (const h of [pair.publicKey, pair.privateKey]) expect(g.describeObject(h)!.holders).toEqual(['member-2', 'member-3']);
+    const { journal } = g.slot.context;
+    expect(journal.tentatives('member-1')).toHaveLength(1);
+    expect(journal.tentatives('member-1')[0]!.searches).toHaveLength(2);
+    expect(journal.debts('member-1').map((d) => d.kind)).toEqual(['replica', 'replica']);
+    // The creation that succeeded left no entry behind.
+    expect(journal.tentatives('member-2')).toEqual([]);
+
+    const { member, domainKey } = await reconnect(g, 0);
+    const others = await Promise.all([1, 2].map(async (i) => ({ member: g.members[i]!, domainKey: await domainKeyOf(g.members[i]!) })));
+    // The command never reached the module: nothing to remove, the entry is settled.
+    expect(await removeStrays({ member, domainKey, journal, others })).toMatchObject({ entries: 1, settled: 1, removed: 0, kept: 0 });
+    expect(await resyncMember({ member, journal, domainKey })).toMatchObject({ settled: 2, replicated: 2 });
+    expect(g.status().owed).toEqual({});
+    const digest = createHash('sha256').update('retried').digest();
+    const [priv] = await onMember(member, { label: 'rt-ec', class: 'privateKey' }, domainKey);
+    const signature = await member.run<'sign'>((s) => ({ op: 'sign', session: s, mechanism: toMechanism('ECDSA'), key: priv!.handle, data: digest }));
+    expect(await session.verify('ECDSA', pair.publicKey, digest, signature)).toBe(true);
+  });
+
+  it('the copy a killed primary made before it could answer is removed on recovery; objects others hold are never removed', async () => {
+    const { group: g, session } = await openGroup();
+    // Held by every member, and matching the search of the creation below.
+    const held = await session.generateKey('AES_KEY_GEN', AES('st-key'));
+    transports[0]!.loseReplyOf('generateKey');
+    const key = await session.generateKey('AES_KEY_GEN', AES('st-key'));
+    expect(g.members[0]!.state.kind).toBe('failed');
+    expect(g.describeObject(key)!.holders).toEqual(['member-2', 'member-3']);
+    const { journal } = g.slot.context;
+    expect(journal.tentatives('member-1')).toHaveLength(1);
+
+    const { member, domainKey } = await reconnect(g, 0);
+    const groupPrints = [g.describeObject(held)!.fingerprint, g.describeObject(key)!.fingerprint];
+    const before = await onMember(member, { label: 'st-key' }, domainKey);
+    // The held key and the stray the dead primary made (its own material, nobody else's).
+    expect(before).toHaveLength(2);
+    const stray = before.find((c) => !groupPrints.includes(c.fingerprint))!;
+    expect(stray).toBeDefined();
+
+    // With nobody to compare with, nothing can be proved a stray: nothing goes, the entry stays.
+    expect(await removeStrays({ member, domainKey, journal, others: [] })).toMatchObject({ removed: 0, settled: 0, unsettled: [expect.anything()] });
+    expect(await onMember(member, { label: 'st-key' }, domainKey)).toHaveLength(2);
+
+    const others = await Promise.all([1, 2].map(async (i) => ({ member: g.members[i]!, domainKey: await domainKeyOf(g.members[i]!) })));
+    expect(await removeStrays({ member, domainKey, journal, others })).toMatchObject({ entries: 1, settled: 1, removed: 1, kept: 1, unsettled: [] });
+    expect(journal.tentatives('member-1')).toEqual([]);
+    expect(await resyncMember({ member, journal, domainKey })).toMatchObject({ settled: 1, replicated: 1 });
+    const after = (await onMember(member, { label: 'st-key' }, domainKey)).map((c) => c.fingerprint).sort();
+    expect(after).toEqual([...groupPrints].sort());
+    expect(g.status().owed).toEqual({});
+  });
+
+  it('a key only the recovered member holds, that the others owe, is not a stray', async () => {
+    const { group: g, session } = await openGroup({ minReplicas: 1 });
+    takeDown(g, 1);
+    takeDown(g, 2);
+    // Acknowledged with one copy: members 2 and 3 owe it.
+    const only = await session.generateKey('AES_KEY_GEN', AES('ow-key'));
+    expect(g.describeObject(only)!.holders).toEqual(['member-1']);
+    // They come back without settling it (still owed), and serve.
+    for (const i of [1, 2]) (await reconnect(g, i)).member.rejoin();
+    const { journal } = g.slot.context;
+    expect(g.status().owed).toEqual({ 'member-2': 1, 'member-3': 1 });
+    // member-1 dies making another key of that name after the module made it.
+    transports[0]!.loseReplyOf('generateKey');
+    const retried = await session.generateKey('AES_KEY_GEN', AES('ow-key'));
+    expect(g.describeObject(retried)!.holders).toEqual(['member-2', 'member-3']);
+    const { member, domainKey } = await reconnect(g, 0);
+    expect(await onMember(member, { label: 'ow-key' }, domainKey)).toHaveLength(2);
+    const others = await Promise.all([1, 2].map(async (i) => ({ member: g.members[i]!, domainKey: await domainKeyOf(g.members[i]!) })));
+    // The stray goes; the acknowledged key stays although no serving member holds it yet.
+    expect(await removeStrays({ member, domainKey, journal, others })).toMatchObject({ removed: 1, kept: 1, settled: 1 });
+    expect((await onMember(member, { label: 'ow-key' }, domainKey)).map((c) => c.fingerprint)).toEqual([g.describeObject(only)!.fingerprint]);
+  });
+});
