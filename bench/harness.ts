@@ -43,8 +43,13 @@ export interface BenchContext {
   readonly signal: AbortSignal;
   /** True if an id was asked for (by --only). */
   wants(id: string): boolean;
-  /** Prints one progress line. */
+  /** Prints one line (above the progress bar on a terminal). */
   log(line: string): void;
+  /**
+   * Moves the progress display on by `seconds` of the plan the family declared in
+   * {@link BenchFamily.plannedSeconds} (call it as measured time passes).
+   */
+  advance(seconds: number): void;
   /** Family-specific options from the command line (e.g. threadsPerMember variants). */
   readonly options: BenchOptions;
   /**
@@ -66,6 +71,12 @@ export interface BenchFamily {
   readonly name: string;
   /** Every id the family can produce (so that --only can skip a family without running it). */
   ids(options: BenchOptions): string[];
+  /**
+   * About how many seconds the family will take with these settings (measured time plus
+   * set-up), for the progress display and its ETA; the family then calls
+   * {@link BenchContext.advance} with the same units.
+   */
+  plannedSeconds(ctx: BenchContext): number;
   run(ctx: BenchContext): Promise<{ results: BenchResult[]; notes: ResultNote[] }>;
 }
 
@@ -88,69 +99,136 @@ export interface LoopTiming {
   readonly signal: AbortSignal;
 }
 
+/** One measured run: its rate and the latencies of its operations. */
+export interface Measurement {
+  /** Operations per second. */
+  readonly rate: number;
+  /** Median latency of one operation (ms), from its call to its completion. */
+  readonly p50Ms: number;
+  /** 99th percentile latency (ms). */
+  readonly p99Ms: number;
+  /** Operations completed in the measured phase. */
+  readonly ops: number;
+}
+
+/**
+ * A growing list of latencies (ms) in a Float64Array: appending costs no allocation per
+ * operation, and sorting a typed array is numeric and fast.
+ */
+export class LatencyLog {
+  #values = new Float64Array(4096);
+  #length = 0;
+
+  push(ms: number): void {
+    if (this.#length === this.#values.length) {
+      const bigger = new Float64Array(this.#values.length * 2);
+      bigger.set(this.#values);
+      this.#values = bigger;
+    }
+    this.#values[this.#length++] = ms;
+  }
+
+  get length(): number {
+    return this.#length;
+  }
+
+  /** The latencies, sorted ascending (a copy). */
+  sorted(): Float64Array {
+    return this.#values.slice(0, this.#length).sort();
+  }
+}
+
+/**
+ * The p-th percentile (0 <= p <= 100) of values sorted ascending, interpolated linearly
+ * between the two nearest ranks (numpy's default): the 50th of [1, 2, 3, 4] is 2.5.
+ * NaN for no values.
+ */
+export function percentile(sorted: ArrayLike<number>, p: number): number {
+  const n = sorted.length;
+  if (n === 0 || !(p >= 0 && p <= 100)) return Number.NaN;
+  const rank = (p / 100) * (n - 1);
+  const lo = Math.floor(rank);
+  const hi = Math.min(lo + 1, n - 1);
+  return sorted[lo]! + (sorted[hi]! - sorted[lo]!) * (rank - lo);
+}
+
+/** A {@link Measurement} from a count, an elapsed time and the latency log of the phase. */
+export function measurement(ops: number, elapsedMs: number, latencies: LatencyLog): Measurement {
+  const sorted = latencies.sorted();
+  return { rate: elapsedMs > 0 ? ops / (elapsedMs / 1000) : Number.NaN, p50Ms: percentile(sorted, 50), p99Ms: percentile(sorted, 99), ops };
+}
+
 /**
  * Runs `concurrency` callers of `op` (each awaits its operation, then starts the next)
- * for `warmupMs`, lets them finish, then again for `durationMs`, counting operations.
- * Operations still in flight at the deadline are awaited and counted, and the elapsed
- * time runs until the last one completes.
+ * for `warmupMs`, lets them finish, then again for `durationMs`, counting operations and
+ * timing each one. Operations still in flight at the deadline are awaited and counted,
+ * and the elapsed time runs until the last one completes.
  *
  * @param op gets the caller's lane number (0 .. concurrency-1), e.g. to pick its session
- * @returns operations per second
  */
-export async function closedLoop(concurrency: number, op: (lane: number) => Promise<unknown>, timing: LoopTiming): Promise<number> {
+export async function closedLoop(concurrency: number, op: (lane: number) => Promise<unknown>, timing: LoopTiming): Promise<Measurement> {
   const { signal } = timing;
-  const phase = async (ms: number): Promise<{ ops: number; elapsedMs: number }> => {
+  const phase = async (ms: number, latencies: LatencyLog): Promise<{ ops: number; elapsedMs: number }> => {
     const start = performance.now();
     const end = start + ms;
     let ops = 0;
     const lane = async (i: number): Promise<void> => {
-      while (performance.now() < end && !signal.aborted) {
+      // One clock read per operation ends it and starts the next (the deadline check
+      // needs it anyway), so timing adds a single performance.now() per operation.
+      let t0 = performance.now();
+      while (t0 < end && !signal.aborted) {
         await op(i);
+        const t1 = performance.now();
+        latencies.push(t1 - t0);
         ops++;
+        t0 = t1;
       }
     };
     await Promise.all(Array.from({ length: concurrency }, (_, i) => lane(i)));
     return { ops, elapsedMs: performance.now() - start };
   };
-  if (timing.warmupMs > 0) await phase(timing.warmupMs);
+  if (timing.warmupMs > 0) await phase(timing.warmupMs, new LatencyLog());
   checkAborted(signal);
-  const { ops, elapsedMs } = await phase(timing.durationMs);
+  const latencies = new LatencyLog();
+  const { ops, elapsedMs } = await phase(timing.durationMs, latencies);
   checkAborted(signal);
-  return ops / (elapsedMs / 1000);
+  return measurement(ops, elapsedMs, latencies);
 }
 
 /**
  * One caller making synchronous calls back to back (the event loop is blocked meanwhile:
- * that is what a sync caller does).
- * @returns operations per second
+ * that is what a sync caller does), each one timed.
  */
-export function syncLoop(op: () => unknown, timing: LoopTiming): number {
-  const phase = (ms: number): { ops: number; elapsedMs: number } => {
+export function syncLoop(op: () => unknown, timing: LoopTiming): Measurement {
+  const phase = (ms: number, latencies: LatencyLog): { ops: number; elapsedMs: number } => {
     const start = performance.now();
     const end = start + ms;
     let ops = 0;
     let now = start;
     while (now < end) {
       op();
+      const t = performance.now();
+      latencies.push(t - now);
       ops++;
-      now = performance.now();
+      now = t;
     }
     return { ops, elapsedMs: now - start };
   };
-  if (timing.warmupMs > 0) phase(timing.warmupMs);
+  if (timing.warmupMs > 0) phase(timing.warmupMs, new LatencyLog());
   checkAborted(timing.signal);
-  const { ops, elapsedMs } = phase(timing.durationMs);
-  return ops / (elapsedMs / 1000);
+  const latencies = new LatencyLog();
+  const { ops, elapsedMs } = phase(timing.durationMs, latencies);
+  return measurement(ops, elapsedMs, latencies);
 }
 
-/** A thing to measure: returns one sample (e.g. ops/s). */
+/** A thing to measure: returns one sample. */
 export interface Variant {
   readonly name: string;
-  readonly measure: () => Promise<number> | number;
+  readonly measure: () => Promise<Measurement> | Measurement;
 }
 
 /** Samples of each variant, in repetition order. */
-export type Samples = Map<string, number[]>;
+export type Samples = Map<string, Measurement[]>;
 
 /**
  * Measures every variant once per repetition for `reps` repetitions, alternating the
@@ -162,11 +240,11 @@ export async function interleaved(
   variants: readonly Variant[],
   reps: number,
   signal: AbortSignal,
-  onRep?: (rep: number, samples: ReadonlyMap<string, number>) => void,
+  onRep?: (rep: number, samples: ReadonlyMap<string, Measurement>) => void,
 ): Promise<Samples> {
   const samples: Samples = new Map(variants.map((v) => [v.name, []]));
   for (let rep = 0; rep < reps; rep++) {
-    const these = new Map<string, number>();
+    const these = new Map<string, Measurement>();
     const order = rep % 2 === 0 ? variants : [...variants].reverse();
     for (const v of order) {
       checkAborted(signal);
@@ -200,4 +278,46 @@ export function roundRate(value: number): number {
 
 export function roundRatio(value: number): number {
   return Number.isFinite(value) ? Math.round(value * 1000) / 1000 : value;
+}
+
+/** The medians over repetitions of a variant: rate, p50 and p99 each on its own. */
+export function summarize(samples: readonly Measurement[]): Measurement {
+  return {
+    rate: median(samples.map((m) => m.rate)),
+    p50Ms: median(samples.map((m) => m.p50Ms)),
+    p99Ms: median(samples.map((m) => m.p99Ms)),
+    ops: samples.reduce((a, m) => a + m.ops, 0),
+  };
+}
+
+/** Rounds a latency (ms) for the JSON: 3 significant digits, at most 3 decimals. */
+export function roundMs(value: number): number {
+  if (!Number.isFinite(value) || value === 0) return value;
+  const decimals = Math.min(3, Math.max(0, 2 - Math.floor(Math.log10(Math.abs(value)))));
+  return Number(value.toFixed(decimals));
+}
+
+/**
+ * One result entry, with the ratio computed here so that it is always value / baseline
+ * (as BENCH-FORMAT.md says) and rounded like every other entry.
+ *
+ * @param extra more keys of the entry (e.g. p50Ms, errors); they come after the standard ones
+ * @example
+ * entry('limit/rsa2048-sign/hosts2', 'ops/s', hosts.rate, limit.rate, { p50Ms: roundMs(hosts.p50Ms) })
+ */
+export function entry(id: string, unit: BenchResult['unit'], value: number, baseline: number, extra: Readonly<Record<string, unknown>> = {}): BenchResult {
+  const round = unit === 'ops/s' ? roundRate : unit === 'ms' ? roundMs : (v: number) => Math.round(v * 100) / 100;
+  return { id, unit, value: round(value), baseline: round(baseline), ratio: roundRatio(value / baseline), ...extra };
+}
+
+/**
+ * The latency fields of an entry measured with a baseline: p50Ms and p99Ms of the value,
+ * baselineP50Ms and baselineP99Ms of the baseline (all ms, rounded).
+ */
+export function latencyFields(value: Pick<Measurement, 'p50Ms' | 'p99Ms'>, baseline?: Pick<Measurement, 'p50Ms' | 'p99Ms'>): Record<string, number> {
+  return {
+    p50Ms: roundMs(value.p50Ms),
+    p99Ms: roundMs(value.p99Ms),
+    ...(baseline === undefined ? {} : { baselineP50Ms: roundMs(baseline.p50Ms), baselineP99Ms: roundMs(baseline.p99Ms) }),
+  };
 }

@@ -13,7 +13,7 @@ import { HaGroup } from '../src/group/ha-group.js';
 import type { VirtualSession } from '../src/slot/virtual-session.js';
 import type { ObjectHandle } from '../src/catalog/catalog.js';
 import { createTestbed } from '../src/testbed/softhsm-testbed.js';
-import { checkAborted, median, spread, type BenchContext, type BenchFamily, type BenchResult, type ResultNote } from './harness.js';
+import { checkAborted, latencyFields, median, percentile, spread, type BenchContext, type BenchFamily, type BenchResult, type ResultNote } from './harness.js';
 
 const KINDS = ['aes', 'ec-p256', 'rsa2048'] as const;
 type Kind = (typeof KINDS)[number];
@@ -42,10 +42,27 @@ async function generate(session: VirtualSession, kind: Kind, label: string): Pro
 
 const id = (kind: Kind, n: number): string => `keygen/${kind}/members${n}`;
 
+/** Generations per member count and repetition. */
+const perRepOf = (kind: Kind, quick: boolean): number => (quick ? { aes: 10, 'ec-p256': 10, rsa2048: 3 } : { aes: 30, 'ec-p256': 30, rsa2048: 8 })[kind];
+/** About how long one generation takes here (ms), for the progress plan only. */
+const EXPECTED_MS: Record<Kind, number> = { aes: 20, 'ec-p256': 35, rsa2048: 250 };
+
+/** p50 and p99 of some latencies. */
+function latencies(values: readonly number[]): { p50Ms: number; p99Ms: number } {
+  const sorted = [...values].sort((a, b) => a - b);
+  return { p50Ms: percentile(sorted, 50), p99Ms: percentile(sorted, 99) };
+}
+
 /** The keygen family. */
 export const keygen: BenchFamily = {
   name: 'keygen',
   ids: () => KINDS.flatMap((k) => MEMBERS.map((n) => id(k, n))),
+  plannedSeconds(ctx) {
+    const kinds = KINDS.filter((k) => MEMBERS.some((n) => ctx.wants(id(k, n))));
+    if (kinds.length === 0) return 0;
+    // Creating the 3-token bed and the domain, then per generation (plus its destroy).
+    return 5 + kinds.reduce((a, k) => a + (ctx.reps * MEMBERS.length * perRepOf(k, ctx.quick) * EXPECTED_MS[k] * 1.5) / 1000, 0);
+  },
   async run(ctx: BenchContext) {
     const results: BenchResult[] = [];
     const notes: ResultNote[] = [];
@@ -56,6 +73,7 @@ export const keygen: BenchFamily = {
     const groups: HaGroup[] = [];
     try {
       await HaGroup.initDomain({ members: bed.memberConfigs() });
+      ctx.advance(5);
       const sessions = new Map<number, VirtualSession>();
       for (const n of MEMBERS) {
         const group = await HaGroup.open({ members: bed.memberConfigs().slice(0, n) });
@@ -68,7 +86,7 @@ export const keygen: BenchFamily = {
       // that share the tokens; the others take "already logged in" as done.
       for (const n of MEMBERS.slice(1)) await sessions.get(n)!.login(bed.tokens[0]!.userPin).catch(() => undefined);
       for (const kind of kinds) {
-        const perRep = ctx.quick ? { aes: 10, 'ec-p256': 10, rsa2048: 3 }[kind] : { aes: 30, 'ec-p256': 30, rsa2048: 8 }[kind];
+        const perRep = perRepOf(kind, ctx.quick);
         const samples = new Map<number, number[]>(MEMBERS.map((n) => [n, []]));
         for (let rep = 0; rep < ctx.reps; rep++) {
           const order = rep % 2 === 0 ? [...MEMBERS] : [...MEMBERS].reverse();
@@ -82,6 +100,7 @@ export const keygen: BenchFamily = {
               samples.get(n)!.push(performance.now() - start);
             }
             for (const h of made) await session.destroyObject(h);
+            ctx.advance((perRep * EXPECTED_MS[kind] * 1.5) / 1000);
           }
           ctx.log(`keygen/${kind} rep ${rep + 1}/${ctx.reps}: ${MEMBERS.map((n) => `m${n} ${median(samples.get(n)!).toFixed(1)} ms`).join(' | ')}`);
         }
@@ -90,7 +109,14 @@ export const keygen: BenchFamily = {
           if (!ctx.wants(id(kind, n))) continue;
           const value = median(samples.get(n)!);
           const ratio = value / base;
-          results.push({ id: id(kind, n), unit: 'ms', value: Number(value.toFixed(2)), baseline: Number(base.toFixed(2)), ratio: Number(ratio.toFixed(3)) });
+          results.push({
+            id: id(kind, n),
+            unit: 'ms',
+            value: Number(value.toFixed(2)),
+            baseline: Number(base.toFixed(2)),
+            ratio: Number(ratio.toFixed(3)),
+            ...latencyFields(latencies(samples.get(n)!), latencies(samples.get(1)!)),
+          });
           const target = n === 3 ? TARGET_3[kind] : undefined;
           notes.push({
             id: id(kind, n),

@@ -1,7 +1,10 @@
 /**
  * The benchmark entry: `npm run bench` (full) or `npm run bench -- --quick`.
  *
- *   --quick                 5 x 1 s instead of 3 x 3 s per variant (about 2.5 minutes on 2 cores)
+ *   --quick                 3 x 1 s instead of 3 x 3 s per variant and a 20 s soak instead of a
+ *                           2-minute one (about 4 minutes on 2 cores; the full run takes about 15)
+ *   --report                measure nothing: render bench/RESULTS.md and bench/charts/*.svg again
+ *                           from bench/results/latest.json
  *   --only <prefix>[,...]   run only the ids starting with a prefix, e.g. --only overhead/ecdsa
  *   --threads-per-member <n>[,...]
  *                           also measure the virtual slot with threadsPerMember n
@@ -9,12 +12,14 @@
  *   --reps <n>, --duration <seconds>, --warmup <seconds>
  *                           override the repetitions and timing
  *
- * Writes bench/results/latest.json, a dated copy and latest.md, and prints the table.
+ * Writes bench/results/latest.json, a dated copy and latest.md, renders bench/RESULTS.md
+ * with its charts (bench/charts/*.svg), and prints the table. A progress bar shows on a
+ * terminal; elsewhere progress comes as plain lines.
  * Ctrl-C stops the measurement, closes everything and removes the test bed.
  */
 import { threadpoolSize } from './env.js';
 
-import { rmSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -22,14 +27,19 @@ import { softHsmVersion } from '../src/testbed/softhsm-testbed.js';
 import { BenchAborted, type BenchContext, type BenchFamily, type BenchOptions, type BenchResult, type ResultNote } from './harness.js';
 import { overhead } from './overhead.js';
 import { keygen } from './keygen.js';
-import { isoSeconds, renderMarkdown, renderTable, writeResults, type BenchFile } from './report.js';
+import { limit } from './limit.js';
+import { soak } from './soak.js';
+import { createProgress, formatDuration } from './progress.js';
+import { checkBenchFile, isoSeconds, renderMarkdown, renderTable, writeResults, writeRunNotes, type BenchFile, type RunNotes } from './report.js';
+import { writeResultsPage } from './results-page.js';
 
 /** Every family, in run order. A new family is one more file and one more entry here. */
-const FAMILIES: readonly BenchFamily[] = [overhead, keygen];
+const FAMILIES: readonly BenchFamily[] = [overhead, keygen, limit, soak];
 
+const BENCH_DIR = fileURLToPath(new URL('./', import.meta.url));
 const RESULTS_DIR = fileURLToPath(new URL('./results/', import.meta.url));
 
-const USAGE = `usage: npm run bench -- [--quick] [--only <prefix>[,<prefix>...]] [--threads-per-member <n>[,<n>...]]
+const USAGE = `usage: npm run bench -- [--quick] [--report] [--only <prefix>[,<prefix>...]] [--threads-per-member <n>[,<n>...]]
                         [--reps <n>] [--duration <seconds>] [--warmup <seconds>]`;
 
 function parseList(value: string | undefined, what: string, positiveInts: true): number[];
@@ -52,9 +62,43 @@ function positive(value: string | undefined, what: string, fallback: number, int
   return n;
 }
 
+/** Where log lines go: stdout until the progress display takes over. */
+let printLine: (line: string) => void = (line) => console.log(line);
+
+/** `[bench 14:18:05] line`. */
+function stamp(line: string): string {
+  return `[bench ${new Date().toISOString().slice(11, 19)}] ${line}`;
+}
+
 function log(line: string): void {
-  const t = new Date().toISOString().slice(11, 19);
-  console.log(`[bench ${t}] ${line}`);
+  printLine(stamp(line));
+}
+
+/** --report: RESULTS.md and the charts again from latest.json, nothing measured. */
+async function reportOnly(): Promise<number> {
+  const path = `${RESULTS_DIR}latest.json`;
+  let file: BenchFile;
+  try {
+    file = JSON.parse(readFileSync(path, 'utf8')) as BenchFile;
+  } catch (error) {
+    console.error(`cannot read ${path}: ${(error as Error).message}`);
+    return 1;
+  }
+  const problems = checkBenchFile(file);
+  if (problems.length > 0) {
+    console.error(`${path} is not in the shape of BENCH-FORMAT.md:\n  ${problems.join('\n  ')}`);
+    return 1;
+  }
+  // The settings and notes of the run, when they belong to this very file.
+  let meta: RunNotes | undefined;
+  try {
+    meta = JSON.parse(readFileSync(`${RESULTS_DIR}latest-notes.json`, 'utf8')) as RunNotes;
+  } catch {
+    meta = undefined;
+  }
+  const charts = await writeResultsPage(BENCH_DIR, file, meta?.date === file.date ? { notes: meta.notes, settings: meta.settings } : {});
+  log(`rendered bench/RESULTS.md and ${charts.length} charts from bench/results/latest.json (${file.date})`);
+  return 0;
 }
 
 async function main(): Promise<number> {
@@ -63,6 +107,7 @@ async function main(): Promise<number> {
     args = parseArgs({
       options: {
         quick: { type: 'boolean', default: false },
+        report: { type: 'boolean', default: false },
         only: { type: 'string', multiple: true },
         'threads-per-member': { type: 'string' },
         reps: { type: 'string' },
@@ -81,12 +126,14 @@ async function main(): Promise<number> {
     console.log(USAGE);
     return 0;
   }
+  if (args.report === true) return reportOnly();
   const quick = args.quick === true;
   let reps: number, durationMs: number, warmupMs: number, options: BenchOptions, prefixes: string[];
   try {
-    // Quick: more but shorter repetitions than the full run, so that the medians still
-    // stand up to bursts of load on a shared 2-core machine (about 2.5 minutes in all).
-    reps = positive(args.reps, '--reps', quick ? 5 : 3, true);
+    // Quick: as many repetitions as the full run but shorter ones, so that every id (now
+    // with concurrency 64, the machine's limit and a short soak) fits in about 4 minutes
+    // on 2 cores; medians of 3 interleaved repetitions still stand up to a burst of load.
+    reps = positive(args.reps, '--reps', 3, true);
     durationMs = positive(args.duration, '--duration', quick ? 1 : 3) * 1000;
     warmupMs = positive(args.warmup, '--warmup', quick ? 0.25 : 0.5) * 1000;
     options = { threadsPerMember: parseList(args['threads-per-member'], '--threads-per-member', true) };
@@ -134,6 +181,7 @@ async function main(): Promise<number> {
   log(`${quick ? 'quick' : 'full'} run: ${settings}`);
   log(`machine: ${machine.cpus} x ${machine.cpuModel}, Node ${machine.node}, SoftHSM ${machine.softhsm}`);
 
+  let advance: (seconds: number) => void = () => undefined;
   const ctx: BenchContext = {
     quick,
     reps,
@@ -142,12 +190,18 @@ async function main(): Promise<number> {
     signal: controller.signal,
     wants,
     log,
+    advance: (seconds) => advance(seconds),
     options,
     trackDir(dir) {
       dirs.add(dir);
       return () => dirs.delete(dir);
     },
   };
+  const planned = families.reduce((a, f) => a + f.plannedSeconds(ctx), 0);
+  log(`planned: about ${formatDuration(planned)}`);
+  const progress = createProgress(planned, process.stdout, stamp);
+  printLine = (line) => progress.log(line);
+  advance = (seconds) => progress.advance(seconds);
 
   const results: BenchResult[] = [];
   const notes: ResultNote[] = [];
@@ -155,26 +209,33 @@ async function main(): Promise<number> {
     for (const family of families) {
       const t0 = performance.now();
       log(`${family.name}: starting`);
+      progress.phase(family.name);
       const out = await family.run(ctx);
       results.push(...out.results);
       notes.push(...out.notes);
       log(`${family.name}: done in ${((performance.now() - t0) / 1000).toFixed(0)} s`);
     }
   } catch (error) {
+    progress.stop();
+    printLine = (line) => console.log(line);
     if (error instanceof BenchAborted || controller.signal.aborted) {
       log('interrupted: no results written');
       return 130;
     }
     throw error;
   }
+  progress.stop();
+  printLine = (line) => console.log(line);
 
   const file: BenchFile = { date: isoSeconds(started), machine, quick, results };
   // Other work on the machine moves every number: say how busy it was (1-minute load average).
   const load = `${loadAtStart.toFixed(2)} at the start, ${os.loadavg()[0]!.toFixed(2)} at the end, on ${machine.cpus} cores`;
   const markdown = renderMarkdown(file, notes, `${settings}; load average ${load}`);
   const dated = await writeResults(RESULTS_DIR, file, markdown);
+  await writeRunNotes(RESULTS_DIR, { date: file.date, settings: `${settings}; load average ${load}`, notes });
+  const charts = await writeResultsPage(BENCH_DIR, file, { notes, settings: `${settings}; load average ${load}` });
   console.log(`\n${renderTable(results, notes)}\n`);
-  log(`wrote bench/results/latest.json, ${dated.slice(dated.lastIndexOf('/bench/') + 1)} and bench/results/latest.md ` +
+  log(`wrote bench/results/latest.json, ${dated.slice(dated.lastIndexOf('/bench/') + 1)}, bench/results/latest.md, bench/RESULTS.md and ${charts.length} charts in bench/charts/ ` +
     `in ${((Date.now() - started.getTime()) / 1000).toFixed(0)} s`);
   return 0;
 }
