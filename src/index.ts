@@ -2,9 +2,21 @@
  * pkcs11-ha: several PKCS#11 tokens joined into one virtual slot, with load balancing,
  * failover and key replication done on the client side.
  */
-export { HaGroup, type GroupStatus } from './group/ha-group.js';
-export type { GroupConfig, MemberConfig, ResolvedGroupConfig, ResolvedMemberConfig } from './group/group-config.js';
-export type { HaGroupEvents, MemberStateChangedEvent, PrimaryChangedEvent, IdentityConflictEvent } from './group/group-events.js';
+export { HaGroup, type GroupStatus, type MemberStatus, type DomainInitResult } from './group/ha-group.js';
+export type { GroupConfig, MemberConfig, ResolvedGroupConfig, ResolvedMemberConfig, TransportKind, SchedulerName } from './group/group-config.js';
+export type { RecoveryPolicy } from './recovery/recovery-loop.js';
+export type {
+  HaGroupEvents,
+  MemberStateChangedEvent,
+  PrimaryChangedEvent,
+  IdentityConflictEvent,
+  ReplicaMissedEvent,
+  MemberFailedEvent,
+  MemberRecoveredEvent,
+  RecoveryFailedEvent,
+  StandbyEvent,
+  ResyncProgressEvent,
+} from './group/group-events.js';
 export { VirtualSlot } from './slot/virtual-slot.js';
 export { VirtualSession, type UserType } from './slot/virtual-session.js';
 export type { ObjectHandle } from './catalog/catalog.js';
@@ -18,6 +30,7 @@ export { systemClock, type Clock, type TimerHandle } from './clock/clock.js';
 export type { Transport, TokenInfo } from './transport/transport.js';
 export { CommandFailedError } from './transport/transport.js';
 export { InProcessTransport, type InProcessTransportOptions, type TokenSelector } from './transport/in-process-transport.js';
+export { HostTransport, type HostTransportOptions } from './transport/host-transport.js';
 export type { Command, CommandName, CommandResult, CommandMap, Handle, ReadAttribute, WireAttribute, WireError } from './pkcs11/commands.js';
 export {
   HaError,
@@ -27,10 +40,13 @@ export {
   ClosedError,
   NoMemberAvailableError,
   MemberUnreachableError,
+  DeadlineError,
   Pkcs11Error,
   type HaErrorCode,
   type FaultClass,
 } from './errors/ha-error.js';
+export { JournalError } from './replication/journal.js';
+export { DomainError } from './replication/domain-key.js';
 export { classifyReturnValue, classifyError, RETURN_CODE_CLASSES, type Classification } from './errors/classification.js';
 export { ckrName, ckrValue } from './errors/return-codes.js';
 export {

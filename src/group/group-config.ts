@@ -73,7 +73,7 @@ export interface GroupConfig {
    * Where members' modules run. `'host'`: a member host child process per member, which
    * isolates a crash or hang of the module (the production choice). `'in-process'`: worker
    * threads in this process, the fastest single-process setup, where a crashing module
-   * takes the application down. @default 'in-process'
+   * takes the application down. @default 'host'
    */
   readonly transport?: TransportKind;
   /** A command with no answer (and no heartbeat) for this long fails its member (ms). @default 20000 */
@@ -259,7 +259,7 @@ export function resolveGroupConfig(config: GroupConfig): ResolvedGroupConfig {
   if (config.journalPath !== undefined && (typeof config.journalPath !== 'string' || config.journalPath.length === 0)) {
     throw new ConfigError('journalPath', `must be a non-empty path, got ${show(config.journalPath)}`);
   }
-  const transport = config.transport ?? 'in-process';
+  const transport = config.transport ?? 'host';
   if (transport !== 'host' && transport !== 'in-process') throw new ConfigError('transport', `must be 'host' or 'in-process', got ${show(transport)}`);
   const deadlineMs = integer(config.deadlineMs, 'deadlineMs', 1, 3_600_000, 20_000);
   const ceilingMs = integer(config.ceilingMs, 'ceilingMs', deadlineMs, 86_400_000, Math.max(120_000, deadlineMs));

@@ -15,7 +15,7 @@ describe('module registry', () => {
 
   it('members that are tokens of one module share one loaded instance, released with the last', async () => {
     expect(loadedModuleCount()).toBe(0);
-    const group = await HaGroup.open({ members: shared.memberConfigs() });
+    const group = await HaGroup.open({ members: shared.memberConfigs(), transport: 'in-process' });
     try {
       expect(loadedModuleCount()).toBe(1);
       expect(group.status().members.map((m) => m.state.kind)).toEqual(['active', 'active', 'active']);
