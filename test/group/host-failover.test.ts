@@ -247,4 +247,28 @@ describe('member host processes', () => {
     const ct = await session.encrypt({ name: 'AES_GCM', iv }, k2!, DATA);
     expect(await session.decrypt({ name: 'AES_GCM', iv }, k2!, ct)).toEqual(DATA);
   }, 120_000);
+
+  it('a member added online receives every token key before it serves, and removing it takes it out at once', async () => {
+    group = await HaGroup.open({ members: bed.memberConfigs().slice(0, 2), transport: 'host' });
+    const g = group;
+    const session = g.slot.openSession();
+    await session.login(bed.tokens[0]!.userPin);
+    const label = `h-add-${randomBytes(4).toString('hex')}`;
+    const pair = await session.generateKeyPair('EC_KEY_PAIR_GEN', { label, curve: 'P-256', token: true, verify: true }, { label, token: true, sign: true });
+    const progress: number[] = [];
+    g.on('resyncProgress', (e) => e.member === 'member-3' && progress.push(e.done));
+    expect(await g.addMember(bed.memberConfigs()[2]!)).toBe('member-3');
+    // Both halves (and whatever earlier tests left on the tokens) reached it before it served.
+    expect(progress.length).toBeGreaterThanOrEqual(2);
+    expect(g.describeObject(pair.privateKey)!.holders).toEqual(['member-1', 'member-2', 'member-3']);
+    expect(g.describeObject(pair.publicKey)!.holders).toEqual(['member-1', 'member-2', 'member-3']);
+    // Signatures made on the new member verify with the group's public key.
+    await g.removeMember('member-1');
+    await g.removeMember('member-2');
+    const digest = randomBytes(32);
+    const sig = await session.sign('ECDSA', pair.privateKey, digest);
+    expect(g.status().members[2]!.served).toBeGreaterThan(0);
+    expect(await session.verify('ECDSA', pair.publicKey, digest, sig)).toBe(true);
+    expect(states(g)).toEqual(['removed', 'removed', 'active']);
+  }, 60_000);
 });
