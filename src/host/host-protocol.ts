@@ -21,7 +21,7 @@
 import { deserialize, serialize } from 'node:v8';
 import type { Command, WireError } from '../pkcs11/commands.js';
 import { decodeRequest, encodeRequest, isFrameCommand } from '../transport/frame-codec.js';
-import type { TokenSelector } from '../transport/in-process-transport.js';
+import type { InProcessTransportOptions } from '../transport/in-process-transport.js';
 import type { TokenInfo } from '../transport/transport.js';
 import { reviveBuffers } from '../transport/wire.js';
 
@@ -120,19 +120,7 @@ export interface HostStats {
 }
 
 /** Everything a member host needs to start, sent over IPC (never argv or env: it travels with the secret). */
-export interface MemberHostConfig {
-  /** Member name, for errors. */
-  readonly member: string;
-  /** Path of the PKCS#11 module file. */
-  readonly modulePath: string;
-  /** Environment the module reads at C_Initialize (already in the host's own environment too). */
-  readonly moduleEnv: Readonly<Record<string, string>>;
-  /** Which token of the module to serve. */
-  readonly token: TokenSelector;
-  /** Worker threads making the PKCS#11 calls in the host. */
-  readonly threads: number;
-  /** Where in the config this member is, for errors. */
-  readonly configPath: string;
+export interface MemberHostConfig extends InProcessTransportOptions {
   /** Where to listen; inside a directory only this user can enter. */
   readonly socketPath: string;
   /** See `HostTransportOptions.heartbeatIntervalMs`. */
@@ -250,19 +238,6 @@ export type BufferPolicy =
   /** Copies: a long-lived result never pins a 64 KiB socket chunk (the client, whose results go to the application). */
   | 'copy';
 
-/** Turns the Uint8Arrays of a deserialized value into Buffers that own their bytes. */
-function reviveCopies(value: unknown): unknown {
-  if (value instanceof Uint8Array) return Buffer.from(value);
-  if (value === null || typeof value !== 'object') return value;
-  if (Array.isArray(value)) {
-    for (let i = 0; i < value.length; i++) value[i] = reviveCopies(value[i]);
-    return value;
-  }
-  for (const key in value as Record<string, unknown>) {
-    (value as Record<string, unknown>)[key] = reviveCopies((value as Record<string, unknown>)[key]);
-  }
-  return value;
-}
 
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
@@ -301,7 +276,7 @@ function decodeBody(body: Buffer, policy: BufferPolicy): HostMessage {
   try {
     if (tag === TAG_V8) {
       const value = deserialize(body.subarray(1));
-      return asHostMessage(policy === 'copy' ? reviveCopies(value) : reviveBuffers(value));
+      return asHostMessage(reviveBuffers(value, policy === 'copy'));
     }
     if (tag === TAG_HOT_REQUEST) {
       const id = body.readUInt32BE(1);

@@ -33,16 +33,23 @@ function compact(value: unknown, depth: number): unknown {
   return out ?? value;
 }
 
-/** Turns the Uint8Arrays that structured clone delivers back into Buffers, without copying. */
-export function reviveBuffers(value: unknown): unknown {
-  if (value instanceof Uint8Array) return Buffer.isBuffer(value) ? value : Buffer.from(value.buffer, value.byteOffset, value.byteLength);
+/**
+ * Turns the Uint8Arrays that structured clone (or v8.deserialize) delivers back into
+ * Buffers: views without copying by default; with `copy`, Buffers that own their bytes
+ * (a long-lived result must not pin a large socket chunk).
+ */
+export function reviveBuffers(value: unknown, copy = false): unknown {
+  if (value instanceof Uint8Array) {
+    if (copy) return Buffer.from(value);
+    return Buffer.isBuffer(value) ? value : Buffer.from(value.buffer, value.byteOffset, value.byteLength);
+  }
   if (value === null || typeof value !== 'object') return value;
   if (Array.isArray(value)) {
-    for (let i = 0; i < value.length; i++) value[i] = reviveBuffers(value[i]);
+    for (let i = 0; i < value.length; i++) value[i] = reviveBuffers(value[i], copy);
     return value;
   }
   for (const key in value as Record<string, unknown>) {
-    (value as Record<string, unknown>)[key] = reviveBuffers((value as Record<string, unknown>)[key]);
+    (value as Record<string, unknown>)[key] = reviveBuffers((value as Record<string, unknown>)[key], copy);
   }
   return value;
 }
