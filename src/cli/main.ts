@@ -4,6 +4,7 @@
  *
  *   pkcs11-ha init   --config group.json   give every member the group's domain key
  *   pkcs11-ha status --config group.json   open the group and print its status as JSON
+ *   pkcs11-ha sync   --config group.json   settle what members owe (from the journal), print status
  *
  * The config file is a JSON `GroupConfig` (members with module, token, role, soPin,
  * userPin; see the README's configuration table). PINs are never printed.
@@ -19,6 +20,8 @@ const USAGE = `usage: pkcs11-ha <command> --config <group.json>
 commands:
   init     give every member the group's domain key (needs each member's soPin)
   status   open the group and print its status as JSON
+  sync     open the group, log in with the members' userPin and settle what members owe
+           (the journal at journalPath), then print the status; exit 1 if anything stays owed
 `;
 
 function readConfig(path: string | undefined): GroupConfig {
@@ -60,6 +63,21 @@ export async function main(argv: readonly string[]): Promise<number> {
         await group.close();
       }
       return 0;
+    }
+    if (command === 'sync') {
+      const config = readConfig(values.config);
+      const pin = config.members?.find((m) => m.userPin !== undefined)?.userPin;
+      if (pin === undefined) throw new HaError('ERR_CONFIG', 'sync needs a userPin in the members of the config, to log in');
+      const group = await HaGroup.open(config);
+      try {
+        // Logging in settles debts read back from the journal, before it returns.
+        await group.slot.openSession().login(pin);
+        const status = group.status();
+        process.stdout.write(`${JSON.stringify(status, (_k, v: unknown) => (Buffer.isBuffer(v) ? v.toString('hex') : v), 2)}\n`);
+        return Object.keys(status.owed).length === 0 ? 0 : 1;
+      } finally {
+        await group.close();
+      }
     }
     process.stderr.write(`unknown command ${JSON.stringify(command)}\n${USAGE}`);
     return 2;

@@ -43,6 +43,21 @@ describe('pkcs11-ha CLI', () => {
     }
   });
 
+  it('sync logs in with the configured userPin, settles nothing when nothing is owed, and prints no PIN', async () => {
+    const withPin = join(bed.dir, 'with-pin.json');
+    writeFileSync(withPin, JSON.stringify({ members: bed.memberConfigs().map((m, i) => ({ ...m, userPin: bed.tokens[i]!.userPin })), journalPath: join(bed.dir, 'journal.json') }));
+    const sync = await run(['sync', '-c', withPin]);
+    expect(sync.err).toBe('');
+    expect(sync.code).toBe(0);
+    expect((JSON.parse(sync.out) as { loggedIn: boolean; owed: object }).owed).toEqual({});
+    expect(sync.out).not.toContain(bed.tokens[0]!.userPin);
+    const pinless = join(bed.dir, 'pinless.json');
+    writeFileSync(pinless, JSON.stringify({ members: bed.memberConfigs().map(({ userPin: _omit, ...m }) => m) }));
+    const noPin = await run(['sync', '-c', pinless]);
+    expect(noPin).toMatchObject({ code: 1 });
+    expect(noPin.err).toContain('userPin');
+  });
+
   it('says what is wrong with a bad command line or config', async () => {
     expect((await run([])).code).toBe(2);
     expect((await run(['frobnicate', '-c', config])).err).toContain('unknown command');
