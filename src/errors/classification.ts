@@ -226,3 +226,14 @@ export function toPkcs11Error(cause: unknown, fn: string, member: string | undef
   // anything, so it is not kept.
   return new Pkcs11Error(ckr, rv, fnName, member, fault, cause instanceof Error ? { cause } : undefined);
 }
+
+/**
+ * True for a member's answer that its handle of an object is not valid (any more). With
+ * member handles cached, this is often a stale handle, not a missing object: SoftHSM, for
+ * one, can renumber objects when another process changes the same token. Worth finding
+ * the object again by identity once before giving up.
+ */
+export function isStaleHandle(error: unknown): boolean {
+  const ckr = (error as { ckr?: unknown } | undefined)?.ckr;
+  return HaError.is(error) && error.code === 'ERR_PKCS11' && (ckr === 'CKR_OBJECT_HANDLE_INVALID' || ckr === 'CKR_KEY_HANDLE_INVALID');
+}

@@ -80,7 +80,7 @@ export interface GroupConfig {
   readonly deadlineMs?: number;
   /** No command lives longer than this, heartbeats or not (ms); at least `deadlineMs`. @default 120000 */
   readonly ceilingMs?: number;
-  /** A member host sends a heartbeat this often while a command is pending longer (ms); below `deadlineMs`. @default 1000 */
+  /** A member host sends a heartbeat this often while a command is pending longer (ms); at most a third of `deadlineMs`. @default 1000 */
   readonly heartbeatIntervalMs?: number;
   /** Background recovery of failed members. */
   readonly recovery?: {
@@ -263,7 +263,10 @@ export function resolveGroupConfig(config: GroupConfig): ResolvedGroupConfig {
   if (transport !== 'host' && transport !== 'in-process') throw new ConfigError('transport', `must be 'host' or 'in-process', got ${show(transport)}`);
   const deadlineMs = integer(config.deadlineMs, 'deadlineMs', 1, 3_600_000, 20_000);
   const ceilingMs = integer(config.ceilingMs, 'ceilingMs', deadlineMs, 86_400_000, Math.max(120_000, deadlineMs));
-  const heartbeatIntervalMs = integer(config.heartbeatIntervalMs, 'heartbeatIntervalMs', 1, Math.max(1, deadlineMs - 1), Math.min(1000, Math.max(1, Math.floor(deadlineMs / 2))));
+  // A host's first heartbeat comes one to two intervals after a command starts, and the
+  // deadline counts from the start: an interval of at most a third leaves a margin.
+  const maxInterval = Math.max(1, Math.floor(deadlineMs / 3));
+  const heartbeatIntervalMs = integer(config.heartbeatIntervalMs, 'heartbeatIntervalMs', 1, maxInterval, Math.min(1000, maxInterval));
   const recoveryRaw: unknown = config.recovery ?? {};
   if (!isObject(recoveryRaw)) throw new ConfigError('recovery', `must be an object, got ${show(recoveryRaw)}`);
   for (const key of Object.keys(recoveryRaw)) if (key !== 'intervalMs' && key !== 'maxAttempts') throw new ConfigError(`recovery.${key}`, 'unknown option (known: intervalMs, maxAttempts)');

@@ -99,6 +99,8 @@ export class HaGroup extends EventEmitter<HaGroupEvents> {
   readonly #recovery: RecoveryLoop;
   /** Members whose automatic recovery stopped for a reason retrying cannot fix (a refused PIN, another domain key). */
   readonly #noAutoRecovery = new Set<string>();
+  /** Members added online that have not completed their first synchronisation. */
+  readonly #needsFullSync = new Set<Member>();
 
   private constructor(config: ResolvedGroupConfig) {
     super();
@@ -113,7 +115,15 @@ export class HaGroup extends EventEmitter<HaGroupEvents> {
         return state?.kind === 'failed' && !this.#noAutoRecovery.has(name) ? state.attempts : undefined;
       },
     });
-    this.#router = new Router(this.#members, config.scheduler, (object) => this.#resolve(object), config.clock);
+    this.#router = new Router(
+      this.#members,
+      config.scheduler,
+      (object, stale) => {
+        if (stale !== undefined) this.#catalog.unlink(object, stale);
+        return this.#resolve(object);
+      },
+      config.clock,
+    );
     this.#journal = new Journal(config.journalPath);
     this.#keys = new KeyManager({
       members: this.#members,
@@ -343,16 +353,21 @@ export class HaGroup extends EventEmitter<HaGroupEvents> {
     const resolved = memberConfig(config, this.#members.length, this.#config.members[0]?.threads ?? 2);
     if (this.#member(resolved.name) !== undefined) throw new ConfigError(`${resolved.path}.name`, `duplicate member name ${JSON.stringify(resolved.name)}`);
     if (this.#members.length >= 64) throw new ConfigError('members', 'at most 64 members');
-    this.#noAutoRecovery.add(resolved.name); // no background attempt until the first sync is done
+    this.#noAutoRecovery.add(resolved.name); // no background attempt before the first one
     const member = this.#newMember(resolved);
     this.#members.push(member);
     this.#configs.set(member, resolved);
+    // Every attempt until one succeeds copies every token object first.
+    this.#needsFullSync.add(member);
     try {
-      await this.#attemptRecovery(resolved.name, { fullSync: true });
+      await this.#attemptRecovery(resolved.name);
     } finally {
       this.#noAutoRecovery.delete(resolved.name);
     }
     if (!member.serving) {
+      // It stays in the group, failed; the background loop keeps trying (with the full sync).
+      const failed = member.state;
+      if (failed.kind === 'failed') this.#recovery.failed(member.name, failed.attempts);
       const state = member.state;
       throw new MemberUnreachableError(member.name, `could not join: ${state.kind === 'failed' ? state.reason : state.kind}`);
     }
@@ -365,7 +380,10 @@ export class HaGroup extends EventEmitter<HaGroupEvents> {
     const member = this.#member(name);
     if (member === undefined) throw new InvalidArgumentError(`no member named ${JSON.stringify(name)}`);
     this.#recovery.cancel(name);
+    this.#needsFullSync.delete(member);
     await member.close();
+    // What it owed means nothing now, and must not pass to a member later added under its name.
+    this.#journal.forgetMember(name);
   }
 
   /**
@@ -454,14 +472,32 @@ export class HaGroup extends EventEmitter<HaGroupEvents> {
    * member's objects again, and only then take traffic. Any failure leaves the member failed
    * (one more attempt counted); the loop schedules the next one.
    */
-  async #attemptRecovery(name: string, options: { fullSync?: boolean } = {}): Promise<void> {
+  async #attemptRecovery(name: string): Promise<void> {
     const member = this.#member(name);
     if (member === undefined || member.state.kind !== 'failed' || this.#closed) return;
     try {
       await member.reconnect();
-      await this.#restore(member, options.fullSync ?? false);
+      await this.#restore(member, this.#needsFullSync.has(member));
+      // Replications, deletions and logins that happened while it was being restored: settle
+      // them too, then rejoin with no await in between (nothing can slip through).
+      // A debt that cannot be settled (e.g. a redacted attribute change) stays owed: the
+      // member then serves, but never for that object; rounds stop when one settles nothing.
+      let owedBefore = Infinity;
+      for (let round = 0; ; round++) {
+        const state = member.state as MemberState;
+        if (this.#closed || state.kind !== 'recovering') return;
+        const owed = this.#journal.debts(member.name).length;
+        const loginOff = (this.#login !== undefined) !== member.loggedIn;
+        if ((owed === 0 || owed >= owedBefore) && !loginOff) break;
+        if (round >= 10) throw new MemberUnreachableError(member.name, 'could not catch up with the group in 10 rounds');
+        owedBefore = owed;
+        await this.#matchLogin(member);
+        await this.#resync(member, false);
+        await this.#scanMember(member);
+      }
+      this.#needsFullSync.delete(member);
       const state = member.state as MemberState;
-      if (this.#closed || state.kind !== 'recovering') return;
+      if (state.kind !== 'recovering') return;
       member.rejoin();
       const attempt = state.attempt;
       this.emit('memberRecovered', { member: name, attempts: attempt });
@@ -470,19 +506,30 @@ export class HaGroup extends EventEmitter<HaGroupEvents> {
     }
   }
 
+  /**
+   * Brings a recovering member's login state in line with the group's: logged in (with its
+   * own `userPin` when configured, else the application's PIN) exactly while the group is.
+   */
+  async #matchLogin(member: Member): Promise<void> {
+    const login = this.#login;
+    if (login === undefined) {
+      if (member.loggedIn) await member.logout();
+      return;
+    }
+    if (member.loggedIn) return;
+    const own = this.#configs.get(member)?.userPin;
+    try {
+      await member.login(login.userType, (own ?? login.pin).reveal());
+    } catch (error) {
+      // Retrying a refused PIN could lock the token: stop until someone recovers it by hand.
+      if (error instanceof Pkcs11Error && /^CKR_PIN_/.test(error.ckr)) this.#noAutoRecovery.add(member.name);
+      throw error;
+    }
+  }
+
   /** Brings a reconnected member back in step with the group (it takes no traffic meanwhile). */
   async #restore(member: Member, fullSync: boolean): Promise<void> {
-    const own = this.#configs.get(member)?.userPin;
-    const login = this.#login;
-    if (login !== undefined || own !== undefined) {
-      try {
-        await member.login(login?.userType ?? pkcs11js.CKU_USER, (own ?? login!.pin).reveal());
-      } catch (error) {
-        // Retrying a refused PIN could lock the token: stop until someone recovers it by hand.
-        if (error instanceof Pkcs11Error && /^CKR_PIN_/.test(error.ckr)) this.#noAutoRecovery.add(member.name);
-        throw error;
-      }
-    }
+    await this.#matchLogin(member);
     const domain = await readMemberDomain(member);
     if (this.#domainCheckValue !== undefined) {
       if (domain.kind !== 'key' || domain.checkValue !== this.#domainCheckValue) {
@@ -514,7 +561,12 @@ export class HaGroup extends EventEmitter<HaGroupEvents> {
     let lastError: unknown;
     for (const m of members) {
       try {
-        await m.login(userType, pin);
+        // A token already logged in answers "already logged in" whatever the PIN: log it
+        // out and ask again, or a typo would pass as verified and reach every other token.
+        if (!(await m.login(userType, pin))) {
+          await m.logout();
+          if (!(await m.login(userType, pin))) continue;
+        }
         verifier = m;
         break;
       } catch (error) {

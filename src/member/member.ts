@@ -212,15 +212,25 @@ export class Member {
   /**
    * Logs the user in (login state is shared by all sessions of this application on the
    * token). A PIN error is counted and rethrown; it never changes the member's health.
+   *
+   * @returns false when the token said it was logged in already: the PIN was NOT checked
    */
-  async login(userType: number, pin: string): Promise<void> {
+  async login(userType: number, pin: string): Promise<boolean> {
+    let checked = true;
     try {
       await this.run<'login'>((session) => ({ op: 'login', session, userType, pin }));
     } catch (error) {
       if (error instanceof Pkcs11Error && /^CKR_PIN_/.test(error.ckr)) this.#loginFailures++;
       if (!(error instanceof Pkcs11Error && error.ckr === 'CKR_USER_ALREADY_LOGGED_IN')) throw error;
+      checked = false;
     }
     this.#loggedIn = true;
+    return checked;
+  }
+
+  /** Whether this application is logged in on the member's token (as far as the group knows). */
+  get loggedIn(): boolean {
+    return this.#loggedIn;
   }
 
   /** Logs out; "not logged in" counts as done. */
@@ -284,7 +294,11 @@ export class Member {
       this.fail(`recovery: ${cause?.message ?? String(error)}`, cause);
       throw error;
     }
-    if (this.#state.kind !== 'recovering') throw new MemberUnreachableError(this.name, 'failed again while reconnecting');
+    if (this.#state.kind !== 'recovering') {
+      // Closed or failed while connecting: what the connection started must not outlive it.
+      await transport.close().catch(() => undefined);
+      throw new MemberUnreachableError(this.name, `${this.#state.kind} while reconnecting`);
+    }
   }
 
   /** Ends a recovery: the member takes traffic again in its configured role. */
@@ -324,8 +338,11 @@ export class Member {
     if (this.#state.kind === 'removed') return;
     this.#setState({ kind: 'removed' }, undefined);
     this.#deadlines.clear();
+    // The transport first: it rejects what is in flight and ends the module's sessions with
+    // it, so a hung member cannot keep close() waiting on session closes it never answers.
+    const closing = this.#transport.close().catch(() => undefined);
     await this.#pool.drain(new MemberUnreachableError(this.name, 'member closed'));
-    await this.#transport.close();
+    await closing;
   }
 
   #slot(): Handle {

@@ -233,6 +233,12 @@ export class Journal {
     if (list.includes(debt)) this.#set(member, list.filter((d) => d !== debt));
   }
 
+  /** Drops everything a member owes and its tentative entries (it left the group). */
+  forgetMember(member: string): void {
+    const had = this.#debts.delete(member);
+    if (this.#tentative.delete(member) || had) this.#persist();
+  }
+
   /** Drops every debt about an object (its session ended, so it is gone everywhere). */
   forgetObject(handle: number): void {
     let changed = false;

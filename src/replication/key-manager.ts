@@ -8,7 +8,7 @@
  */
 import type { Catalog, VirtualObject } from '../catalog/catalog.js';
 import { IDENTITY_ATTRIBUTES, identityFrom } from '../catalog/object-identity.js';
-import { classifyError } from '../errors/classification.js';
+import { classifyError, isStaleHandle } from '../errors/classification.js';
 import { NoMemberAvailableError, ReplicationError } from '../errors/ha-error.js';
 import type { Member } from '../member/member.js';
 import type { Command, CommandName, CommandResult, Handle, WireAttribute } from '../pkcs11/commands.js';
@@ -171,8 +171,7 @@ export class KeyManager {
    */
   async destroyObject(object: VirtualObject): Promise<void> {
     await this.#ensureHolders([object]);
-    const first = this.#firstHolder([object]);
-    await first.run<'destroyObject'>((session) => ({ op: 'destroyObject', session, object: object.holders.get(first.index)! }));
+    const first = await this.#onFirstHolder(object, (m, handle) => m.run<'destroyObject'>((session) => ({ op: 'destroyObject', session, object: handle })));
     const ref = objectRef(object);
     await Promise.all(
       this.#others(first).map(async (m) => {
@@ -196,9 +195,8 @@ export class KeyManager {
   /** Sets attributes on every member holding the object; first one holder, then the rest in parallel. */
   async setAttributes(object: VirtualObject, template: readonly Pkcs11Attribute[]): Promise<void> {
     await this.#ensureHolders([object]);
-    const first = this.#firstHolder([object]);
+    const first = await this.#onFirstHolder(object, (m, handle) => m.run<'setAttributes'>((session) => ({ op: 'setAttributes', session, object: handle, template })));
     const firstHandle = object.holders.get(first.index)!;
-    await first.run<'setAttributes'>((session) => ({ op: 'setAttributes', session, object: firstHandle, template }));
     const ref = objectRef(object);
     await Promise.all(
       this.#others(first).map(async (m) => {
@@ -218,6 +216,35 @@ export class KeyManager {
     const read = await first.run<'getAttributes'>((session) => ({ op: 'getAttributes', session, object: firstHandle, types: IDENTITY_ATTRIBUTES }));
     // The material did not change: keep the fingerprint, take the new name.
     this.#o.catalog.reindex(object, { ...identityFrom(read), fingerprint: object.identity.fingerprint });
+  }
+
+  /**
+   * Runs `step` on the first holder; when that member fails under it (a member fault),
+   * on the next one: the failed member no longer holds the object (its links are
+   * forgotten) and so owes the change in the fan-out that follows.
+   *
+   * @returns the member the step succeeded on
+   */
+  async #onFirstHolder(object: VirtualObject, step: (member: Member, handle: Handle) => Promise<unknown>): Promise<Member> {
+    let refound = false;
+    for (;;) {
+      const first = this.#firstHolder([object]);
+      try {
+        await step(first, object.holders.get(first.index)!);
+        return first;
+      } catch (error) {
+        if (!refound && isStaleHandle(error)) {
+          // A stale cached handle: find the object again by identity once, then retry.
+          refound = true;
+          this.#o.catalog.unlink(object, first.index);
+          await this.#o.resolve(object);
+          continue;
+        }
+        if (classifyError(error) !== 'member') throw error;
+        // Make sure it no longer counts as a holder, even if the fault did not fail it.
+        this.#o.catalog.unlink(object, first.index);
+      }
+    }
   }
 
   /** Members other than `member` that are part of the group (not closed). */

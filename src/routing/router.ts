@@ -4,7 +4,7 @@
  * command again on another one. "Run this again elsewhere" is the general mechanism
  * that failover and multi-part replay build on.
  */
-import { classifyError } from '../errors/classification.js';
+import { classifyError, isStaleHandle } from '../errors/classification.js';
 import { NoMemberAvailableError } from '../errors/ha-error.js';
 import type { Member } from '../member/member.js';
 import type { VirtualObject } from '../catalog/catalog.js';
@@ -22,15 +22,16 @@ const NO_HANDLE: Handle = Buffer.alloc(0);
 export class Router {
   readonly #members: readonly Member[];
   readonly #scheduler: Scheduler;
-  readonly #resolve: (object: VirtualObject) => Promise<void>;
+  readonly #resolve: (object: VirtualObject, stale?: number) => Promise<void>;
   readonly #clock: Clock;
 
   /**
    * @param resolve finds again the holders of an object that has none (after a logout
-   *   or a member reconnect, members hand out new handles)
+   *   or a member reconnect, members hand out new handles), or whose handle on member
+   *   `stale` was refused (that link is dropped first)
    * @param clock times commands for latency-aware schedulers
    */
-  constructor(members: readonly Member[], scheduler: Scheduler, resolve: (object: VirtualObject) => Promise<void>, clock: Clock = systemClock) {
+  constructor(members: readonly Member[], scheduler: Scheduler, resolve: (object: VirtualObject, stale?: number) => Promise<void>, clock: Clock = systemClock) {
     this.#members = members;
     this.#scheduler = scheduler;
     this.#resolve = resolve;
@@ -61,6 +62,7 @@ export class Router {
     for (const o of objects) if (o.holders.size === 0) await this.#resolve(o);
     let tried: Set<number> | undefined;
     let lastError: unknown;
+    let refound = false;
     for (;;) {
       const candidates = eligible(this.#members, (m) => objects.every((o) => o.holders.has(m.index)) && !tried?.has(m.index));
       const member = candidates.length > 0 ? this.#scheduler.pick(candidates) : undefined;
@@ -75,6 +77,12 @@ export class Router {
       } catch (error) {
         const kind = classifyError(error);
         if (observe !== undefined) this.#scheduler.observe!(member.index, this.#clock.now() - start, kind !== 'member');
+        if (!refound && objects.length > 0 && isStaleHandle(error)) {
+          // The member's cached handle may be stale: find the objects again once, then retry.
+          refound = true;
+          for (const o of objects) await this.#resolve(o, member.index);
+          continue;
+        }
         // An ambiguous code (CKR_GENERAL_ERROR: also SoftHSM's answer to a tampered GCM tag)
         // never fails a member on its own: a probe decides whether the member is sick.
         if (kind === 'ambiguous' && (await member.probe())) throw error;

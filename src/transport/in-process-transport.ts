@@ -45,14 +45,23 @@ export class InProcessTransport implements Transport {
 
   async connect(): Promise<TokenInfo> {
     const o = this.#options;
+    if (this.#closed) throw new MemberUnreachableError(o.member, 'transport closed');
     const module = acquireModule(o.modulePath, o.moduleEnv, `${o.configPath}.module`);
     this.#module = module;
     try {
       const info = findToken(module, o.token, o.member);
-      this.#pool = await WorkerPool.start(module.path, { threads: o.threads }, (error) => {
+      const pool = await WorkerPool.start(module.path, { threads: o.threads }, (error) => {
         if (this.#closed) return;
         for (const l of this.#listeners.splice(0)) l(new MemberUnreachableError(o.member, error.message, { cause: error }));
       });
+      if (this.#closed) {
+        // Closed while the threads started: close() found no pool, so stop them here.
+        await pool.close();
+        if (this.#module) releaseModule(this.#module);
+        this.#module = undefined;
+        throw new MemberUnreachableError(o.member, 'transport closed');
+      }
+      this.#pool = pool;
       return info;
     } catch (error) {
       await this.close();

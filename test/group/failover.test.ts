@@ -162,12 +162,40 @@ describe('ambiguous return codes', () => {
     expect(states(h)).toEqual(['failed', 'active', 'active']);
   });
 
+  it('a refused (stale) member handle is found again by identity once, and the call succeeds', async () => {
+    const h = await open();
+    h.faults[0]!.failNext('sign', { rv: pkcs11js.CKR_KEY_HANDLE_INVALID });
+    const searches = h.faults[0]!.executed('findObjects');
+    expect(await sign(h)).toEqual(EXPECTED_MAC);
+    expect(h.faults[0]!.executed('findObjects')).toBeGreaterThan(searches);
+    expect(states(h)).toEqual(['active', 'active', 'active']);
+    expect(h.group.describeObject(h.key)!.holders).toEqual(['member-1', 'member-2', 'member-3']);
+  });
+
   it('1000 tampered-tag style errors never fail a member', async () => {
     const h = await open();
     for (const f of h.faults) f.failNext('sign', { rv: pkcs11js.CKR_GENERAL_ERROR }, 333);
     const results = await Promise.allSettled(Array.from({ length: 999 }, () => sign(h)));
     expect(results.every((r) => r.status === 'rejected')).toBe(true);
     expect(states(h)).toEqual(['active', 'active', 'active']);
+  });
+});
+
+describe('key management under failure', () => {
+  it.each(['destroyObject', 'setAttributes'] as const)('%s: the first holder dropping under the call moves it to the next holder; the dropped one owes it', async (op) => {
+    const h = await open();
+    const data = await h.session.createObject({ class: 'data', label: `f-${op}`, application: 'failover', value: Buffer.from('x'), token: false });
+    expect(h.group.describeObject(data)!.holders).toEqual(['member-1', 'member-2', 'member-3']);
+    h.faults[0]!.failNext(op, 'disconnect');
+    if (op === 'destroyObject') {
+      await h.session.destroyObject(data);
+      expect(h.group.describeObject(data)).toBeUndefined();
+    } else {
+      await h.session.setAttributes(data, { label: 'f-renamed' });
+      expect(await h.session.findObjects({ label: 'f-renamed' })).toEqual([data]);
+    }
+    expect(states(h)).toEqual(['failed', 'active', 'active']);
+    expect(h.group.status().owed).toEqual({ 'member-1': 1 });
   });
 });
 
