@@ -52,8 +52,11 @@ export interface LineChartSpec {
   readonly categories?: readonly string[];
   readonly series: readonly (Series & { readonly points: readonly { readonly x: number; readonly y: number }[] })[];
   readonly refLines?: readonly RefLine[];
-  /** Vertical lines at these x values. */
-  readonly xMarkers?: readonly { readonly x: number; readonly label: string }[];
+  /**
+   * Vertical lines at these x values, labelled at the top; labels that would overlap an
+   * earlier one go on a lower row.
+   */
+  readonly xMarkers?: readonly XMarker[];
   /** Label every point with its value. */
   readonly labelPoints?: boolean;
   /** Start the y axis at zero (default true); false fits it to the data. */
@@ -61,6 +64,31 @@ export interface LineChartSpec {
   readonly format?: (value: number) => string;
   readonly width?: number;
   readonly height?: number;
+}
+
+/** A vertical line across a line chart (an event in time, a category's note). */
+export interface XMarker {
+  readonly x: number;
+  readonly label: string;
+  /** CSS colour of the line and its label. @default grey */
+  readonly color?: string;
+}
+
+/**
+ * The label row of each marker: the first row where its label does not overlap the
+ * labels already placed (by estimated text width), in the given order.
+ *
+ * @param positions the markers' x positions in pixels
+ * @param widths their labels' widths in pixels
+ */
+export function labelRows(positions: readonly number[], widths: readonly number[]): number[] {
+  const rowEnds: number[] = [];
+  return positions.map((x, i) => {
+    let row = rowEnds.findIndex((end) => x >= end);
+    if (row < 0) row = rowEnds.length;
+    rowEnds[row] = x + (widths[i] ?? 0) + 6;
+    return row;
+  });
 }
 
 /** Colour-blind-safe palette (Tableau 10). */
@@ -107,9 +135,13 @@ export function niceTicks(min: number, max: number, count = 5): number[] {
   const raw = (max - min) / Math.max(1, count);
   const power = 10 ** Math.floor(Math.log10(raw));
   const step = [1, 2, 5, 10].map((m) => m * power).find((s) => s >= raw) ?? 10 * power;
-  const start = Math.floor(min / step) * step;
+  // Whole multiples of the step, counted as integers: adding steps up in floating point
+  // drifts, and could stop one tick short of a max just above a round value. The last
+  // tick is the first at or above max (a max a billionth of a step above a tick is that tick).
+  const first = Math.floor(min / step);
+  const last = Math.max(first, Math.ceil(max / step - 1e-9));
   const ticks: number[] = [];
-  for (let v = start; v <= max + step * 0.999; v += step) ticks.push(Math.round(v / step) * step);
+  for (let k = first; k <= last; k++) ticks.push(k * step);
   return ticks;
 }
 
@@ -242,9 +274,20 @@ function lineBody(spec: LineChartSpec, width: number, height: number): string {
   let body = header(spec.title, spec.subtitle, width) + yAxis(ticks, y, left, right, spec.yLabel, top, bottom, format) + xAxis;
   body += `<text x="${n((left + right) / 2)}" y="${n(bottom + 34)}" text-anchor="middle" font-size="11" fill="#444">${escapeXml(spec.xLabel)}</text>`;
   body += `<line x1="${n(left)}" x2="${n(right)}" y1="${n(bottom)}" y2="${n(bottom)}" stroke="#888"/>`;
-  for (const m of spec.xMarkers ?? []) {
-    body += `<line x1="${n(xOf(m.x))}" x2="${n(xOf(m.x))}" y1="${n(top)}" y2="${n(bottom)}" stroke="#999" stroke-dasharray="3 3"/><text x="${n(xOf(m.x) + 3)}" y="${n(top + 10)}" font-size="10" fill="#666">${escapeXml(m.label)}</text>`;
-  }
+  const markers = (spec.xMarkers ?? []).filter((m) => Number.isFinite(m.x));
+  // A label goes right of its line, or left of it where it would run past the plot.
+  const widths = markers.map((m) => m.label.length * 5.6);
+  const starts = markers.map((m, i) => (xOf(m.x) + 3 + widths[i]! > width ? xOf(m.x) - 3 - widths[i]! : xOf(m.x) + 3));
+  // Markers close in x (a kill and its detection a few ms apart) get their labels on separate rows.
+  const rows = labelRows(starts, widths);
+  markers.forEach((m, i) => {
+    const stroke = m.color ?? '#999';
+    const fill = m.color ?? '#666';
+    const leftOfLine = starts[i]! < xOf(m.x);
+    body +=
+      `<line x1="${n(xOf(m.x))}" x2="${n(xOf(m.x))}" y1="${n(top)}" y2="${n(bottom)}" stroke="${stroke}" stroke-dasharray="3 3"/>` +
+      `<text x="${n(leftOfLine ? xOf(m.x) - 3 : xOf(m.x) + 3)}" y="${n(top + 10 + 12 * rows[i]!)}"${leftOfLine ? ' text-anchor="end"' : ''} font-size="10" fill="${fill}">${escapeXml(m.label)}</text>`;
+  });
   body += refLines(spec.refLines, y, left, right, 'start');
   for (const s of spec.series) {
     const color = colorOf(spec.series, s.name);

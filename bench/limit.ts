@@ -51,7 +51,7 @@ import { fmtRate } from './overhead.js';
 
 const CHILD = fileURLToPath(new URL('./limit-child.ts', import.meta.url));
 /** Time between sending "run" and the common start: far more than an IPC round trip. */
-const START_DELAY_MS = 150;
+export const START_DELAY_MS = 150;
 /** How long a child may take to start, create its sessions and check its keys. */
 const READY_TIMEOUT_MS = 60_000;
 

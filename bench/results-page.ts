@@ -11,20 +11,40 @@
  */
 import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { barChart, formatValue, lineChart, panels, type Panel } from './charts.js';
+import { barChart, formatValue, lineChart, panels, type Panel, type XMarker } from './charts.js';
 import type { BenchResult, ResultNote } from './harness.js';
 import type { BenchFile } from './report.js';
 
-/** A goal from issue 5 (or an earlier issue), judged on an entry's ratio or value. */
+/** A goal from issue 4 or 5 (or an earlier issue), judged on an entry's ratio, value or one of its extra fields. */
 export interface Target {
   /** The id it applies to. */
   readonly id: string;
-  readonly on: 'ratio' | 'value';
-  readonly cmp: '>=' | '<=' | '<';
+  /** What is compared: the ratio, the value, or the extra field named by `field`. */
+  readonly on: 'ratio' | 'value' | 'field';
+  /** The extra field, when `on` is 'field' (e.g. `errors`). */
+  readonly field?: string;
+  readonly cmp: '>=' | '<=' | '<' | '==';
   readonly threshold: number;
+  /** How the target column names the figure, when not `ratio` / `value`. */
+  readonly label?: string;
   /** Where it comes from. */
-  readonly source: 'issue 5' | 'virtual slot issue';
+  readonly source: 'issue 4' | 'issue 5' | 'virtual slot issue';
 }
+
+/**
+ * How the scheduler comparison is judged (issue 5: the better strategy becomes the
+ * recommended default only if it keeps the reference's behaviour under equal load).
+ * Peak-EWMA is clearly better on p99 when its p99 in the pool with one slow member is
+ * below `clearlyBetter` x least-busy's; it keeps the reference behaviour (least-busy
+ * round-robin) under equal load when, over 3 equal members, its throughput is at least
+ * `equalMinRatio` x least-busy's, its p99 at most `equalMaxP99Ratio` x least-busy's, and
+ * no member's share of the operations is further than `maxShareDeviation` from 1/3.
+ * These margins are this benchmark's, chosen to stay above run-to-run noise.
+ */
+export const SCHEDULER_RULES = { clearlyBetter: 0.9, equalMinRatio: 0.95, equalMaxP99Ratio: 1.2, maxShareDeviation: 0.05 } as const;
+
+/** The failover target (issue 4): throughput back to 2/3 within this many ms of a kill. */
+export const FAILOVER_TARGET_MS = 1000;
 
 /** The targets RESULTS.md reports on, in order. */
 export const TARGETS: readonly Target[] = [
@@ -35,17 +55,19 @@ export const TARGETS: readonly Target[] = [
   { id: 'limit/rsa2048-sign/hosts2', on: 'ratio', cmp: '>=', threshold: 0.85, source: 'issue 5' },
   ...[1, 2, 4, 8, 16].map((m): Target => ({ id: `emulated/members${m}`, on: 'ratio', cmp: '>=', threshold: 0.95, source: 'issue 5' })),
   { id: 'soak/rss-growth', on: 'value', cmp: '<', threshold: 5, source: 'issue 5' },
+  { id: 'failover/kill', on: 'value', cmp: '<=', threshold: FAILOVER_TARGET_MS, label: 'ms back to 2/3', source: 'issue 4' },
+  { id: 'failover/kill', on: 'field', field: 'errors', cmp: '==', threshold: 0, label: 'errors', source: 'issue 4' },
+  { id: 'failover/hang', on: 'field', field: 'errors', cmp: '==', threshold: 0, label: 'errors', source: 'issue 4' },
+  { id: 'hetero/peak-ewma/p99', on: 'ratio', cmp: '<', threshold: SCHEDULER_RULES.clearlyBetter, label: 'p99 ratio to least-busy', source: 'issue 5' },
+  { id: 'hetero/peak-ewma/equal-load', on: 'ratio', cmp: '>=', threshold: SCHEDULER_RULES.equalMinRatio, label: 'throughput ratio to least-busy', source: 'issue 5' },
+  { id: 'hetero/peak-ewma/equal-load', on: 'field', field: 'p99Ratio', cmp: '<=', threshold: SCHEDULER_RULES.equalMaxP99Ratio, label: 'p99 ratio to least-busy', source: 'issue 5' },
+  { id: 'hetero/peak-ewma/equal-load', on: 'field', field: 'maxShareDeviation', cmp: '<=', threshold: SCHEDULER_RULES.maxShareDeviation, label: 'largest share - 1/3', source: 'issue 5' },
   { id: 'keygen/ec-p256/members3', on: 'ratio', cmp: '<=', threshold: 1.5, source: 'virtual slot issue' },
   { id: 'keygen/rsa2048/members3', on: 'ratio', cmp: '<=', threshold: 1.5, source: 'virtual slot issue' },
 ];
 
-/** Ids issue 5 asks for that need parts not built yet (member host processes), with what they need. */
-export const PENDING: readonly { readonly pattern: string; readonly ids: readonly string[]; readonly needs: string }[] = [
-  { pattern: 'limit/<op>/hosts<n>', ids: ['limit/rsa2048-sign/hosts2'], needs: 'the virtual slot over member host processes' },
-  { pattern: 'emulated/members<n>', ids: [1, 2, 4, 8, 16].map((m) => `emulated/members${m}`), needs: 'the member host option for emulated device capacity' },
-  { pattern: 'failover/kill, failover/hang', ids: ['failover/kill', 'failover/hang'], needs: 'member host processes and failover by deadline and heartbeat' },
-  { pattern: 'hetero/<strategy>/p99', ids: ['hetero/least-busy/p99', 'hetero/peak-ewma/p99'], needs: 'a pool with one slow member (member hosts or emulation)' },
-];
+/** Ids issue 5 asks for that need parts not built yet, with what they need (none left today; kept for the next ones). */
+export const PENDING: readonly { readonly pattern: string; readonly ids: readonly string[]; readonly needs: string }[] = [];
 
 /** How a target stands in a results file. */
 export type TargetStatus = 'met' | 'missed' | 'not measured yet' | 'not judged (quick soak)';
@@ -54,10 +76,43 @@ export type TargetStatus = 'met' | 'missed' | 'not measured yet' | 'not judged (
 export function judge(target: Target, results: readonly BenchResult[]): { status: TargetStatus; figure?: number; entry?: BenchResult } {
   const e = results.find((r) => r.id === target.id);
   if (e === undefined) return { status: 'not measured yet' };
-  const figure = target.on === 'ratio' ? e.ratio : e.value;
+  const figure = target.on === 'ratio' ? e.ratio : target.on === 'value' ? e.value : num(e[target.field ?? '']);
   if (target.id.startsWith('soak/') && e['quickSoak'] === true) return { status: 'not judged (quick soak)', figure, entry: e };
-  const met = target.cmp === '>=' ? figure >= target.threshold : target.cmp === '<=' ? figure <= target.threshold : figure < target.threshold;
+  // A figure the entry lacks (NaN) never passes.
+  const met =
+    target.cmp === '>=' ? figure >= target.threshold : target.cmp === '<=' ? figure <= target.threshold : target.cmp === '<' ? figure < target.threshold : figure === target.threshold;
   return { status: met ? 'met' : 'missed', figure, entry: e };
+}
+
+/**
+ * What the scheduler comparison shows: which strategy is better on p99 with one slow
+ * member, whether peak-EWMA keeps the reference behaviour under equal load, and so which
+ * one the run recommends as the default. Undefined when the entries are missing.
+ */
+export function schedulerVerdict(results: readonly BenchResult[]): { better: 'peak-ewma' | 'least-busy' | 'neither'; keepsReference: boolean; recommended: 'peak-ewma' | 'least-busy'; text: string } | undefined {
+  const p99 = results.find((r) => r.id === 'hetero/peak-ewma/p99');
+  const equal = results.find((r) => r.id === 'hetero/peak-ewma/equal-load');
+  if (p99 === undefined || equal === undefined) return undefined;
+  const better = p99.ratio < SCHEDULER_RULES.clearlyBetter ? 'peak-ewma' : p99.ratio > 1 / SCHEDULER_RULES.clearlyBetter ? 'least-busy' : 'neither';
+  const keepsReference = TARGETS.filter((t) => t.id === equal.id).every((t) => judge(t, results).status === 'met');
+  const recommended = better === 'peak-ewma' && keepsReference ? 'peak-ewma' : 'least-busy';
+  const p99Text =
+    better === 'peak-ewma'
+      ? `peak-EWMA is better on p99 with one slow member (${msFormat(p99.value)} ms against least-busy's ${msFormat(p99.baseline)} ms)`
+      : better === 'least-busy'
+        ? `least-busy is better on p99 with one slow member (${msFormat(p99.baseline)} ms against peak-EWMA's ${msFormat(p99.value)} ms)`
+        : `neither is clearly better on p99 with one slow member (peak-EWMA ${msFormat(p99.value)} ms, least-busy ${msFormat(p99.baseline)} ms: ratio ${p99.ratio.toFixed(3)}, ` +
+          `between ${SCHEDULER_RULES.clearlyBetter} and ${(1 / SCHEDULER_RULES.clearlyBetter).toFixed(2)})`;
+  const equalText =
+    `under equal load peak-EWMA ${keepsReference ? 'keeps' : 'does not keep'} the reference behaviour ` +
+    `(throughput ×${equal.ratio.toFixed(3)}, p99 ${msFormat(num(equal['p99Ms']))} ms against ${msFormat(num(equal['baselineP99Ms']))} ms, ` +
+    `largest share deviation from 1/3 ${num(equal['maxShareDeviation']).toFixed(3)})`;
+  return {
+    better,
+    keepsReference,
+    recommended,
+    text: `This run: ${p99Text}; ${equalText}. So this run recommends **${recommended}** as the default${recommended === 'least-busy' ? ' (it stays the default)' : ''}.`,
+  };
 }
 
 /** `overhead/aes-gcm-1k/c16` -> ['overhead', 'aes-gcm-1k', 'c16']. */
@@ -91,9 +146,12 @@ export interface Chart {
   readonly svg: string;
 }
 
+/** The charts of the page, by section. */
+export type ChartKey = 'overhead' | 'throughput' | 'latency' | 'limit' | 'keygen' | 'emulated' | 'hetero' | 'failover-kill' | 'failover-hang' | 'soak';
+
 /** Every chart the results allow, keyed by section. */
-export function charts(file: BenchFile): Map<'overhead' | 'throughput' | 'latency' | 'limit' | 'keygen' | 'soak', Chart> {
-  const out = new Map<'overhead' | 'throughput' | 'latency' | 'limit' | 'keygen' | 'soak', Chart>();
+export function charts(file: BenchFile): Map<ChartKey, Chart> {
+  const out = new Map<ChartKey, Chart>();
   const when = `${file.date}${file.quick ? ', quick run' : ''}`;
   const cells = overheadCells(file.results);
   const concurrencies = [...new Set([...cells.values()].flatMap((m) => [...m.keys()]))].sort((a, b) => a - b);
@@ -252,7 +310,154 @@ export function charts(file: BenchFile): Map<'overhead' | 'throughput' | 'latenc
       }),
     });
   }
+  const emulated = emulatedEntries(file.results);
+  if (emulated.length > 0) {
+    const categories = emulated.map(([n]) => String(n));
+    out.set('emulated', {
+      file: 'emulated-scaling.svg',
+      alt: 'EMULATION: throughput of the virtual slot against the number of emulated-capacity members, with the ideal line',
+      svg: panels(
+        'EMULATION: throughput against emulated members',
+        `each member emulates ${emulationLabel(emulated[0]![1])}; ideal = n × one member alone, same run (${when})`,
+        [
+          {
+            kind: 'line',
+            title: 'throughput (ops/s)',
+            xLabel: 'members',
+            yLabel: 'ops/s',
+            categories,
+            labelPoints: true,
+            series: [
+              { name: 'ideal: n × one member', color: '#bab0ac', points: emulated.map(([, r], i) => ({ x: i, y: r.baseline })) },
+              { name: 'virtual slot', color: '#4e79a7', points: emulated.map(([, r], i) => ({ x: i, y: r.value })) },
+            ],
+          },
+          {
+            kind: 'line',
+            title: 'ratio to ideal',
+            xLabel: 'members',
+            yLabel: 'virtual slot ÷ ideal',
+            categories,
+            labelPoints: true,
+            series: [{ name: 'ratio', color: '#4e79a7', points: emulated.map(([, r], i) => ({ x: i, y: r.ratio })) }],
+            refLines: [{ value: 0.95, label: 'target 0.95' }],
+            format: (v) => v.toFixed(2),
+          },
+        ],
+        { columns: 2, panelWidth: 420, panelHeight: 330 },
+      ),
+    });
+  }
+
+  const hetero = heteroCells(file.results);
+  if (hetero.size > 0) {
+    const strategies = ['least-busy', 'peak-ewma'];
+    const series = [{ name: 'least-busy', color: '#9c755f' }, { name: 'peak-ewma', color: '#4e79a7' }];
+    const pools = [...hetero.keys()];
+    out.set('hetero', {
+      file: 'hetero-p99.svg',
+      alt: 'EMULATION: p99 latency and throughput of least-busy and peak-EWMA, with one slow member and with equal members',
+      svg: panels(
+        'Schedulers: least-busy and peak-EWMA (EMULATION)',
+        `3 members, one 5x slower or all equal; same closed-loop load for both (${when})`,
+        [
+          {
+            kind: 'bar',
+            title: 'p99 latency (ms), lower is better',
+            yLabel: 'ms',
+            series,
+            groups: pools.map((pool) => ({
+              label: POOL_LABELS[pool],
+              bars: strategies.map((s) => ({ series: s, value: hetero.get(pool)!.get(s)?.p99 ?? Number.NaN })),
+            })),
+            format: (v) => (v === 0 ? '0' : msFormat(v)),
+          },
+          {
+            kind: 'bar',
+            title: 'throughput (ops/s)',
+            yLabel: 'ops/s',
+            series,
+            groups: pools.map((pool) => ({
+              label: POOL_LABELS[pool],
+              bars: strategies.map((s) => ({ series: s, value: hetero.get(pool)!.get(s)?.rate ?? Number.NaN })),
+            })),
+          },
+        ],
+        { columns: 2, panelWidth: 420, panelHeight: 320 },
+      ),
+    });
+  }
+
+  for (const fault of ['kill', 'hang'] as const) {
+    const r = file.results.find((x) => x.id === `failover/${fault}`);
+    const rates = r?.['rates'];
+    if (r === undefined || !Array.isArray(rates) || rates.length === 0) continue;
+    out.set(`failover-${fault}`, { file: `failover-${fault}.svg`, alt: `Throughput in 100 ms buckets while one of 3 member hosts is ${fault === 'kill' ? 'killed (SIGKILL)' : 'stopped (SIGSTOP)'} and recovered`, svg: failoverChart(r, fault, when) });
+  }
   return out;
+}
+
+const POOL_LABELS: Record<'slow' | 'equal', string> = { slow: 'one member 5x slower', equal: 'equal members' };
+
+/** `4 engines × 20 ms` from an entry's emulation fields. */
+function emulationLabel(r: BenchResult): string {
+  return `${num(r['engines'])} engines × ${num(r['serviceTimeMs'])} ms`;
+}
+
+/** The emulated/members<n> entries, by n. */
+function emulatedEntries(results: readonly BenchResult[]): [number, BenchResult][] {
+  return results
+    .filter((r) => /^emulated\/members\d+$/.test(r.id))
+    .map((r): [number, BenchResult] => [Number(r.id.slice('emulated/members'.length)), r])
+    .sort(([a], [b]) => a - b);
+}
+
+/** p99 (ms) and throughput per pool and strategy, from the hetero/* entries. */
+function heteroCells(results: readonly BenchResult[]): Map<'slow' | 'equal', Map<string, { p99: number; rate: number; entry: BenchResult }>> {
+  const out = new Map<'slow' | 'equal', Map<string, { p99: number; rate: number; entry: BenchResult }>>();
+  for (const r of results) {
+    const [family, strategy, kind] = parts(r.id);
+    if (family !== 'hetero' || strategy === undefined) continue;
+    const pool = kind === 'p99' ? 'slow' : kind === 'equal-load' ? 'equal' : undefined;
+    if (pool === undefined) continue;
+    const cell = pool === 'slow' ? { p99: r.value, rate: num(r['rate']), entry: r } : { p99: num(r['p99Ms']), rate: r.value, entry: r };
+    if (!out.has(pool)) out.set(pool, new Map());
+    out.get(pool)!.set(strategy, cell);
+  }
+  return new Map((['slow', 'equal'] as const).filter((p) => out.has(p)).map((p) => [p, out.get(p)!]));
+}
+
+/** Throughput over time during a failover run, with the fault, the detection and the recovery marked. */
+export function failoverChart(r: BenchResult, fault: 'kill' | 'hang', when: string): string {
+  const rates = (r['rates'] as unknown[]).map(Number);
+  const bucketS = num(r['bucketMs']) / 1000;
+  const faultAt = num(r['faultAtS']);
+  const recovered = r['recovered'] === true;
+  const errors = num(r['errors']);
+  const what = fault === 'kill' ? 'SIGKILL' : 'SIGSTOP';
+  const markers: XMarker[] = [
+    { x: faultAt, label: `${what} of one host`, color: '#c0392b' },
+    ...(Number.isFinite(num(r['detectedAtS'])) ? [{ x: num(r['detectedAtS']), label: `member failed (+${num(r['detectedAfterMs']).toFixed(0)} ms)`, color: '#e67e22' }] : []),
+    ...(recovered ? [{ x: faultAt + r.value / 1000, label: `back to 2/3 (+${r.value.toFixed(0)} ms)`, color: '#27ae60' }] : []),
+    ...(Number.isFinite(num(r['recoveredAtS'])) ? [{ x: num(r['recoveredAtS']), label: `member recovered (+${num(r['memberRecoveredAfterMs']).toFixed(0)} ms)`, color: '#2980b9' }] : []),
+  ];
+  return lineChart({
+    title:
+      `Failover, ${what} of 1 of ${num(r['members'])} member hosts: ` +
+      (recovered ? `back to 2/3 in ${r.value.toFixed(0)} ms` : `NOT back to 2/3 in ${(r.value / 1000).toFixed(1)} s`) +
+      `, ${errors} error${errors === 1 ? '' : 's'}`,
+    subtitle: `${num(r['callers'])} callers of HMAC-SHA256 1 KiB; ops/s in ${num(r['bucketMs'])} ms buckets${fault === 'hang' ? `; deadline ${num(r['deadlineMs'])} ms` : ''} (${when})`,
+    xLabel: 'seconds since the load started',
+    yLabel: 'ops/s',
+    series: [{ name: `throughput (${num(r['bucketMs'])} ms buckets)`, color: '#4e79a7', points: rates.map((y, i) => ({ x: (i + 0.5) * bucketS, y })) }],
+    refLines: [
+      { value: num(r['preFaultRate']), label: `before the fault ${formatValue(num(r['preFaultRate']))}/s`, color: '#555' },
+      { value: num(r['threshold']), label: `2/3 of it`, color: '#c0392b' },
+    ],
+    xMarkers: markers,
+    width: 860,
+    height: 400,
+  });
 }
 
 function fmt(value: number, unit: string): string {
@@ -283,7 +488,7 @@ export function renderResultsPage(file: BenchFile, options: PageOptions = {}): {
   const dir = options.chartsDir ?? 'charts';
   const figures = charts(file);
   const notes = new Map((options.notes ?? []).map((n) => [n.id, n.note]));
-  const img = (key: Parameters<typeof figures.get>[0]): string => {
+  const img = (key: ChartKey): string => {
     const c = figures.get(key);
     return c === undefined ? '' : `![${c.alt}](${dir}/${c.file})\n`;
   };
@@ -307,8 +512,10 @@ export function renderResultsPage(file: BenchFile, options: PageOptions = {}): {
       ['id', 'target', 'figure', 'status', 'from'],
       TARGETS.map((t) => {
         const j = judge(t, file.results);
-        const what = t.on === 'ratio' ? 'ratio' : t.id.startsWith('soak/') ? 'growth %' : 'value';
-        const figure = j.figure === undefined ? '–' : t.on === 'ratio' ? j.figure.toFixed(3) : `${j.figure.toFixed(2)}`;
+        const what = t.label ?? (t.on === 'ratio' ? 'ratio' : t.id.startsWith('soak/') ? 'growth %' : 'value');
+        // Counts (errors) and milliseconds as whole numbers; fields such as share deviations to 3 decimals.
+        const figure =
+          j.figure === undefined || !Number.isFinite(j.figure) ? '–' : t.on === 'ratio' ? j.figure.toFixed(3) : t.field === 'errors' || j.entry?.unit === 'ms' ? String(Math.round(j.figure)) : j.figure.toFixed(t.on === 'field' ? 3 : 2);
         const status = j.status === 'met' ? '**met**' : j.status === 'missed' ? '**missed**' : j.status;
         return [`\`${t.id}\``, `${what} ${t.cmp} ${t.threshold}`, figure, status, t.source];
       }),
@@ -360,7 +567,8 @@ export function renderResultsPage(file: BenchFile, options: PageOptions = {}): {
     lines.push(
       "One process per core, each using pkcs11js directly (sync calls) on its own SoftHSM token, all at once: the most this machine does. " +
         '`limit/<op>/baseline` is their sum against one such process alone (the ratio is how well the machine scales); ' +
-        '`limit/<op>/hosts<n>` (the virtual slot over n member host processes) will be measured against this sum.',
+        "`limit/<op>/hosts<n>` is the virtual slot over n member host processes (`transport: 'host'`, 16 callers) against this sum, " +
+          'measured interleaved with it: what the host transport (a process per member, a Unix socket hop) leaves of the machine.',
       '',
       img('limit'),
       table(
@@ -375,6 +583,113 @@ export function renderResultsPage(file: BenchFile, options: PageOptions = {}): {
           notes.get(r.id) ?? '',
         ]),
         [1, 2, 3, 4, 5],
+      ),
+      '',
+    );
+  }
+
+  lines.push('## Emulated device capacity (EMULATION)', '');
+  const emulated = emulatedEntries(file.results);
+  if (emulated.length === 0) lines.push('Not measured in this run.', '');
+  else {
+    const e0 = emulated[0]![1];
+    lines.push(
+      `**EMULATION, not real devices.** Each member is a SoftHSM token behind a member host that runs every command through ` +
+        `${num(e0['engines'])} engines, each held for at least ${num(e0['serviceTimeMs'])} ms (the member host's \`emulate\` option), so a member behaves ` +
+        `like a network HSM of fixed capacity (at most ${formatValue((1000 * num(e0['engines'])) / num(e0['serviceTimeMs']))} commands/s) whatever this machine's cores do. ` +
+        'This measures how the virtual slot scales with members when the members are the limit, past what 2 cores could show with real work. ' +
+        '`emulated/members<n>`: C_GenerateRandom(32) through the virtual slot over n such members, with 2 × engines callers per member, ' +
+        'against n × the throughput of one such member host driven directly (no group), interleaved in the same run. ' +
+        'One group of as many hosts as the largest n serves every n: members beyond n are set standby (out of load balancing) while n are measured.',
+      '',
+      img('emulated'),
+      table(
+        ['members', 'virtual slot', 'ideal (n × one alone)', 'ratio', 'callers', 'p50 / p99 ms', 'notes'],
+        emulated.map(([n, r]) => [
+          String(n),
+          fmt(r.value, r.unit),
+          fmt(r.baseline, r.unit),
+          r.ratio.toFixed(3),
+          String(num(r['callers'])),
+          `${msFormat(num(r['p50Ms']))} / ${msFormat(num(r['p99Ms']))}`,
+          notes.get(r.id) ?? '',
+        ]),
+        [0, 1, 2, 3, 4, 5],
+      ),
+      '',
+    );
+  }
+
+  lines.push('## Schedulers: one slow member (EMULATION)', '');
+  const hetero = heteroCells(file.results);
+  if (hetero.size === 0) lines.push('Not measured in this run.', '');
+  else {
+    const verdict = schedulerVerdict(file.results);
+    lines.push(
+      "**EMULATION.** Least-busy round-robin (the reference, Luna's) and peak-EWMA (power of two choices over a latency-aware cost) under the same " +
+        `closed-loop load (${num([...hetero.values()][0]!.values().next().value!.entry['callers'])} callers, as many as the pool's engines; C_GenerateRandom(32)). \`hetero/<strategy>/p99\`: p99 latency with 3 members of ` +
+        "4 engines where one takes 100 ms per command and two take 20 ms (5x slower); baseline = least-busy's p99, so a peak-EWMA ratio below 1 is better. " +
+        "`hetero/<strategy>/equal-load`: throughput over 3 equal members (20 ms each) against least-busy's, with p99 and each member's share of the operations: " +
+        `issue 5 makes the better strategy the recommended default only if it keeps the reference behaviour there (here: throughput >= ${SCHEDULER_RULES.equalMinRatio} and ` +
+        `p99 <= ${SCHEDULER_RULES.equalMaxP99Ratio} × least-busy's, every share within 1/3 ± ${SCHEDULER_RULES.maxShareDeviation}); "clearly better" on p99 means a ratio below ${SCHEDULER_RULES.clearlyBetter}. ` +
+        'Both strategies run in one group (a scheduler that switches between the two built-in ones), interleaved.',
+      '',
+      img('hetero'),
+      table(
+        ['pool', 'strategy', 'p99 ms', 'p50 ms', 'ops/s', 'shares per member', 'id', 'ratio', 'notes'],
+        [...hetero].flatMap(([pool, byStrategy]) =>
+          [...byStrategy].map(([strategy, c]) => [
+            POOL_LABELS[pool],
+            strategy,
+            msFormat(c.p99),
+            msFormat(num(c.entry['p50Ms'])),
+            fmt(c.rate, 'ops/s'),
+            Array.isArray(c.entry['shares']) ? (c.entry['shares'] as unknown[]).map((x) => Number(x).toFixed(2)).join(' / ') : '',
+            `\`${c.entry.id}\``,
+            c.entry.ratio.toFixed(3),
+            notes.get(c.entry.id) ?? '',
+          ]),
+        ),
+        [2, 3, 4, 7],
+      ),
+      '',
+      verdict === undefined ? 'Not every scheduler entry was measured in this run: no recommendation.' : verdict.text,
+      '',
+      "This page changes nothing in the library: `scheduler: 'least-busy'` stays the default until someone decides otherwise.",
+      '',
+    );
+  }
+
+  lines.push('## Failover: a member host killed or hung under load', '');
+  const failovers = file.results.filter((r) => r.id === 'failover/kill' || r.id === 'failover/hang');
+  if (failovers.length === 0) lines.push('Not measured in this run.', '');
+  else {
+    const f0 = failovers[0]!;
+    lines.push(
+      `${num(f0['members'])} member hosts (\`transport: 'host'\`, deadline ${num(f0['deadlineMs'])} ms, heartbeat ${num(f0['heartbeatIntervalMs'])} ms, ` +
+        `recovery every ${num(f0['recoveryIntervalMs'])} ms) under a steady load of ${num(f0['callers'])} callers (HMAC-SHA256 1 KiB); ` +
+        'mid-run one host is SIGKILLed (`failover/kill`) or SIGSTOPped (`failover/hang`, never continued: the group fails it after the deadline, ' +
+        'closes it and starts a new host). value = ms from the fault until throughput, in 100 ms buckets aligned on the fault, is back to 2/3 ((n-1)/n) ' +
+        'of the pre-fault throughput for 3 buckets in a row, counted to the end of the first of them (so never below 100 ms). ' +
+        `baseline = ${FAILOVER_TARGET_MS} ms, the target of issue 4 for a kill, so ratio <= 1 means back in time. ` +
+        "`errors` counts every failed operation and wrong MAC (target 0). When 2 hosts can do what 3 did (this machine's 2 cores are the limit), " +
+        'throughput barely dips and the figure is one bucket.',
+      '',
+      img('failover-kill'),
+      img('failover-hang'),
+      table(
+        ['id', 'back to 2/3', 'errors', 'member failed after', 'member recovered after', 'before the fault', 'lowest bucket after', 'notes'],
+        failovers.map((r) => [
+          `\`${r.id}\``,
+          r['recovered'] === false ? `not back (${Math.round(r.value)} ms observed)` : `${Math.round(r.value)} ms`,
+          String(num(r['errors'])),
+          Number.isFinite(num(r['detectedAfterMs'])) ? `${num(r['detectedAfterMs']).toFixed(0)} ms` : 'never',
+          Number.isFinite(num(r['memberRecoveredAfterMs'])) ? `${num(r['memberRecoveredAfterMs']).toFixed(0)} ms` : 'not in the run',
+          fmt(num(r['preFaultRate']), 'ops/s'),
+          fmt(num(r['dipRate']), 'ops/s'),
+          notes.get(r.id) ?? '',
+        ]),
+        [1, 2, 3, 4, 5, 6],
       ),
       '',
     );
@@ -415,17 +730,19 @@ export function renderResultsPage(file: BenchFile, options: PageOptions = {}): {
     );
   }
 
-  lines.push('## Not measured yet', '');
-  lines.push(
-    table(
-      ['ids', 'status', 'needs'],
-      PENDING.map((p) => {
-        const have = p.ids.filter((id) => file.results.some((r) => r.id === id || r.id.startsWith(`${id}/`)));
-        return [`\`${p.pattern}\``, have.length === 0 ? 'not measured yet' : `measured: ${have.join(', ')}`, p.needs];
-      }),
-    ),
-    '',
-  );
+  if (PENDING.length > 0) {
+    lines.push('## Not measured yet', '');
+    lines.push(
+      table(
+        ['ids', 'status', 'needs'],
+        PENDING.map((p) => {
+          const have = p.ids.filter((id) => file.results.some((r) => r.id === id || r.id.startsWith(`${id}/`)));
+          return [`\`${p.pattern}\``, have.length === 0 ? 'not measured yet' : `measured: ${have.join(', ')}`, p.needs];
+        }),
+      ),
+      '',
+    );
+  }
 
   lines.push('## Every entry', '');
   lines.push(
@@ -440,7 +757,18 @@ export function renderResultsPage(file: BenchFile, options: PageOptions = {}): {
 }
 
 /** The chart files this module may write (others under charts/ are left alone). */
-const CHART_FILES = ['overhead-ratio.svg', 'throughput-concurrency.svg', 'latency-percentiles.svg', 'machine-limit.svg', 'keygen-members.svg', 'soak-rss.svg'];
+const CHART_FILES = [
+  'overhead-ratio.svg',
+  'throughput-concurrency.svg',
+  'latency-percentiles.svg',
+  'machine-limit.svg',
+  'keygen-members.svg',
+  'emulated-scaling.svg',
+  'hetero-p99.svg',
+  'failover-kill.svg',
+  'failover-hang.svg',
+  'soak-rss.svg',
+];
 
 /**
  * Writes `<benchDir>/RESULTS.md` and its charts under `<benchDir>/charts/`; removes a chart

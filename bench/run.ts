@@ -1,8 +1,8 @@
 /**
  * The benchmark entry: `npm run bench` (full) or `npm run bench -- --quick`.
  *
- *   --quick                 3 x 1 s instead of 3 x 3 s per variant and a 20 s soak instead of a
- *                           2-minute one (about 4 minutes on 2 cores; the full run takes about 15)
+ *   --quick                 3 x 0.75 s instead of 3 x 3 s per variant and a 20 s soak instead of a
+ *                           2-minute one (about 4.5 minutes on 2 cores; the full run takes about 18)
  *   --report                measure nothing: render bench/RESULTS.md and bench/charts/*.svg again
  *                           from bench/results/latest.json
  *   --only <prefix>[,...]   run only the ids starting with a prefix, e.g. --only overhead/ecdsa
@@ -28,13 +28,17 @@ import { BenchAborted, type BenchContext, type BenchFamily, type BenchOptions, t
 import { overhead } from './overhead.js';
 import { keygen } from './keygen.js';
 import { limit } from './limit.js';
+import { limitHosts } from './limit-hosts.js';
+import { emulated } from './emulated.js';
+import { hetero } from './hetero.js';
+import { failover } from './failover.js';
 import { soak } from './soak.js';
 import { createProgress, formatDuration } from './progress.js';
 import { checkBenchFile, isoSeconds, renderMarkdown, renderTable, writeResults, writeRunNotes, type BenchFile, type RunNotes } from './report.js';
 import { writeResultsPage } from './results-page.js';
 
 /** Every family, in run order. A new family is one more file and one more entry here. */
-const FAMILIES: readonly BenchFamily[] = [overhead, keygen, limit, soak];
+const FAMILIES: readonly BenchFamily[] = [overhead, keygen, limit, limitHosts, emulated, hetero, failover, soak];
 
 const BENCH_DIR = fileURLToPath(new URL('./', import.meta.url));
 const RESULTS_DIR = fileURLToPath(new URL('./results/', import.meta.url));
@@ -130,11 +134,14 @@ async function main(): Promise<number> {
   const quick = args.quick === true;
   let reps: number, durationMs: number, warmupMs: number, options: BenchOptions, prefixes: string[];
   try {
-    // Quick: as many repetitions as the full run but shorter ones, so that every id (now
-    // with concurrency 64, the machine's limit and a short soak) fits in about 4 minutes
-    // on 2 cores; medians of 3 interleaved repetitions still stand up to a burst of load.
+    // Quick: as many repetitions as the full run but shorter ones, so that every id (with
+    // concurrency 64, the machine's limit, member hosts, emulation, failover and a short
+    // soak) fits in the 5 minutes BENCH-FORMAT.md allows on 2 cores, with room for a busy
+    // machine: 0.75 s per variant (1 s until the member-host families came, which took
+    // about a minute of their own); medians of 3 interleaved repetitions still stand up to
+    // a burst of load.
     reps = positive(args.reps, '--reps', 3, true);
-    durationMs = positive(args.duration, '--duration', quick ? 1 : 3) * 1000;
+    durationMs = positive(args.duration, '--duration', quick ? 0.75 : 3) * 1000;
     warmupMs = positive(args.warmup, '--warmup', quick ? 0.25 : 0.5) * 1000;
     options = { threadsPerMember: parseList(args['threads-per-member'], '--threads-per-member', true) };
     prefixes = (args.only ?? []).flatMap((o) => parseList(o, '--only'));

@@ -4,7 +4,7 @@
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { barChart, escapeXml, formatValue, lineChart, niceTicks, panels } from '../../bench/charts.js';
+import { barChart, escapeXml, formatValue, labelRows, lineChart, niceTicks, panels } from '../../bench/charts.js';
 import { checkSvg } from './svg-check.js';
 
 describe('bar chart', () => {
@@ -122,6 +122,18 @@ describe('helpers', () => {
     [Number.NaN, '–'],
   ])('formatValue(%f) = %s', (v, s) => expect(formatValue(v)).toBe(s));
 
+  it.each([
+    [1e-12, 0.001 + 1e-12],
+    [4630.226248662002, 4670.000004670],
+  ])('niceTicks(%f, %f) reach a max just above a round value (adding steps up stopped one short)', (lo, hi) => {
+    const ticks = niceTicks(lo, hi);
+    const step = ticks[1]! - ticks[0]!;
+    expect(ticks[ticks.length - 1]!).toBeGreaterThanOrEqual(hi);
+    expect(ticks[ticks.length - 2]!).toBeLessThan(hi);
+    expect(ticks[0]!).toBeLessThanOrEqual(lo);
+    expect(step).toBeGreaterThan(0);
+  });
+
   it('niceTicks cover the range in steps of 1, 2 or 5 times a power of ten', () => {
     fc.assert(
       fc.property(fc.double({ min: -1e6, max: 1e6, noNaN: true }), fc.double({ min: 1e-3, max: 1e6, noNaN: true }), (lo, width) => {
@@ -136,5 +148,37 @@ describe('helpers', () => {
         expect([1, 2, 5, 10].some((m) => Math.abs(mantissa - m) < 1e-6)).toBe(true);
       }),
     );
+  });
+});
+
+describe('x markers', () => {
+  it('labelRows puts a label on the first row where it does not overlap an earlier one', () => {
+    expect(labelRows([10, 200, 400], [50, 50, 50])).toEqual([0, 0, 0]);
+    // A kill, its detection 2 px later and a recovery far away.
+    expect(labelRows([100, 102, 104, 600], [90, 120, 80, 100])).toEqual([0, 1, 2, 0]);
+    expect(labelRows([], [])).toEqual([]);
+  });
+
+  it('markers close together get their labels on separate rows, in their colours, and a label near the right edge goes left of its line', () => {
+    const svg = lineChart({
+      title: 'Failover',
+      xLabel: 's',
+      yLabel: 'ops/s',
+      series: [{ name: 'throughput', points: Array.from({ length: 50 }, (_, i) => ({ x: i / 10, y: 1000 })) }],
+      xMarkers: [
+        { x: 1.5, label: 'SIGKILL', color: '#c0392b' },
+        { x: 1.503, label: 'member failed', color: '#e67e22' },
+        { x: 4.9, label: 'member recovered (+3400 ms)' },
+      ],
+      width: 600,
+    });
+    expect(checkSvg(svg).problems).toEqual([]);
+    const labels = [...svg.matchAll(/<text x="([\d.]+)" y="([\d.]+)"( text-anchor="end")? font-size="10" fill="([^"]+)">([^<]+)<\/text>/g)].filter((m) => ['SIGKILL', 'member failed', 'member recovered (+3400 ms)'].includes(m[5]!));
+    expect(labels).toHaveLength(3);
+    const [kill, failed, recovered] = labels;
+    expect(kill![2]).not.toBe(failed![2]); // different rows
+    expect(kill![4]).toBe('#c0392b');
+    expect(failed![4]).toBe('#e67e22');
+    expect(recovered![3]).toBe(' text-anchor="end"');
   });
 });
