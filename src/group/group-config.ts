@@ -54,8 +54,13 @@ export interface GroupConfig {
   readonly scheduler?: Scheduler | SchedulerName;
   /** The clock for all timing. @default the system clock */
   readonly clock?: Clock;
-  /** Builds a member's transport; tests hand in fault-injecting ones. @default in-process */
-  readonly transportFactory?: (member: ResolvedMemberConfig) => Transport;
+  /**
+   * Builds a member's transport (called again for each reconnection); tests hand in
+   * fault-injecting ones. `makeDefault` builds what the group would have built from the
+   * `transport` option and its settings, for a factory that only wraps it.
+   * @default the `transport` option
+   */
+  readonly transportFactory?: (member: ResolvedMemberConfig, makeDefault: () => Transport) => Transport;
   /**
    * Fewest members a new key must reach; a creation that would leave fewer copies
    * fails (and is rolled back) instead of pretending to be safe. @default 1
@@ -117,7 +122,7 @@ export interface ResolvedGroupConfig {
   readonly maxSessionsPerMember: number;
   readonly scheduler: Scheduler;
   readonly clock: Clock;
-  readonly transportFactory: ((member: ResolvedMemberConfig) => Transport) | undefined;
+  readonly transportFactory: ((member: ResolvedMemberConfig, makeDefault: () => Transport) => Transport) | undefined;
   readonly minReplicas: number;
   readonly unextractableKeys: UnextractablePolicy;
   readonly journalPath: string | undefined;

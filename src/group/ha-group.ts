@@ -464,7 +464,8 @@ export class HaGroup extends EventEmitter<HaGroupEvents> {
   }
 
   #makeTransport(m: ResolvedMemberConfig): Transport {
-    return this.#config.transportFactory?.(m) ?? defaultTransport(m, this.#config);
+    const makeDefault = (): Transport => defaultTransport(m, this.#config);
+    return this.#config.transportFactory?.(m, makeDefault) ?? makeDefault();
   }
 
   /**

@@ -261,7 +261,7 @@ export class Member {
     void this.#pool.drain(error);
     // Closing the transport rejects what is still in flight on it: a hung command must not
     // keep its caller waiting, the router runs it again elsewhere.
-    this.#closing = this.#transport.close().catch(() => undefined);
+    this.#closing = this.#transport.close({ force: true }).catch(() => undefined);
     this.#setState({ kind: 'failed', since: this.#clock.now(), attempts, reason }, cause);
   }
 

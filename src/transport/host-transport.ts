@@ -122,6 +122,8 @@ export class HostTransport implements Transport {
   readonly #heartbeatIntervalMs: number;
   readonly #startTimeoutMs: number;
   readonly #closeTimeoutMs: number;
+  /** Stop the host with SIGKILL at once (it failed). */
+  #force = false;
   #state: State = 'new';
   #dir: string | undefined;
   #socketPath: string | undefined;
@@ -440,7 +442,10 @@ export class HostTransport implements Transport {
    * private directory. Idempotent. Until then the host process and its socket keep the
    * event loop alive, as the in-process transport's threads do.
    */
-  async close(): Promise<void> {
+  async close(options?: { readonly force?: boolean }): Promise<void> {
+    // A failed member's host is hung or gone: a SIGTERM a stopped process cannot receive
+    // would only delay the reconnection by closeTimeoutMs.
+    if (options?.force === true) this.#force = true;
     if (this.#state !== 'closed') {
       const connecting = this.#state === 'connecting';
       this.#state = 'closed';
@@ -456,8 +461,12 @@ export class HostTransport implements Transport {
       const child = this.#child;
       socket?.end();
       if (child !== undefined && !this.#exited) {
-        child.kill('SIGTERM');
-        if (!(await this.#waitExit(this.#closeTimeoutMs))) {
+        let stopped = false;
+        if (!this.#force) {
+          child.kill('SIGTERM');
+          stopped = await this.#waitExit(this.#closeTimeoutMs);
+        }
+        if (!stopped) {
           child.kill('SIGKILL');
           await this.#waitExit(KILL_WAIT_MS);
         }

@@ -49,6 +49,11 @@ export interface Transport {
    * @param listener gets the queue depth the far side reports (commands queued + running there)
    */
   onHeartbeat?(listener: (queueDepth: number) => void): void;
-  /** Releases everything; pending commands are rejected. Idempotent. */
-  close(): Promise<void>;
+  /**
+   * Releases everything; pending commands are rejected. Idempotent.
+   *
+   * @param options.force the far side failed (hung or gone): stop it at once rather than
+   *   give it time to shut down cleanly (a member host is SIGKILLed, not asked to stop)
+   */
+  close(options?: { readonly force?: boolean }): Promise<void>;
 }
