@@ -118,6 +118,8 @@ async function openGroup(
 ): Promise<OpenGroup> {
   const group = await HaGroup.open({
     members: memberConfigs,
+    // overhead/* is defined on ONE in-process member (BENCH-FORMAT); hosts are limit/*.
+    transport: 'in-process',
     ...(variant.threadsPerMember !== undefined ? { threadsPerMember: variant.threadsPerMember } : {}),
   });
   try {
