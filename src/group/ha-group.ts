@@ -347,12 +347,18 @@ export class HaGroup extends EventEmitter<HaGroupEvents> {
    *
    * @returns the new member's name
    * @throws {@link ConfigError} for a bad member configuration or a duplicate name
+   * @throws {@link InvalidArgumentError} when the group has a domain and nobody is logged in
    */
   async addMember(config: MemberConfig): Promise<string> {
     this.#checkOpen();
     const resolved = memberConfig(config, this.#members.length, this.#config.members[0]?.threads ?? 2);
     if (this.#member(resolved.name) !== undefined) throw new ConfigError(`${resolved.path}.name`, `duplicate member name ${JSON.stringify(resolved.name)}`);
     if (this.#members.length >= 64) throw new ConfigError('members', 'at most 64 members');
+    // Private objects are visible only to a logged-in user: a member added before the
+    // login would silently miss every private key.
+    if (this.#login === undefined && this.#domainCheckValue !== undefined) {
+      throw new InvalidArgumentError('log in before adding a member: private keys can be copied to it only while logged in');
+    }
     this.#noAutoRecovery.add(resolved.name); // no background attempt before the first one
     const member = this.#newMember(resolved);
     this.#members.push(member);

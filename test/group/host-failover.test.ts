@@ -252,6 +252,7 @@ describe('member host processes', () => {
     group = await HaGroup.open({ members: bed.memberConfigs().slice(0, 2), transport: 'host' });
     const g = group;
     const session = g.slot.openSession();
+    await expect(g.addMember(bed.memberConfigs()[2]!)).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT' });
     await session.login(bed.tokens[0]!.userPin);
     const label = `h-add-${randomBytes(4).toString('hex')}`;
     const pair = await session.generateKeyPair('EC_KEY_PAIR_GEN', { label, curve: 'P-256', token: true, verify: true }, { label, token: true, sign: true });
