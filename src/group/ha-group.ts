@@ -562,40 +562,44 @@ export class HaGroup extends EventEmitter<HaGroupEvents> {
       throw new Pkcs11Error('CKR_USER_ALREADY_LOGGED_IN', pkcs11js.CKR_USER_ALREADY_LOGGED_IN, 'C_Login', undefined, 'caller');
     }
     // Verify the PIN on one member; a member that fails under us (not over the PIN)
-    // passes the turn to the next one.
+    // passes the turn to the next one. A token already logged in (by other code sharing
+    // its module) answers "already logged in" whatever the PIN: it proves nothing, so the
+    // turn passes on too; logging it out would pull the login from under that code.
     const members = this.#serving();
     let verifier: Member | undefined;
+    const already: Member[] = [];
     let lastError: unknown;
     for (const m of members) {
       try {
-        // A token already logged in answers "already logged in" whatever the PIN: log it
-        // out and ask again, or a typo would pass as verified and reach every other token.
-        if (!(await m.login(userType, pin))) {
-          await m.logout();
-          if (!(await m.login(userType, pin))) continue;
+        if (await m.login(userType, pin)) {
+          verifier = m;
+          break;
         }
-        verifier = m;
-        break;
+        already.push(m);
       } catch (error) {
         if (classifyError(error) !== 'member') throw error;
         lastError = error;
       }
     }
-    if (verifier === undefined) throw new NoMemberAvailableError('no member could verify the PIN', { cause: lastError });
+    if (verifier === undefined && already.length === 0) throw new NoMemberAvailableError('no member could verify the PIN', { cause: lastError });
     this.#login = { userType, pin: Secret.of(pin) };
-    await Promise.all(
-      members
-        .filter((m) => m !== verifier)
-        .map(async (m) => {
-          try {
-            await m.login(userType, pin);
-          } catch (error) {
-            // The PIN was good on the verifier: a member refusing it is out of step with
-            // the group, not the caller's mistake. Take it out rather than fail the login.
-            m.fail(`login refused after the PIN was verified on ${verifier.name}: ${(error as Error).message}`, error as Error);
-          }
-        }),
-    );
+    // With no verifier (every reachable member logged in already), the PIN reaches no token.
+    const checked = verifier;
+    if (checked !== undefined) {
+      await Promise.all(
+        members
+          .filter((m) => m !== checked && !already.includes(m))
+          .map(async (m) => {
+            try {
+              await m.login(userType, pin);
+            } catch (error) {
+              // The PIN was good on the verifier: a member refusing it is out of step with
+              // the group, not the caller's mistake. Take it out rather than fail the login.
+              m.fail(`login refused after the PIN was verified on ${checked.name}: ${(error as Error).message}`, error as Error);
+            }
+          }),
+      );
+    }
     // Debts read back from the journal (the application restarted while a member owed
     // something) are settled now that private objects can be made. Before login returns:
     // a search running beside the repair could link a copy the repair is deleting.

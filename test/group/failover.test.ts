@@ -318,3 +318,20 @@ describe('membership changes online', () => {
     await expect(h.group.removeMember('nobody')).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT' });
   });
 });
+
+describe('login', () => {
+  it('a token already logged in by other code proves nothing: a typo is caught by the next member and reaches no other', async () => {
+    const h = await open();
+    await h.session.logout();
+    // Other code sharing member-1's module logs in on its own.
+    await h.group.members[0]!.login(pkcs11js.CKU_USER, bed.tokens[0]!.userPin);
+    const before = h.group.status().members.map((m) => m.loginFailures);
+    await expect(h.group.slot.openSession().login('00000000')).rejects.toMatchObject({ ckr: 'CKR_PIN_INCORRECT' });
+    const after = h.group.status().members.map((m) => m.loginFailures);
+    expect(after.map((n, i) => n - before[i]!)).toEqual([0, 1, 0]);
+    expect(states(h)).toEqual(['active', 'active', 'active']);
+    // The right PIN then logs the group in; member-1 keeps its login.
+    await h.group.slot.openSession().login(bed.tokens[0]!.userPin);
+    expect(await sign(h)).toEqual(EXPECTED_MAC);
+  });
+});
