@@ -130,7 +130,14 @@ export class WorkerPool {
         if (l.batches.size < this.#batchesInFlight && (lane === undefined || l.batches.size < lane.batches.size)) lane = l;
       }
       if (lane === undefined) return;
-      const batch = this.#queue.splice(0, this.#maxBatch);
+      // Hot commands (microseconds each) travel in batches; any other command (a key
+      // generation, an unwrap: milliseconds, often a token-file write) goes alone, so two
+      // of them issued together run on two threads rather than one after the other.
+      let size = 1;
+      if (isFrameCommand(this.#queue[0]!.command)) {
+        while (size < this.#maxBatch && size < this.#queue.length && isFrameCommand(this.#queue[size]!.command)) size++;
+      }
+      const batch = this.#queue.splice(0, size);
       const id = this.#nextBatchId++;
       lane.batches.set(id, batch);
       const commands = batch.map((p) => p.command);
