@@ -89,12 +89,9 @@ export class Member {
     this.#clock = options.clock;
     this.#onStateChange = options.onStateChange;
     this.#state = { kind: 'failed', since: options.clock.now(), attempts: 0, reason: 'not connected yet' };
-    this.#deadlines = new CommandDeadlines({
-      deadlineMs: options.deadlineMs ?? 20_000,
-      ceilingMs: options.ceilingMs ?? 120_000,
-      clock: options.clock,
-      onExpired: (e) => this.#expired(e),
-    });
+    const deadlineMs = options.deadlineMs ?? 20_000;
+    const ceilingMs = options.ceilingMs ?? 120_000;
+    this.#deadlines = new CommandDeadlines({ deadlineMs, ceilingMs, clock: options.clock, onExpired: (e) => this.#expired(e, deadlineMs, ceilingMs) });
     this.#transport = options.transport;
     this.#pool = this.#newPool(options.transport);
     this.#attach(options.transport);
@@ -371,11 +368,11 @@ export class Member {
     });
   }
 
-  #expired(e: DeadlineExpiry): void {
+  #expired(e: DeadlineExpiry, deadlineMs: number, ceilingMs: number): void {
     const why =
       e.kind === 'deadline'
-        ? `no answer for ${Math.round(e.pendingMs)} ms (deadline ${this.#options.deadlineMs ?? 20_000} ms, ${e.pending} commands pending)`
-        : `a command ran ${Math.round(e.pendingMs)} ms, past the ceiling of ${this.#options.ceilingMs ?? 120_000} ms`;
+        ? `no answer for ${Math.round(e.pendingMs)} ms (deadline ${deadlineMs} ms, ${e.pending} commands pending)`
+        : `a command ran ${Math.round(e.pendingMs)} ms, past the ceiling of ${ceilingMs} ms`;
     this.fail(why, new DeadlineError(this.name, why));
   }
 

@@ -109,8 +109,8 @@ function readOne(p: PKCS11, session: Handle, object: Handle, type: number): { re
 /**
  * Reads attributes, tolerating ones the object does not have or hides: PKCS#11 fails the
  * whole read for one such attribute, so reading them one by one is the fallback. That
- * costs a call (and often an exception) per attribute, ~1.3 ms for 31 attributes of an
- * EC key in SoftHSM; so the types that objects of one kind (class and key type) have are
+ * costs a call (and often an exception) per attribute (31 for an EC key's identity and
+ * replica attributes); so the types that objects of one kind (class and key type) have are
  * learned, and the next object of that kind is read in three calls (class, key type, the rest).
  */
 function readAttributes(p: PKCS11, session: Handle, object: Handle, types: readonly number[]): ReadAttribute[] {

@@ -153,9 +153,10 @@ describe('review: close and removeMember on a hung member', () => {
     await session.generateRandom(8); // the pools hold idle sessions now
     h.faults[0]!.failNext('closeSession', 'hang', 64);
     cleanups.push(() => h.faults[0]!.release());
-    const removing = h.group.removeMember('member-1');
-    // Whether or not a closeSession reached the transport (closing it first sends none):
-    expect(await settledWithin(removing, 1_000)).toBe(true);
+    // Whether or not a closeSession reached the transport (closing it first sends none),
+    // removeMember returns; if it hung, the test would time out.
+    await h.group.removeMember('member-1');
+    expect(states(h.group)[0]).toBe('removed');
   });
 
   it('group.close() returns when a member host is frozen (SIGSTOP) while idle', async () => {
@@ -179,7 +180,7 @@ describe('review: close and removeMember on a hung member', () => {
       }
     });
     const closing = g.close();
-    // Deadline 500 ms; SIGTERM->SIGKILL grace 2 s. Give it far more than both.
+    // A real frozen process: a bounded wait (deadline 500 ms, SIGTERM grace 2 s; far more than both).
     const done = await settledWithin(closing, 6_000);
     if (!done) process.kill(pid, 'SIGCONT'); // let afterEach finish
     expect(done).toBe(true);
@@ -197,8 +198,8 @@ describe('review: group.close() during a recovery attempt (in-process transport)
     // check #closed: it loads the module and starts worker threads that nothing will stop.
     const recovering = g.recover('member-1').catch(() => false);
     await g.close();
+    // The attempt has ended (its connect included): a module it leaked would be loaded now.
     await recovering;
-    await new Promise((r) => setTimeout(r, 200));
     expect(loadedModuleCount()).toBe(baseline);
   });
 });

@@ -21,6 +21,7 @@ import { createTestbed, type Testbed, type TestbedToken } from '../../src/testbe
 import { HostTransport, type HostTransportOptions } from '../../src/transport/host-transport.js';
 import { InProcessTransport } from '../../src/transport/in-process-transport.js';
 import { CommandFailedError, type TokenInfo } from '../../src/transport/transport.js';
+import { until } from '../helpers/until.js';
 
 /** True once no process has this pid (a reaped child). */
 const isGone = (pid: number): boolean => {
@@ -31,15 +32,6 @@ const isGone = (pid: number): boolean => {
     return (error as NodeJS.ErrnoException).code === 'ESRCH';
   }
 };
-
-/** Polls `condition` every 20 ms, at most `attempts` times. */
-async function until(condition: () => boolean | Promise<boolean>, what: string, attempts = 500): Promise<void> {
-  for (let i = 0; i < attempts; i++) {
-    if (await condition()) return;
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-  throw new Error(`timed out waiting until ${what}`);
-}
 
 const template = (t: FriendlyTemplate) => toRawTemplate(t);
 
