@@ -3,7 +3,7 @@
  * failover and key replication done on the client side.
  */
 export { HaGroup, type GroupStatus, type MemberStatus, type DomainInitResult } from './group/ha-group.js';
-export type { GroupConfig, MemberConfig, ResolvedGroupConfig, ResolvedMemberConfig, TransportKind, SchedulerName } from './group/group-config.js';
+export type { GroupConfig, MemberConfig, ResolvedGroupConfig, ResolvedMemberConfig, TransportKind, SchedulerName, KeyCreation } from './group/group-config.js';
 export type { RecoveryPolicy } from './recovery/recovery-loop.js';
 export type {
   HaGroupEvents,

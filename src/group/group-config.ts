@@ -22,6 +22,9 @@ export type SchedulerName = 'least-busy' | 'peak-ewma';
 /** Where members' modules run: a member host child process each, or this process. */
 export type TransportKind = 'host' | 'in-process';
 
+/** How a new token key reaches the members (see {@link GroupConfig.keyCreation}). */
+export type KeyCreation = 'parallel' | 'primary-first';
+
 /** One member as configured. */
 export interface MemberConfig {
   /** A unique name for logs, events and status. @default the token's label or serial */
@@ -72,6 +75,16 @@ export interface GroupConfig {
    * `'reject'` refuses the request. @default 'wrap-with-trusted'
    */
   readonly unextractableKeys?: UnextractablePolicy;
+  /**
+   * How a new token key reaches the members. `'parallel'`: the primary makes it as a
+   * session object, wraps it under the domain key, and every member (the primary too)
+   * unwraps it as a token object at once; a token write is most of a creation's cost, so
+   * three members take about the time of one. No copy then has CKA_LOCAL=true.
+   * `'primary-first'`: the primary makes the token object itself (its copy has
+   * CKA_LOCAL=true), the others copy it after. Objects with CKA_DESTROYABLE=false, copies
+   * (copyObject) and session objects are always made primary-first. @default 'parallel'
+   */
+  readonly keyCreation?: KeyCreation;
   /** File where the journal of what members owe is kept across restarts. @default in memory only */
   readonly journalPath?: string;
   /**
@@ -125,6 +138,7 @@ export interface ResolvedGroupConfig {
   readonly transportFactory: ((member: ResolvedMemberConfig, makeDefault: () => Transport) => Transport) | undefined;
   readonly minReplicas: number;
   readonly unextractableKeys: UnextractablePolicy;
+  readonly keyCreation: KeyCreation;
   readonly journalPath: string | undefined;
   readonly transport: TransportKind;
   readonly deadlineMs: number;
@@ -223,6 +237,7 @@ export function resolveGroupConfig(config: GroupConfig): ResolvedGroupConfig {
     'transportFactory',
     'minReplicas',
     'unextractableKeys',
+    'keyCreation',
     'journalPath',
     'transport',
     'deadlineMs',
@@ -277,6 +292,10 @@ export function resolveGroupConfig(config: GroupConfig): ResolvedGroupConfig {
   for (const key of Object.keys(recoveryRaw)) if (key !== 'intervalMs' && key !== 'maxAttempts') throw new ConfigError(`recovery.${key}`, 'unknown option (known: intervalMs, maxAttempts)');
   const maxAttempts = recoveryRaw.maxAttempts === Infinity ? Infinity : integer(recoveryRaw.maxAttempts, 'recovery.maxAttempts', 0, 1_000_000_000, 0) || (recoveryRaw.maxAttempts === undefined ? Infinity : 0);
   const recovery: RecoveryPolicy = { intervalMs: integer(recoveryRaw.intervalMs, 'recovery.intervalMs', 1, 86_400_000, 5000), maxAttempts };
+  const keyCreation = config.keyCreation ?? 'parallel';
+  if (keyCreation !== 'parallel' && keyCreation !== 'primary-first') {
+    throw new ConfigError('keyCreation', `must be 'parallel' or 'primary-first', got ${show(keyCreation)}`);
+  }
   if (config.demoteStandbys !== undefined && typeof config.demoteStandbys !== 'boolean') throw new ConfigError('demoteStandbys', `must be a boolean, got ${show(config.demoteStandbys)}`);
   return {
     members,
@@ -292,6 +311,7 @@ export function resolveGroupConfig(config: GroupConfig): ResolvedGroupConfig {
     transportFactory: config.transportFactory,
     minReplicas: integer(config.minReplicas, 'minReplicas', 1, members.length, 1),
     unextractableKeys,
+    keyCreation,
     journalPath: config.journalPath,
   };
 }

@@ -133,6 +133,7 @@ export class HaGroup extends EventEmitter<HaGroupEvents> {
       domainKey: (m) => this.#domainKeys.get(m.index),
       minReplicas: config.minReplicas,
       unextractable: config.unextractableKeys,
+      staging: config.keyCreation === 'parallel',
       onReplicaMissed: (e) => {
         this.emit('replicationOwed', e);
         this.emit('replicaMissed', e);

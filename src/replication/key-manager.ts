@@ -43,6 +43,8 @@ export interface KeyManagerOptions {
   /** Fewest copies a new key may have. */
   readonly minReplicas: number;
   readonly unextractable: UnextractablePolicy;
+  /** Whether token objects are staged (see {@link KeyManager.#create}); the group's `keyCreation: 'parallel'`. */
+  readonly staging: boolean;
   readonly onReplicaMissed: (event: ReplicaMissedEvent) => void;
   /** Finds again the holders of an object that has none (handles are forgotten at logout). */
   readonly resolve: (object: VirtualObject) => Promise<void>;
@@ -86,6 +88,28 @@ export function creationSearch(template: readonly Pkcs11Attribute[], defaults: {
   return out;
 }
 
+/**
+ * Whether objects made from these templates may be staged: not when one says
+ * CKA_DESTROYABLE=false, since the staged session object could then not be removed.
+ */
+function stageable(...templates: (readonly Pkcs11Attribute[])[]): boolean {
+  return !templates.some((t) => t.some((a) => a.type === pkcs11js.CKA_DESTROYABLE && a.value === false));
+}
+
+/** The template with CKA_TOKEN=false: the staged object of a token object. */
+function asSessionObject(template: readonly Pkcs11Attribute[]): Pkcs11Attribute[] {
+  return [...template.filter((a) => a.type !== pkcs11js.CKA_TOKEN), { type: pkcs11js.CKA_TOKEN, value: false }];
+}
+
+const TRUE = Buffer.from([1]);
+
+/** What a staged object's copies are made from: the same, as token objects. */
+function asTokenCopy(copy: ReplicaSource): ReplicaSource {
+  const read = copy.read.map((a) => (a.type === pkcs11js.CKA_TOKEN ? { type: a.type, value: TRUE } : a));
+  const template = copy.template.map((a) => (a.type === pkcs11js.CKA_TOKEN ? { type: a.type, value: TRUE } : a));
+  return { read, wrapped: copy.wrapped, template };
+}
+
 /** Runs key management on the primary and replicates the result. */
 export class KeyManager {
   readonly #o: KeyManagerOptions;
@@ -98,8 +122,8 @@ export class KeyManager {
   async generateKey(scope: SessionScope, mechanism: Mechanism, template: readonly Pkcs11Attribute[]): Promise<VirtualObject> {
     const t = replicatedKeyTemplate(template, this.#o.unextractable);
     const search = creationSearch(t, { objectClass: pkcs11js.CKO_SECRET_KEY, keyType: KEY_TYPE_OF_MECHANISM.get(mechanism.mechanism) });
-    const [object] = await this.#create(scope, [], [isTokenTemplate(t)], [search], async (run) => [
-      await run<'generateKey'>((session) => ({ op: 'generateKey', session, mechanism, template: t })),
+    const [object] = await this.#create(scope, [], [isTokenTemplate(t)], [search], stageable(t), async (run, _, made) => [
+      await run<'generateKey'>((session) => ({ op: 'generateKey', session, mechanism, template: made(t) })),
     ]);
     return object!;
   }
@@ -117,8 +141,9 @@ export class KeyManager {
       creationSearch(publicTemplate, { objectClass: pkcs11js.CKO_PUBLIC_KEY, keyType }),
       creationSearch(priv, { objectClass: pkcs11js.CKO_PRIVATE_KEY, keyType }),
     ];
-    const [publicKey, privateKey] = await this.#create(scope, [], [isTokenTemplate(publicTemplate), isTokenTemplate(priv)], searches, async (run) => {
-      const pair = await run<'generateKeyPair'>((session) => ({ op: 'generateKeyPair', session, mechanism, publicTemplate, privateTemplate: priv }));
+    const tokens = [isTokenTemplate(publicTemplate), isTokenTemplate(priv)];
+    const [publicKey, privateKey] = await this.#create(scope, [], tokens, searches, stageable(publicTemplate, priv), async (run, _, made) => {
+      const pair = await run<'generateKeyPair'>((session) => ({ op: 'generateKeyPair', session, mechanism, publicTemplate: made(publicTemplate), privateTemplate: made(priv) }));
       return [pair.publicKey, pair.privateKey];
     });
     return { publicKey: publicKey!, privateKey: privateKey! };
@@ -128,8 +153,8 @@ export class KeyManager {
   async createObject(scope: SessionScope, template: readonly Pkcs11Attribute[]): Promise<VirtualObject> {
     const cls = template.find((a) => a.type === pkcs11js.CKA_CLASS)?.value;
     const t = cls === pkcs11js.CKO_SECRET_KEY || cls === pkcs11js.CKO_PRIVATE_KEY ? replicatedKeyTemplate(template, this.#o.unextractable) : [...template];
-    const [object] = await this.#create(scope, [], [isTokenTemplate(t)], [creationSearch(t)], async (run) => [
-      await run<'createObject'>((session) => ({ op: 'createObject', session, template: t })),
+    const [object] = await this.#create(scope, [], [isTokenTemplate(t)], [creationSearch(t)], stageable(t), async (run, _, made) => [
+      await run<'createObject'>((session) => ({ op: 'createObject', session, template: made(t) })),
     ]);
     return object!;
   }
@@ -140,7 +165,8 @@ export class KeyManager {
     // The copy keeps the source's class, key type, label and id unless the template changes them.
     const fromSource = source.identity.search.map((a) => ({ type: a.type, value: a.value }));
     const search = creationSearch([...fromSource.filter((a) => !template.some((b) => b.type === a.type)), ...template]);
-    const [object] = await this.#create(scope, [source], [token], [search], async (run, handles) => [
+    // (Never staged: a source with CKA_DESTROYABLE=false would leave a staged copy behind.)
+    const [object] = await this.#create(scope, [source], [token], [search], false, async (run, handles) => [
       await run<'copyObject'>((session) => ({ op: 'copyObject', session, object: handles[0]!, template })),
     ]);
     return object!;
@@ -149,8 +175,8 @@ export class KeyManager {
   /** C_UnwrapKey (with the application's key) on a member holding it, then replicated under the domain key. */
   async unwrapKey(scope: SessionScope, mechanism: Mechanism, unwrappingKey: VirtualObject, wrapped: Buffer, template: readonly Pkcs11Attribute[]): Promise<VirtualObject> {
     const t = replicatedKeyTemplate(template, this.#o.unextractable);
-    const [object] = await this.#create(scope, [unwrappingKey], [isTokenTemplate(t)], [creationSearch(t)], async (run, handles) => [
-      await run<'unwrapKey'>((session) => ({ op: 'unwrapKey', session, mechanism, unwrappingKey: handles[0]!, wrapped, template: t })),
+    const [object] = await this.#create(scope, [unwrappingKey], [isTokenTemplate(t)], [creationSearch(t)], stageable(t), async (run, handles, made) => [
+      await run<'unwrapKey'>((session) => ({ op: 'unwrapKey', session, mechanism, unwrappingKey: handles[0]!, wrapped, template: made(t) })),
     ]);
     return object!;
   }
@@ -158,8 +184,8 @@ export class KeyManager {
   /** C_DeriveKey on a member holding the base key, then the result replicated. */
   async deriveKey(scope: SessionScope, mechanism: Mechanism, baseKey: VirtualObject, template: readonly Pkcs11Attribute[]): Promise<VirtualObject> {
     const t = replicatedKeyTemplate(template, this.#o.unextractable);
-    const [object] = await this.#create(scope, [baseKey], [isTokenTemplate(t)], [creationSearch(t)], async (run, handles) => [
-      await run<'deriveKey'>((session) => ({ op: 'deriveKey', session, mechanism, baseKey: handles[0]!, template: t })),
+    const [object] = await this.#create(scope, [baseKey], [isTokenTemplate(t)], [creationSearch(t)], stageable(t), async (run, handles, made) => [
+      await run<'deriveKey'>((session) => ({ op: 'deriveKey', session, mechanism, baseKey: handles[0]!, template: made(t) })),
     ]);
     return object!;
   }
@@ -276,6 +302,13 @@ export class KeyManager {
    * creator fails under the call, what it may have made is unacknowledged and the entry
    * stays for `removeStrays` when it recovers; the call is then run again on the next
    * primary (nothing was acknowledged yet), so it succeeds while any member can do it.
+   *
+   * Staging: token objects that other members will copy are first made as SESSION objects
+   * on the creator, and then written to the token of every member, the creator's included,
+   * all at once. A token write is most of a creation's time in SoftHSM (an object file
+   * each); done directly, the creator's writes came first and the replicas' after them,
+   * so three members took twice the time of one. Staged, they overlap. A staged object
+   * that the creator loses (it fails) vanishes with its sessions: it cannot become a stray.
    */
   async #create(
     scope: SessionScope,
@@ -284,7 +317,14 @@ export class KeyManager {
     tokens: readonly boolean[],
     /** Per created object: the search that finds it on a member (see {@link creationSearch}). */
     searches: readonly (readonly WireAttribute[])[],
-    make: (run: <N extends CommandName>(build: (session: Handle) => Extract<Command, { op: N }>) => Promise<CommandResult<N>>, inputHandles: Handle[]) => Promise<Handle[]>,
+    /** Whether the objects may be staged (see above); only token objects ever are. */
+    mayStage: boolean,
+    make: (
+      run: <N extends CommandName>(build: (session: Handle) => Extract<Command, { op: N }>) => Promise<CommandResult<N>>,
+      inputHandles: Handle[],
+      /** Applied to every template of the creating command: makes it a session object when staging. */
+      made: (template: readonly Pkcs11Attribute[]) => Pkcs11Attribute[],
+    ) => Promise<Handle[]>,
   ): Promise<VirtualObject[]> {
     const serving = this.#o.members.filter((m) => m.serving).length;
     if (serving < this.#o.minReplicas) {
@@ -296,11 +336,13 @@ export class KeyManager {
     let lastError: unknown;
     for (let attempt = 0; attempt < this.#o.members.length; attempt++) {
       const creator = this.#firstHolder(inputs);
+      const staged = this.#o.staging && mayStage && tokens.every((t) => t) && this.#others(creator).some((m) => m.serving);
       const exec = this.#executor(scope, tokens.every((t) => t));
-      const tentative = durable.length > 0 ? this.#o.journal.markTentative(creator.name, durable) : undefined;
+      const tentative = durable.length > 0 && !staged ? this.#o.journal.markTentative(creator.name, durable) : undefined;
+      const made = staged ? asSessionObject : (template: readonly Pkcs11Attribute[]) => [...template];
       let created: Handle[];
       try {
-        created = await make((build) => exec(creator, build), inputs.map((o) => o.holders.get(creator.index)!));
+        created = await make((build) => exec(creator, build), inputs.map((o) => o.holders.get(creator.index)!), made);
       } catch (error) {
         // The module answered: it made nothing. A member fault leaves the outcome unknown.
         if (classifyError(error) !== 'member') {
@@ -312,7 +354,7 @@ export class KeyManager {
       }
       // Replicate every created object in parallel; roll all back if one falls short.
       // (#replicate cleans up after itself when it fails.)
-      const results = await Promise.allSettled(created.map((h, i) => this.#replicate(scope, creator, h, tokens[i] ?? tokens[0]!)));
+      const results = await Promise.allSettled(created.map((h, i) => this.#replicate(scope, creator, h, tokens[i] ?? tokens[0]!, staged)));
       const objects = results.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
       const failure = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
       if (failure === undefined) {
@@ -342,20 +384,27 @@ export class KeyManager {
       token ? member.run<N>(build) : scope.exec<N>(member, build);
   }
 
-  /** Copies one object from `source` to every other member; returns it as a virtual object. */
-  async #replicate(scope: SessionScope, source: Member, handle: Handle, token: boolean): Promise<VirtualObject> {
-    const targets = this.#others(source);
+  /**
+   * Copies one object from `source` to every other member (to every member, `source`
+   * included, when `handle` is a staged session object: see {@link KeyManager.#create});
+   * returns it as a virtual object.
+   */
+  async #replicate(scope: SessionScope, source: Member, handle: Handle, token: boolean, staged: boolean): Promise<VirtualObject> {
+    const targets = staged ? this.#o.members.filter((m) => m.state.kind !== 'removed') : this.#others(source);
+    const destroySource = () => source.run<'destroyObject'>((session) => ({ op: 'destroyObject', session, object: handle })).catch(() => undefined);
     let copy: ReplicaSource;
     try {
       copy = await readReplicaSource(source, handle, this.#o.domainKey(source), targets.length > 0);
     } catch (error) {
-      await source.run<'destroyObject'>((session) => ({ op: 'destroyObject', session, object: handle })).catch(() => undefined);
+      await destroySource();
       throw error;
     }
-    const { read, wrapped, template } = copy;
+    // A staged object has served its purpose once read and wrapped; it goes while the copies are made.
+    const staging = staged ? destroySource() : undefined;
+    const { read, wrapped, template } = staged ? asTokenCopy(copy) : copy;
     const { catalog } = this.#o;
     const object = catalog.create(identityFrom(read, wrapped));
-    catalog.link(object, source.index, handle);
+    if (!staged) catalog.link(object, source.index, handle);
     const ref = objectRef(object);
     const exec = this.#executor(scope, token);
     await Promise.all(
@@ -373,6 +422,7 @@ export class KeyManager {
         }
       }),
     );
+    await staging;
     if (object.holders.size < this.#o.minReplicas) {
       await this.#rollback(object);
       throw new ReplicationError(`the object reached ${object.holders.size} member(s), fewer than minReplicas ${this.#o.minReplicas}: it was removed again`);

@@ -293,7 +293,8 @@ describe('session objects on a recovered member', () => {
 
 describe('key creation when the primary fails under it', () => {
   it('a key pair generation whose primary drops is made on the next primary; the dead one owes it and keeps a tentative entry', async () => {
-    const { group: g, session } = await openGroup();
+    // Primary-first: the creator writes the token objects itself, so it can leave strays.
+    const { group: g, session } = await openGroup({ keyCreation: 'primary-first' });
     expect(g.primary).toBe('member-1');
     transports[0]!.fault.failNext('generateKeyPair', 'disconnect');
     const pair = await session.generateKeyPair('EC_KEY_PAIR_GEN', { label: 'rt-ec', curve: 'P-256', token: true, verify: true }, { label: 'rt-ec', token: true, sign: true });
@@ -319,7 +320,7 @@ describe('key creation when the primary fails under it', () => {
   });
 
   it('the copy a killed primary made before it could answer is removed on recovery; objects others hold are never removed', async () => {
-    const { group: g, session } = await openGroup();
+    const { group: g, session } = await openGroup({ keyCreation: 'primary-first' });
     // Held by every member, and matching the search of the creation below.
     const held = await session.generateKey('AES_KEY_GEN', AES('st-key'));
     transports[0]!.loseReplyOf('generateKey');
@@ -350,8 +351,57 @@ describe('key creation when the primary fails under it', () => {
     expect(g.status().owed).toEqual({});
   });
 
+  it('parallel creation: a primary killed after making the staged key leaves no token object and no tentative entry; the call succeeds on the next primary', async () => {
+    const { group: g, session } = await openGroup();
+    transports[0]!.loseReplyOf('generateKeyPair');
+    const pair = await session.generateKeyPair('EC_KEY_PAIR_GEN', { label: 'pc-ec', curve: 'P-256', token: true, verify: true }, { label: 'pc-ec', token: true, sign: true });
+    expect(g.members[0]!.state.kind).toBe('failed');
+    expect(g.primary).toBe('member-2');
+    for (const h of [pair.publicKey, pair.privateKey]) expect(g.describeObject(h)!.holders).toEqual(['member-2', 'member-3']);
+    const { journal } = g.slot.context;
+    // Nothing the dead primary made can be on its token: no entry to settle.
+    expect(journal.tentatives('member-1')).toEqual([]);
+    expect(journal.tentatives('member-2')).toEqual([]);
+    expect(journal.debts('member-1').map((d) => d.kind)).toEqual(['replica', 'replica']);
+
+    const { member, domainKey } = await reconnect(g, 0);
+    expect(await onMember(member, { label: 'pc-ec' }, domainKey)).toEqual([]);
+    expect(await resyncMember({ member, journal, domainKey })).toMatchObject({ settled: 2, replicated: 2 });
+    const digest = createHash('sha256').update('parallel').digest();
+    const [priv] = await onMember(member, { label: 'pc-ec', class: 'privateKey' }, domainKey);
+    const signature = await member.run<'sign'>((s) => ({ op: 'sign', session: s, mechanism: toMechanism('ECDSA'), key: priv!.handle, data: digest }));
+    expect(await session.verify('ECDSA', pair.publicKey, digest, signature)).toBe(true);
+  });
+
+  it('parallel creation leaves only token copies, the primary\'s included; primary-first keeps CKA_LOCAL on the primary\'s copy', async () => {
+    const localOf = async (g: HaGroup, label: string): Promise<boolean[]> =>
+      Promise.all(
+        g.members.map(async (m) => {
+          const domainKey = await domainKeyOf(m);
+          const [found] = await onMember(m, { label, class: 'privateKey' }, domainKey);
+          const [local] = await m.run<'getAttributes'>((s) => ({ op: 'getAttributes', session: s, object: found!.handle, types: [pkcs11js.CKA_LOCAL] }));
+          return local!.value?.[0] === 1;
+        }),
+      );
+    const staged = await openGroup();
+    const pair = await staged.session.generateKeyPair('EC_KEY_PAIR_GEN', { label: 'pc-st', curve: 'P-256', token: true, verify: true }, { label: 'pc-st', token: true, sign: true });
+    for (const h of [pair.publicKey, pair.privateKey]) expect(staged.group.describeObject(h)!.holders).toEqual(['member-1', 'member-2', 'member-3']);
+    // The staged session objects are gone from the primary.
+    const sessionObjects = await staged.group.members[0]!.run<'findObjects'>((s) => ({ op: 'findObjects', session: s, template: toRawTemplate({ label: 'pc-st', token: false }) }));
+    expect(sessionObjects).toEqual([]);
+    expect(await localOf(staged.group, 'pc-st')).toEqual([false, false, false]);
+    // CKA_DESTROYABLE=false is never staged: the primary made it itself.
+    await staged.session.generateKeyPair('EC_KEY_PAIR_GEN', { label: 'pc-nd', curve: 'P-256', token: true, verify: true }, { label: 'pc-nd', token: true, sign: true, destroyable: false });
+    expect(await localOf(staged.group, 'pc-nd')).toEqual([true, false, false]);
+    await staged.group.close();
+
+    const direct = await openGroup({ keyCreation: 'primary-first' });
+    await direct.session.generateKeyPair('EC_KEY_PAIR_GEN', { label: 'pc-pf', curve: 'P-256', token: true, verify: true }, { label: 'pc-pf', token: true, sign: true });
+    expect(await localOf(direct.group, 'pc-pf')).toEqual([true, false, false]);
+  });
+
   it('a key only the recovered member holds, that the others owe, is not a stray', async () => {
-    const { group: g, session } = await openGroup({ minReplicas: 1 });
+    const { group: g, session } = await openGroup({ minReplicas: 1, keyCreation: 'primary-first' });
     takeDown(g, 1);
     takeDown(g, 2);
     // Acknowledged with one copy: members 2 and 3 owe it.
