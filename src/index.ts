@@ -4,6 +4,7 @@
  */
 export { HaGroup, type GroupStatus, type MemberStatus, type DomainInitResult } from './group/ha-group.js';
 export type { GroupConfig, MemberConfig, ResolvedGroupConfig, ResolvedMemberConfig, TransportKind, SchedulerName, KeyCreation } from './group/group-config.js';
+export type { HostCalls } from './host/host-protocol.js';
 export type { RecoveryPolicy } from './recovery/recovery-loop.js';
 export type {
   HaGroupEvents,

@@ -14,6 +14,7 @@ import type { Scheduler } from '../routing/scheduler.js';
 import type { TokenSelector } from '../transport/in-process-transport.js';
 import type { Transport } from '../transport/transport.js';
 import type { UnextractablePolicy } from '../replication/replica-template.js';
+import type { HostCalls } from '../host/host-protocol.js';
 import type { RecoveryPolicy } from '../recovery/recovery-loop.js';
 
 /** The built-in load-balancing strategies, by name. */
@@ -85,6 +86,17 @@ export interface GroupConfig {
    * (copyObject) and session objects are always made primary-first. @default 'parallel'
    */
   readonly keyCreation?: KeyCreation;
+  /**
+   * Where a member host (`transport: 'host'`) makes short cryptographic calls (encrypt,
+   * decrypt, sign, verify, digest). `'inline'`: on the host's main thread as each request
+   * is read, one at a time: no thread hop and no re-encoding, which suits a token that
+   * computes on this machine's CPU (SoftHSM), with at most one core per member; a call
+   * that hangs stops the host's heartbeats, so `deadlineMs` catches it. `'threads'`: on
+   * the host's `threadsPerMember` worker threads, in parallel, which suits a token whose
+   * calls wait on a network. Long calls (key generation, unwrap, searches) always run on
+   * the worker threads, so heartbeats keep flowing while one runs. @default 'inline'
+   */
+  readonly hostCalls?: HostCalls;
   /** File where the journal of what members owe is kept across restarts. @default in memory only */
   readonly journalPath?: string;
   /**
@@ -139,6 +151,7 @@ export interface ResolvedGroupConfig {
   readonly minReplicas: number;
   readonly unextractableKeys: UnextractablePolicy;
   readonly keyCreation: KeyCreation;
+  readonly hostCalls: HostCalls;
   readonly journalPath: string | undefined;
   readonly transport: TransportKind;
   readonly deadlineMs: number;
@@ -238,6 +251,7 @@ export function resolveGroupConfig(config: GroupConfig): ResolvedGroupConfig {
     'minReplicas',
     'unextractableKeys',
     'keyCreation',
+    'hostCalls',
     'journalPath',
     'transport',
     'deadlineMs',
@@ -292,6 +306,8 @@ export function resolveGroupConfig(config: GroupConfig): ResolvedGroupConfig {
   for (const key of Object.keys(recoveryRaw)) if (key !== 'intervalMs' && key !== 'maxAttempts') throw new ConfigError(`recovery.${key}`, 'unknown option (known: intervalMs, maxAttempts)');
   const maxAttempts = recoveryRaw.maxAttempts === Infinity ? Infinity : integer(recoveryRaw.maxAttempts, 'recovery.maxAttempts', 0, 1_000_000_000, 0) || (recoveryRaw.maxAttempts === undefined ? Infinity : 0);
   const recovery: RecoveryPolicy = { intervalMs: integer(recoveryRaw.intervalMs, 'recovery.intervalMs', 1, 86_400_000, 5000), maxAttempts };
+  const hostCalls = config.hostCalls ?? 'inline';
+  if (hostCalls !== 'inline' && hostCalls !== 'threads') throw new ConfigError('hostCalls', `must be 'inline' or 'threads', got ${show(hostCalls)}`);
   const keyCreation = config.keyCreation ?? 'parallel';
   if (keyCreation !== 'parallel' && keyCreation !== 'primary-first') {
     throw new ConfigError('keyCreation', `must be 'parallel' or 'primary-first', got ${show(keyCreation)}`);
@@ -312,6 +328,7 @@ export function resolveGroupConfig(config: GroupConfig): ResolvedGroupConfig {
     minReplicas: integer(config.minReplicas, 'minReplicas', 1, members.length, 1),
     unextractableKeys,
     keyCreation,
+    hostCalls,
     journalPath: config.journalPath,
   };
 }

@@ -765,7 +765,7 @@ function defaultTransport(m: ResolvedMemberConfig, config: ResolvedGroupConfig):
     threads: m.threads,
     configPath: m.path,
   };
-  return config.transport === 'host' ? new HostTransport({ ...options, heartbeatIntervalMs: config.heartbeatIntervalMs }) : new InProcessTransport(options);
+  return config.transport === 'host' ? new HostTransport({ ...options, heartbeatIntervalMs: config.heartbeatIntervalMs, calls: config.hostCalls }) : new InProcessTransport(options);
 }
 
 function describeDomain(d: MemberDomain): string {

@@ -127,7 +127,15 @@ export interface MemberHostConfig extends InProcessTransportOptions {
   readonly heartbeatIntervalMs: number;
   /** EMULATION of a device's capacity; absent for a plain host. */
   readonly emulate?: EmulatedCapacity;
+  /** See `HostTransportOptions.calls`. */
+  readonly calls: HostCalls;
 }
+
+/**
+ * Where a member host makes short cryptographic calls: `'inline'` on its main thread, or
+ * `'threads'` on its worker threads (see `GroupConfig.hostCalls`).
+ */
+export type HostCalls = 'inline' | 'threads';
 
 /** Parent to host over IPC: the one message that starts the host. */
 export interface StartMessage {

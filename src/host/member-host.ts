@@ -7,8 +7,12 @@
  * a 32-byte secret (never argv or env: those are visible to other processes of the user
  * and inherited by children). The module's environment (SOFTHSM2_CONF) is this process's
  * own environment. Commands run through an {@link InProcessTransport} here: its worker
- * threads make the PKCS#11 calls, so this process's main thread stays free to read the
- * socket and send heartbeats while a long command runs.
+ * threads make the long PKCS#11 calls (key generation, unwrap, searches), so this
+ * process's main thread stays free to read the socket and send heartbeats while one runs.
+ * Short cryptographic calls (encrypt, decrypt, sign, verify, digest) run, under
+ * `calls: 'inline'` (the default), right on the main thread as they are read: no thread
+ * hop, no re-encoding, one core per member; a hung one stops the heartbeats, so the
+ * client's deadline catches it. Under `calls: 'threads'` they go to the worker threads too.
  *
  * Lifecycle: the host exits when its parent goes away (IPC 'disconnect') and on SIGTERM,
  * closing the module cleanly; SIGINT is ignored because the parent decides when its
@@ -22,6 +26,7 @@ import { fileURLToPath } from 'node:url';
 import { systemClock, type Clock, type TimerHandle } from '../clock/clock.js';
 import { HaError } from '../errors/ha-error.js';
 import type { Command, CommandName } from '../pkcs11/commands.js';
+import { isFrameCommand } from '../transport/frame-codec.js';
 import { InProcessTransport } from '../transport/in-process-transport.js';
 import { CommandFailedError, type TokenInfo } from '../transport/transport.js';
 import { CapacityEmulator } from './capacity-emulator.js';
@@ -38,6 +43,14 @@ import {
   type StartFailure,
   type StartMessage,
 } from './host-protocol.js';
+
+/**
+ * An inline call at least this long sends its answer at once instead of at the end of
+ * the tick: the client can send the next request while the host works on the rest of
+ * what it read (a batch of RSA signatures would otherwise answer all at once, and the
+ * host would then wait idle for the next requests).
+ */
+const INLINE_FLUSH_MS = 0.1;
 
 /** How long a connection may take to say hello before the host drops it. */
 const HANDSHAKE_TIMEOUT_MS = 10_000;
@@ -86,6 +99,11 @@ export class HostConnection {
     this.#writer.send(m);
   }
 
+  /** Writes whatever is queued now, rather than at the end of the tick. */
+  flush(): void {
+    this.#writer.flush();
+  }
+
   /** Closes the connection now. */
   destroy(): void {
     this.#socket.destroy();
@@ -121,6 +139,7 @@ export class MemberHost {
   readonly #secret: Buffer;
   readonly #transport: InProcessTransport;
   readonly #emulator: CapacityEmulator | undefined;
+  readonly #inline: boolean;
   readonly #connections = new Set<HostConnection>();
   #server: Server | undefined;
   #heartbeatTimer: TimerHandle | undefined;
@@ -136,6 +155,8 @@ export class MemberHost {
     this.token = token;
     this.clock = clock;
     this.#emulator = config.emulate === undefined ? undefined : new CapacityEmulator(config.emulate, clock);
+    // Emulated capacity needs every command to pass through its engines.
+    this.#inline = config.calls === 'inline' && this.#emulator === undefined;
   }
 
   /**
@@ -195,6 +216,10 @@ export class MemberHost {
 
   /** Runs a command for a connection and answers it there. */
   run(connection: HostConnection, id: number, command: Command): void {
+    if (this.#inline && isFrameCommand(command)) {
+      this.#runInline(connection, id, command);
+      return;
+    }
     this.#depth++;
     connection.started.set(id, this.clock.now());
     const work = (): Promise<unknown> => this.#transport.execute(command as Extract<Command, { op: CommandName }>);
@@ -203,6 +228,20 @@ export class MemberHost {
       (value) => this.#answer(connection, { t: 'reply', id, ok: true, value }),
       (error: unknown) => this.#answer(connection, failureReply(id, error)),
     );
+  }
+
+  /** A short call made synchronously on this thread (see the file comment). */
+  #runInline(connection: HostConnection, id: number, command: Command): void {
+    this.#depth++;
+    const start = performance.now();
+    let reply: ReplyMessage;
+    try {
+      reply = { t: 'reply', id, ok: true, value: this.#transport.runHere(command as Extract<Command, { op: CommandName }>) };
+    } catch (error) {
+      reply = failureReply(id, error);
+    }
+    this.#answer(connection, reply);
+    if (performance.now() - start >= INLINE_FLUSH_MS) connection.flush();
   }
 
   #answer(connection: HostConnection, reply: ReplyMessage): void {

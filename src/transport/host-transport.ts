@@ -25,6 +25,7 @@ import {
   HostProtocolError,
   SECRET_BYTES,
   type EmulatedCapacity,
+  type HostCalls,
   type HostMessage,
   type HostStats,
   type HostStatusMessage,
@@ -52,6 +53,12 @@ export interface HostTransportOptions extends InProcessTransportOptions {
    * member behaves like a network HSM of fixed capacity. Off by default.
    */
   readonly emulate?: EmulatedCapacity;
+  /**
+   * Where the host makes short cryptographic calls (encrypt, decrypt, sign, verify,
+   * digest): `'inline'` on its main thread, `'threads'` on its worker threads. See
+   * `GroupConfig.hostCalls`. @default 'inline'
+   */
+  readonly calls?: HostCalls;
   /** Longest wait for the host to start, load the module and answer the handshake. @default 30000 */
   readonly startTimeoutMs?: number;
   /** How long `close()` lets the host stop after SIGTERM before it sends SIGKILL. @default 2000 */
@@ -153,6 +160,9 @@ export class HostTransport implements Transport {
     this.#heartbeatIntervalMs = positive(options.heartbeatIntervalMs, 1000, at('heartbeatIntervalMs'));
     this.#startTimeoutMs = positive(options.startTimeoutMs, 30_000, at('startTimeoutMs'));
     this.#closeTimeoutMs = positive(options.closeTimeoutMs, 2000, at('closeTimeoutMs'));
+    if (options.calls !== undefined && options.calls !== 'inline' && options.calls !== 'threads') {
+      throw new ConfigError(at('calls'), `must be 'inline' or 'threads', got ${String(options.calls)}`);
+    }
     const e = options.emulate;
     if (e !== undefined) {
       if (!Number.isInteger(e.engines) || e.engines < 1) throw new ConfigError(at('emulate.engines'), `must be a positive integer, got ${String(e.engines)}`);
@@ -270,6 +280,7 @@ export class HostTransport implements Transport {
         configPath: o.configPath,
         socketPath,
         heartbeatIntervalMs: this.#heartbeatIntervalMs,
+        calls: o.calls ?? 'inline',
         ...(o.emulate === undefined ? {} : { emulate: { engines: o.emulate.engines, serviceTimeMs: o.emulate.serviceTimeMs } }),
       };
       const start: StartMessage = { t: 'start', secret, config };

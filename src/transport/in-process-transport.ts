@@ -9,6 +9,8 @@ import { pkcs11js } from '../pkcs11/pkcs11js.js';
 import { MemberUnreachableError } from '../errors/ha-error.js';
 import type { TokenInfo, Transport } from './transport.js';
 import { WorkerPool } from './worker-pool.js';
+import { runCommand, toWireError } from '../pkcs11/run-command.js';
+import { CommandFailedError } from './transport.js';
 
 /** Which token of a module a member is: by label or by serial number. */
 export type TokenSelector = { readonly label: string } | { readonly serial: string };
@@ -77,6 +79,21 @@ export class InProcessTransport implements Transport {
     const pool = this.#pool;
     if (pool === undefined) return Promise.reject(new MemberUnreachableError(this.#options.member, 'not connected'));
     return pool.run(command) as Promise<CommandResult<N>>;
+  }
+
+  /**
+   * Runs a command on the calling thread with a synchronous call (the caller's thread
+   * blocks for its whole length). Throws {@link CommandFailedError} when the module
+   * answers with an error.
+   */
+  runHere<N extends CommandName>(command: Extract<Command, { op: N }>): CommandResult<N> {
+    const module = this.#module;
+    if (module === undefined || this.#pool === undefined) throw new MemberUnreachableError(this.#options.member, 'not connected');
+    try {
+      return runCommand(module.pkcs11, command);
+    } catch (error) {
+      throw new CommandFailedError(toWireError(error));
+    }
   }
 
   onDisconnect(listener: (error: Error) => void): void {

@@ -76,6 +76,8 @@ describe('resolveGroupConfig refuses bad values, naming the path and echoing the
     { what: 'maxSessionsPerMember 0', config: broken((c) => (c.maxSessionsPerMember = 0)), path: 'maxSessionsPerMember', echo: '0' },
     { what: 'maxSessionsPerMember 4097', config: broken((c) => (c.maxSessionsPerMember = 4097)), path: 'maxSessionsPerMember', echo: '4097' },
     { what: 'transportFactory a string', config: broken((c) => (c.transportFactory = 'in-process')), path: 'transportFactory', echo: '"in-process"' },
+    { what: 'keyCreation unknown', config: broken((c) => (c.keyCreation = 'staged')), path: 'keyCreation', echo: '"staged"' },
+    { what: 'hostCalls unknown', config: broken((c) => (c.hostCalls = 'sync')), path: 'hostCalls', echo: '"sync"' },
   ];
 
   it.each(rows)('$what -> $path', ({ config, path, echo }) => {
@@ -110,6 +112,8 @@ describe('resolveGroupConfig defaults', () => {
     expect(r.scheduler.name).toBe('least-busy');
     expect(r.clock).toBe(systemClock);
     expect(r.transportFactory).toBeUndefined();
+    expect(r.keyCreation).toBe('parallel');
+    expect(r.hostCalls).toBe('inline');
     const [a, b] = r.members;
     expect(a).toMatchObject({ name: 'hsm-a', index: 0, path: 'members[0]', role: 'active', threads: 2, modulePath: '/opt/hsm/libsofthsm2.so', moduleEnv: {}, token: { label: 'hsm-a' } });
     expect(b).toMatchObject({ name: '5c1f9a0e22b04d1a', index: 1, path: 'members[1]', role: 'standby', threads: 2, moduleEnv: { SOFTHSM2_CONF: '/etc/b.conf' }, token: { serial: '5c1f9a0e22b04d1a' } });

@@ -90,8 +90,8 @@ describe('HostTransport: a member in its own process', () => {
     await bed?.dispose();
   });
 
-  it('serves sign/verify and encrypt/decrypt through the host; socket 0600 in a 0700 directory; close removes both', async () => {
-    const t = open();
+  it.each(['inline', 'threads'] as const)('serves sign/verify and encrypt/decrypt through the host (calls %s); socket 0600 in a 0700 directory; close removes both', async (calls) => {
+    const t = open({ calls });
     expect(t.kind).toBe('host');
     const info = await t.connect();
     expect(info).toMatchObject({ label: token.label, serial: token.serial });
@@ -169,8 +169,8 @@ describe('HostTransport: a member in its own process', () => {
     expect(existsSync(dirname(socketPath))).toBe(false);
   });
 
-  it('answers 64 commands in flight at once', async () => {
-    const t = open();
+  it.each(['inline', 'threads'] as const)('answers 64 commands in flight at once (calls %s)', async (calls) => {
+    const t = open({ calls });
     const info = await t.connect();
     const first = await loggedIn(t, info);
     // One session per command in flight: two calls on one SoftHSM session crash it.
@@ -312,6 +312,7 @@ describe('HostTransport: a member in its own process', () => {
   it('validates its options, echoing the bad value; close() before connect() is fine', async () => {
     expect(() => new HostTransport({ ...base(), heartbeatIntervalMs: 0 })).toThrow(/members\[0\]\.heartbeatIntervalMs: .* got 0/);
     expect(() => new HostTransport({ ...base(), emulate: { engines: 1.5, serviceTimeMs: 1 } })).toThrow(/emulate\.engines: .* got 1\.5/);
+    expect(() => new HostTransport({ ...base(), calls: 'fast' as 'inline' })).toThrow(/members\[0\]\.calls: .* got fast/);
     const t = new HostTransport(base());
     await t.close();
     await expect(t.connect()).rejects.toBeInstanceOf(MemberUnreachableError);
