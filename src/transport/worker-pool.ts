@@ -135,7 +135,13 @@ export class WorkerPool {
       // of them issued together run on two threads rather than one after the other.
       let size = 1;
       if (isFrameCommand(this.#queue[0]!.command)) {
-        while (size < this.#maxBatch && size < this.#queue.length && isFrameCommand(this.#queue[size]!.command)) size++;
+        const most = this.#maxBatch * this.#lanes.length * this.#batchesInFlight;
+        while (size < most && size < this.#queue.length && isFrameCommand(this.#queue[size]!.command)) size++;
+        // What is queued is spread evenly over the free batch slots: a thread's next batch
+        // is then waiting when its current one ends, rather than sent only after the main
+        // thread has resolved the results (16 callers in batches of 8 left each thread idle
+        // for a round trip per batch).
+        size = Math.min(this.#maxBatch, Math.ceil(size / this.#freeSlots()));
       }
       const batch = this.#queue.splice(0, size);
       const id = this.#nextBatchId++;
@@ -158,6 +164,13 @@ export class WorkerPool {
         for (const p of batch) p.reject(new CommandFailedError({ message }));
       }
     }
+  }
+
+  /** Batches that may still be sent now, over all threads (at least 1 when #flush runs). */
+  #freeSlots(): number {
+    let free = 0;
+    for (const lane of this.#lanes) free += this.#batchesInFlight - lane.batches.size;
+    return free;
   }
 
   #onReply(lane: Lane, reply: BatchReply): void {
