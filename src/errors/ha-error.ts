@@ -82,8 +82,15 @@ export class NoMemberAvailableError extends HaError {
 
 /** A member's transport failed (connection lost, module crashed). Always a member fault. */
 export class MemberUnreachableError extends HaError {
-  constructor(readonly member: string, message: string, options?: { cause?: unknown }) {
-    super('ERR_MEMBER_UNREACHABLE', `member ${member}: ${message}`, options);
+  /**
+   * True when the command never left this process (the transport was not connected, or
+   * the member closed before a session was free): the member cannot have run it.
+   */
+  readonly unsent: boolean;
+
+  constructor(readonly member: string, message: string, options?: { cause?: unknown; unsent?: boolean }) {
+    super('ERR_MEMBER_UNREACHABLE', `member ${member}: ${message}`, options?.cause === undefined ? undefined : { cause: options.cause });
+    this.unsent = options?.unsent ?? false;
   }
 }
 

@@ -26,10 +26,12 @@ import { fileURLToPath } from 'node:url';
 import { systemClock, type Clock, type TimerHandle } from '../clock/clock.js';
 import { HaError } from '../errors/ha-error.js';
 import type { Command, CommandName } from '../pkcs11/commands.js';
-import { isFrameCommand } from '../transport/frame-codec.js';
+import { isFrameCommand, type FrameCommand } from '../transport/frame-codec.js';
+import { OUTPUT_SLACK } from '../pkcs11/run-command.js';
 import { InProcessTransport } from '../transport/in-process-transport.js';
 import { CommandFailedError, type TokenInfo } from '../transport/transport.js';
 import { CapacityEmulator } from './capacity-emulator.js';
+import { startOrphanWatchdog } from './orphan-watchdog.js';
 import {
   FrameDecoder,
   FrameWriter,
@@ -51,6 +53,13 @@ import {
  * host would then wait idle for the next requests).
  */
 const INLINE_FLUSH_MS = 0.1;
+
+/**
+ * Where inline calls write their byte results: one call runs at a time on this thread,
+ * and its answer is copied into a frame before the next one starts. (A fresh 1 KiB buffer
+ * per call was garbage the collector's threads paid for on every request.)
+ */
+const INLINE_OUTPUT = Buffer.allocUnsafeSlow(64 * 1024 + 1024);
 
 /** How long a connection may take to say hello before the host drops it. */
 const HANDSHAKE_TIMEOUT_MS = 10_000;
@@ -231,12 +240,13 @@ export class MemberHost {
   }
 
   /** A short call made synchronously on this thread (see the file comment). */
-  #runInline(connection: HostConnection, id: number, command: Command): void {
+  #runInline(connection: HostConnection, id: number, command: FrameCommand): void {
     this.#depth++;
     const start = performance.now();
     let reply: ReplyMessage;
     try {
-      reply = { t: 'reply', id, ok: true, value: this.#transport.runHere(command as Extract<Command, { op: CommandName }>) };
+      const output = command.op !== 'verify' && command.data.length + OUTPUT_SLACK <= INLINE_OUTPUT.length ? INLINE_OUTPUT : undefined;
+      reply = { t: 'reply', id, ok: true, value: this.#transport.runHere(command as Extract<Command, { op: CommandName }>, output) };
     } catch (error) {
       reply = failureReply(id, error);
     }
@@ -342,6 +352,8 @@ function serveParent(): void {
   process.on('SIGTERM', () => stop(0));
   process.on('SIGINT', () => undefined);
   process.on('disconnect', () => stop(0));
+  // If the main thread is stuck in a hung inline call, it never sees 'disconnect'.
+  startOrphanWatchdog({ parentPid: process.ppid, intervalMs: 1000, graceMs: SHUTDOWN_TIMEOUT_MS + 1000 });
   process.once('message', (m: unknown) => {
     if (!isStartMessage(m)) {
       stop(2);

@@ -338,7 +338,8 @@ export class Member {
     // The transport first: it rejects what is in flight and ends the module's sessions with
     // it, so a hung member cannot keep close() waiting on session closes it never answers.
     const closing = this.#transport.close().catch(() => undefined);
-    await this.#pool.drain(new MemberUnreachableError(this.name, 'member closed'));
+    // Commands still waiting for a session never reached the transport.
+    await this.#pool.drain(new MemberUnreachableError(this.name, 'member closed', { unsent: true }));
     await closing;
   }
 

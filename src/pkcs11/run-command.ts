@@ -9,7 +9,7 @@ import { ckrValue } from '../errors/return-codes.js';
 import type { Command, CommandName, CommandResult, Handle, ReadAttribute, WireAttribute, WireError } from './commands.js';
 
 /** Output room beyond the input length: a GCM tag, a CBC pad block, an RSA-8192 block. */
-const OUTPUT_SLACK = 1024;
+export const OUTPUT_SLACK = 1024;
 
 type Runner<N extends CommandName> = (p: PKCS11, c: Extract<Command, { op: N }>, output: Buffer | undefined) => CommandResult<N>;
 type RunnerTable = { [N in CommandName]: Runner<N> };

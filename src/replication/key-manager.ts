@@ -9,7 +9,7 @@
 import type { Catalog, VirtualObject } from '../catalog/catalog.js';
 import { IDENTITY_ATTRIBUTES, identityFrom } from '../catalog/object-identity.js';
 import { classifyError, isStaleHandle } from '../errors/classification.js';
-import { NoMemberAvailableError, ReplicationError } from '../errors/ha-error.js';
+import { MemberUnreachableError, NoMemberAvailableError, ReplicationError } from '../errors/ha-error.js';
 import type { Member } from '../member/member.js';
 import type { Command, CommandName, CommandResult, Handle, WireAttribute } from '../pkcs11/commands.js';
 import { pkcs11js } from '../pkcs11/pkcs11js.js';
@@ -18,7 +18,7 @@ import type { Mechanism } from 'pkcs11js';
 import type { ReplicaMissedEvent } from '../group/group-events.js';
 import type { Debt, Journal, ObjectRef, TentativeEntry } from './journal.js';
 import { placeReplica, readReplicaSource, type ReplicaSource } from './replica-copy.js';
-import { isTokenTemplate, replicatedKeyTemplate, type UnextractablePolicy } from './replica-template.js';
+import { boolValue, isTokenTemplate, replicatedKeyTemplate, type UnextractablePolicy } from './replica-template.js';
 
 /** The virtual session a key management call belongs to. */
 export interface SessionScope {
@@ -89,11 +89,28 @@ export function creationSearch(template: readonly Pkcs11Attribute[], defaults: {
 }
 
 /**
- * Whether objects made from these templates may be staged: not when one says
- * CKA_DESTROYABLE=false, since the staged session object could then not be removed.
+ * Whether objects made from these templates may be staged: keys only (their copies are
+ * made from the replica template, which carries what a key needs), and not when a
+ * template says CKA_DESTROYABLE=false (the staged session object could then not be
+ * removed) or CKA_MODIFIABLE=false (SoftHSM refuses it in an unwrap template, so no copy
+ * could be made, the creator's included). A copy the creator still cannot make sends the
+ * creation back to primary-first (see {@link KeyManager.#create}).
  */
 function stageable(...templates: (readonly Pkcs11Attribute[])[]): boolean {
-  return !templates.some((t) => t.some((a) => a.type === pkcs11js.CKA_DESTROYABLE && a.value === false));
+  return templates.every((t) =>
+    t.every((a) => {
+      if (a.type === pkcs11js.CKA_CLASS) return KEY_CLASSES.has(a.value);
+      if (a.type === pkcs11js.CKA_DESTROYABLE || a.type === pkcs11js.CKA_MODIFIABLE) return boolValue(a.value) !== false;
+      return true;
+    }),
+  );
+}
+
+/** A staged creation whose creator could not make its own copy: redo it primary-first. */
+class StagingRefused extends Error {
+  constructor(cause: unknown) {
+    super('the creator could not make its own copy of a staged object', { cause });
+  }
 }
 
 /** The template with CKA_TOKEN=false: the staged object of a token object. */
@@ -113,6 +130,8 @@ function asTokenCopy(copy: ReplicaSource): ReplicaSource {
 /** Runs key management on the primary and replicates the result. */
 export class KeyManager {
   readonly #o: KeyManagerOptions;
+  /** Per object being created: the members whose copy's outcome is unknown (see #rollback). */
+  readonly #uncertain = new WeakMap<VirtualObject, Member[]>();
 
   constructor(options: KeyManagerOptions) {
     this.#o = options;
@@ -334,9 +353,10 @@ export class KeyManager {
     // Session objects die with the creator's session: only token objects can be strays.
     const durable = searches.filter((_, i) => tokens[i] ?? tokens[0]);
     let lastError: unknown;
+    let stage = this.#o.staging && mayStage;
     for (let attempt = 0; attempt < this.#o.members.length; attempt++) {
       const creator = this.#firstHolder(inputs);
-      const staged = this.#o.staging && mayStage && tokens.every((t) => t) && this.#others(creator).some((m) => m.serving);
+      const staged = stage && tokens.every((t) => t) && this.#others(creator).some((m) => m.serving);
       const exec = this.#executor(scope, tokens.every((t) => t));
       const tentative = durable.length > 0 && !staged ? this.#o.journal.markTentative(creator.name, durable) : undefined;
       const made = staged ? asSessionObject : (template: readonly Pkcs11Attribute[]) => [...template];
@@ -359,9 +379,17 @@ export class KeyManager {
       const failure = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
       if (failure === undefined) {
         this.#clearTentative(creator, tentative);
+        // Acknowledged: a member that may hold a copy owes it as a replica, and resync finds it present.
+        for (const o of objects) this.#uncertain.delete(o);
         return objects;
       }
       await Promise.all(objects.map((o) => this.#rollback(o)));
+      if (failure.reason instanceof StagingRefused && creator.serving) {
+        // Staging does not suit this object: make it the way it always could be made.
+        stage = false;
+        attempt--;
+        continue;
+      }
       // A creator that is still serving cleaned up after itself (a destroy it refused is a
       // destroy debt); one that failed may keep what it made, and its entry stays.
       if (creator.serving) this.#clearTentative(creator, tentative);
@@ -407,6 +435,9 @@ export class KeyManager {
     if (!staged) catalog.link(object, source.index, handle);
     const ref = objectRef(object);
     const exec = this.#executor(scope, token);
+    /** Members whose copy may exist although they never answered (a member fault during the placement). */
+    const uncertain: Member[] = [];
+    let ownCopyRefused: unknown;
     await Promise.all(
       targets.map(async (m) => {
         const debt: Debt = { kind: 'replica', object: ref, wrapped, template };
@@ -418,23 +449,38 @@ export class KeyManager {
         try {
           catalog.link(object, m.index, await placeReplica(exec, m, domainKey, wrapped, template));
         } catch (error) {
+          if (classifyError(error) === 'member' && !(error instanceof MemberUnreachableError && error.unsent)) uncertain.push(m);
+          else if (staged && m === source) ownCopyRefused = error;
           this.#owe(m, debt, (error as Error).message);
         }
       }),
     );
     await staging;
+    if (ownCopyRefused !== undefined) {
+      // The creator's module refused a copy of what it made itself: the replica template
+      // cannot make this object. Undo, and let #create make it primary-first.
+      await this.#rollback(object, uncertain);
+      throw new StagingRefused(ownCopyRefused);
+    }
     if (object.holders.size < this.#o.minReplicas) {
-      await this.#rollback(object);
+      await this.#rollback(object, uncertain);
       throw new ReplicationError(`the object reached ${object.holders.size} member(s), fewer than minReplicas ${this.#o.minReplicas}: it was removed again`);
     }
+    if (uncertain.length > 0) this.#uncertain.set(object, uncertain);
     if (!token) scope.own(object);
     return object;
   }
 
-  /** Removes an object that was not acknowledged, from every member that got it. */
-  async #rollback(object: VirtualObject): Promise<void> {
+  /**
+   * Removes an object that was not acknowledged, from every member that got it. Members in
+   * `uncertain` failed while making their copy, which may exist: they owe its deletion
+   * (matched by identity, so it removes nothing else, and nothing if no copy was made).
+   */
+  async #rollback(object: VirtualObject, uncertain: readonly Member[] = this.#uncertain.get(object) ?? []): Promise<void> {
+    this.#uncertain.delete(object);
     const ref = objectRef(object);
     this.#o.journal.forgetObject(object.handle);
+    for (const m of uncertain) this.#owe(m, { kind: 'destroy', object: ref }, 'rollback: its copy may exist');
     await Promise.all(
       [...object.holders].map(async ([index, handle]) => {
         const member = this.#o.members[index]!;

@@ -97,7 +97,18 @@ export function replicatedKeyTemplate(template: readonly Pkcs11Attribute[], poli
   return out;
 }
 
+/**
+ * A CK_BBOOL attribute's value as a template gives it: a boolean, or raw bytes (a Buffer
+ * whose first byte is 0 or not), or a number. Undefined when absent or not a boolean.
+ */
+export function boolValue(value: Pkcs11Attribute['value']): boolean | undefined {
+  if (typeof value === 'boolean') return value;
+  if (typeof value === 'number') return value !== 0;
+  if (Buffer.isBuffer(value) && value.length > 0) return value[0] !== 0;
+  return undefined;
+}
+
 /** The value of CKA_TOKEN in a template (default false, as PKCS#11 says). */
 export function isTokenTemplate(template: readonly Pkcs11Attribute[]): boolean {
-  return find(template, A.CKA_TOKEN)?.value === true;
+  return boolValue(find(template, A.CKA_TOKEN)?.value) === true;
 }

@@ -373,13 +373,14 @@ export class HostTransport implements Transport {
     return id;
   }
 
-  #unavailable(reason: string): MemberUnreachableError {
-    return new MemberUnreachableError(this.#options.member, reason);
+  #unavailable(reason: string, unsent = false): MemberUnreachableError {
+    return new MemberUnreachableError(this.#options.member, reason, { unsent });
   }
 
+  /** Why a command cannot be sent now (it never leaves this process). */
   #notReady(): MemberUnreachableError {
-    if (this.#state === 'lost' && this.#lost !== undefined) return this.#unavailable(this.#lost.message.replace(/^member [^:]*: /, ''));
-    return this.#unavailable(this.#state === 'closed' ? 'transport closed' : 'not connected');
+    if (this.#state === 'lost' && this.#lost !== undefined) return this.#unavailable(this.#lost.message.replace(/^member [^:]*: /, ''), true);
+    return this.#unavailable(this.#state === 'closed' ? 'transport closed' : 'not connected', true);
   }
 
   /**

@@ -77,7 +77,7 @@ export class InProcessTransport implements Transport {
 
   execute<N extends CommandName>(command: Extract<Command, { op: N }>): Promise<CommandResult<N>> {
     const pool = this.#pool;
-    if (pool === undefined) return Promise.reject(new MemberUnreachableError(this.#options.member, 'not connected'));
+    if (pool === undefined) return Promise.reject(new MemberUnreachableError(this.#options.member, 'not connected', { unsent: true }));
     return pool.run(command) as Promise<CommandResult<N>>;
   }
 
@@ -85,12 +85,14 @@ export class InProcessTransport implements Transport {
    * Runs a command on the calling thread with a synchronous call (the caller's thread
    * blocks for its whole length). Throws {@link CommandFailedError} when the module
    * answers with an error.
+   * @param output where a byte result is written (the result is a view of it); room for
+   *   the input's length plus 1 KiB. @default a new buffer
    */
-  runHere<N extends CommandName>(command: Extract<Command, { op: N }>): CommandResult<N> {
+  runHere<N extends CommandName>(command: Extract<Command, { op: N }>, output?: Buffer): CommandResult<N> {
     const module = this.#module;
-    if (module === undefined || this.#pool === undefined) throw new MemberUnreachableError(this.#options.member, 'not connected');
+    if (module === undefined || this.#pool === undefined) throw new MemberUnreachableError(this.#options.member, 'not connected', { unsent: true });
     try {
-      return runCommand(module.pkcs11, command);
+      return runCommand(module.pkcs11, command, output);
     } catch (error) {
       throw new CommandFailedError(toWireError(error));
     }
