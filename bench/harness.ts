@@ -99,6 +99,19 @@ export interface LoopTiming {
   readonly signal: AbortSignal;
 }
 
+/**
+ * Untimed load every measured path gets once, before its first repetition: JIT tiers,
+ * session pools and socket buffers settle during the first second or so of load, which a
+ * repetition's own short warm-up (250 ms in a quick run) does not cover. Without it the
+ * first repetition of the virtual slot ran up to a third slower than the others.
+ */
+export const SETTLE_MS = 1000;
+
+/** The timing of a settling pass (see {@link SETTLE_MS}). */
+export function settleTiming(signal: AbortSignal): LoopTiming {
+  return { durationMs: 1, warmupMs: SETTLE_MS, signal };
+}
+
 /** One measured run: its rate and the latencies of its operations. */
 export interface Measurement {
   /** Operations per second. */

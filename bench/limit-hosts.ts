@@ -23,6 +23,8 @@ import { createTestbed } from '../src/testbed/softhsm-testbed.js';
 import {
   closedLoop,
   entry,
+  settleTiming,
+  SETTLE_MS,
   interleaved,
   latencyFields,
   spread,
@@ -57,7 +59,7 @@ export const limitHosts: BenchFamily = {
   plannedSeconds(ctx) {
     const ops = HOSTS_OPS.filter((op) => ctx.wants(idOf(op)));
     if (ops.length === 0) return 0;
-    return SETUP_SECONDS + ops.length * ctx.reps * ((2 * (ctx.warmupMs + ctx.durationMs) + START_DELAY_MS) / 1000);
+    return SETUP_SECONDS + ops.length * ((2 * SETTLE_MS + START_DELAY_MS) / 1000 + ctx.reps * ((2 * (ctx.warmupMs + ctx.durationMs) + START_DELAY_MS) / 1000));
   },
 
   async run(ctx: BenchContext) {
@@ -113,6 +115,10 @@ export const limitHosts: BenchFamily = {
           for (const { out, params } of outs) spec.check(out, params);
         };
         await verify();
+        // Both sides settle once, untimed, before the first repetition (see SETTLE_MS).
+        await limit.measure(op, settleTiming(ctx.signal));
+        await closedLoop(CALLERS, call, settleTiming(ctx.signal));
+        ctx.advance((2 * SETTLE_MS + START_DELAY_MS) / 1000);
         const perRun = (timing.warmupMs + timing.durationMs) / 1000;
         const samples = await interleaved(
           [

@@ -38,6 +38,8 @@ import { createTestbed, type TestbedMemberConfig, type TestbedToken } from '../s
 import {
   closedLoop,
   entry,
+  settleTiming,
+  SETTLE_MS,
   interleaved,
   latencyFields,
   roundMs,
@@ -200,7 +202,7 @@ export const overhead: BenchFamily = {
     const per = (ctx.warmupMs + ctx.durationMs) / 1000;
     let runs = 0;
     for (const cells of plan.values()) runs += 1 + cells.reduce((a, c) => a + 1 + c.groups.length, 0);
-    return SETUP_SECONDS + runs * ctx.reps * per;
+    return SETUP_SECONDS + runs * (ctx.reps * per + SETTLE_MS / 1000);
   },
 
   async run(ctx: BenchContext) {
@@ -235,13 +237,20 @@ export const overhead: BenchFamily = {
           const spec = specs.get(op)!;
           await verifyPaths(spec, direct, groups, lanes);
 
-          const measures: Variant[] = [{ name: 'sync', measure: () => syncLoop(() => directSync(direct, spec, paramsOf(spec)), timing) }];
-          for (const { k, groups: wanted } of cells) {
-            measures.push({ name: `async c${k}`, measure: () => closedLoop(k, (lane) => directAsync(direct, spec, lane, paramsOf(spec)), timing) });
-            for (const g of groups.filter((x) => wanted.includes(x.variant))) {
-              measures.push({ name: `${g.variant.label} c${k}`, measure: () => closedLoop(k, (lane) => groupCall(g, spec, lane, paramsOf(spec)), timing) });
+          const variantsOf = (t: LoopTiming): Variant[] => {
+            const list: Variant[] = [{ name: 'sync', measure: () => syncLoop(() => directSync(direct, spec, paramsOf(spec)), t) }];
+            for (const { k, groups: wanted } of cells) {
+              list.push({ name: `async c${k}`, measure: () => closedLoop(k, (lane) => directAsync(direct, spec, lane, paramsOf(spec)), t) });
+              for (const g of groups.filter((x) => wanted.includes(x.variant))) {
+                list.push({ name: `${g.variant.label} c${k}`, measure: () => closedLoop(k, (lane) => groupCall(g, spec, lane, paramsOf(spec)), t) });
+              }
             }
-          }
+            return list;
+          };
+          // Every path settles once, untimed, before the first repetition (see SETTLE_MS).
+          for (const v of variantsOf(settleTiming(ctx.signal))) await v.measure();
+          ctx.advance((variantsOf(timing).length * SETTLE_MS) / 1000);
+          const measures = variantsOf(timing);
           const tracked = measures.map((v): Variant => ({
             name: v.name,
             measure: async () => {
