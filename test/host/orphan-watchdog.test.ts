@@ -6,16 +6,9 @@ import { spawn } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { describe, expect, it } from 'vitest';
+import { isGone } from '../helpers/processes.js';
 import { until } from '../helpers/until.js';
 
-function isGone(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return false;
-  } catch {
-    return true;
-  }
-}
 
 describe('startOrphanWatchdog', () => {
   it('kills a process whose main thread is hung once its parent is gone', async () => {

@@ -21,17 +21,9 @@ import { createTestbed, type Testbed, type TestbedToken } from '../../src/testbe
 import { HostTransport, type HostTransportOptions } from '../../src/transport/host-transport.js';
 import { InProcessTransport } from '../../src/transport/in-process-transport.js';
 import { CommandFailedError, type TokenInfo } from '../../src/transport/transport.js';
+import { isGone } from '../helpers/processes.js';
 import { until } from '../helpers/until.js';
 
-/** True once no process has this pid (a reaped child). */
-const isGone = (pid: number): boolean => {
-  try {
-    process.kill(pid, 0);
-    return false;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'ESRCH';
-  }
-};
 
 const template = (t: FriendlyTemplate) => toRawTemplate(t);
 
