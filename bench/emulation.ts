@@ -7,7 +7,7 @@
  * The group builds them through its `transportFactory`: the group's own config has no
  * per-member emulation option (it is a measurement device, not a production one).
  */
-import type { ResolvedMemberConfig } from '../src/group/group-config.js';
+import { transportOptions, type ResolvedMemberConfig } from '../src/group/group-config.js';
 import type { TestbedToken } from '../src/testbed/softhsm-testbed.js';
 import { HostTransport, type EmulatedCapacity } from '../src/transport/host-transport.js';
 
@@ -25,12 +25,7 @@ export const EMULATED_START_TIMEOUT_MS = 120_000;
 export function emulatedFactory(capacityOf: (member: ResolvedMemberConfig) => EmulatedCapacity): (member: ResolvedMemberConfig) => HostTransport {
   return (m) =>
     new HostTransport({
-      member: m.name,
-      modulePath: m.modulePath,
-      moduleEnv: m.moduleEnv,
-      token: m.token,
-      threads: m.threads,
-      configPath: m.path,
+      ...transportOptions(m),
       emulate: capacityOf(m),
       startTimeoutMs: EMULATED_START_TIMEOUT_MS,
     });

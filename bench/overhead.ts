@@ -248,9 +248,9 @@ export const overhead: BenchFamily = {
             return list;
           };
           // Every path settles once, untimed, before the first repetition (see SETTLE_MS).
-          for (const v of variantsOf(settleTiming(ctx.signal))) await v.measure();
-          ctx.advance((variantsOf(timing).length * SETTLE_MS) / 1000);
           const measures = variantsOf(timing);
+          for (const v of variantsOf(settleTiming(ctx.signal))) await v.measure();
+          ctx.advance((measures.length * SETTLE_MS) / 1000);
           const tracked = measures.map((v): Variant => ({
             name: v.name,
             measure: async () => {

@@ -11,7 +11,7 @@ import { Secret } from '../member/secret.js';
 import { LeastBusyScheduler } from '../routing/least-busy-scheduler.js';
 import { PeakEwmaScheduler } from '../routing/peak-ewma-scheduler.js';
 import type { Scheduler } from '../routing/scheduler.js';
-import type { TokenSelector } from '../transport/in-process-transport.js';
+import type { InProcessTransportOptions, TokenSelector } from '../transport/in-process-transport.js';
 import type { Transport } from '../transport/transport.js';
 import type { UnextractablePolicy } from '../replication/replica-template.js';
 import type { HostCalls } from '../host/host-protocol.js';
@@ -187,6 +187,11 @@ function pin(value: unknown, path: string): Secret | undefined {
   // Never echo a PIN, not even a malformed one.
   if (typeof value !== 'string' || value.length === 0) throw new ConfigError(path, `must be a non-empty string, got a ${typeof value}`);
   return Secret.of(value);
+}
+
+/** The transport options every kind of transport takes for a member (what to load, which token, how many threads). */
+export function transportOptions(m: ResolvedMemberConfig): InProcessTransportOptions {
+  return { member: m.name, modulePath: m.modulePath, moduleEnv: m.moduleEnv, token: m.token, threads: m.threads, configPath: m.path };
 }
 
 /**

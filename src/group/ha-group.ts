@@ -17,7 +17,7 @@ import type { SlotContext } from '../slot/slot-context.js';
 import { VirtualSlot } from '../slot/virtual-slot.js';
 import { InProcessTransport } from '../transport/in-process-transport.js';
 import { HostTransport } from '../transport/host-transport.js';
-import { memberConfig, resolveGroupConfig, type GroupConfig, type MemberConfig, type ResolvedGroupConfig, type ResolvedMemberConfig } from './group-config.js';
+import { memberConfig, resolveGroupConfig, transportOptions, type GroupConfig, type MemberConfig, type ResolvedGroupConfig, type ResolvedMemberConfig } from './group-config.js';
 import { RecoveryLoop } from '../recovery/recovery-loop.js';
 import type { Transport } from '../transport/transport.js';
 import type { MemberRole, MemberState } from '../member/member-state.js';
@@ -757,14 +757,7 @@ export class HaGroup extends EventEmitter<HaGroupEvents> {
 }
 
 function defaultTransport(m: ResolvedMemberConfig, config: ResolvedGroupConfig): Transport {
-  const options = {
-    member: m.name,
-    modulePath: m.modulePath,
-    moduleEnv: m.moduleEnv,
-    token: m.token,
-    threads: m.threads,
-    configPath: m.path,
-  };
+  const options = transportOptions(m);
   return config.transport === 'host' ? new HostTransport({ ...options, heartbeatIntervalMs: config.heartbeatIntervalMs, calls: config.hostCalls }) : new InProcessTransport(options);
 }
 
