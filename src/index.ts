@@ -30,7 +30,8 @@ export { PeakEwmaScheduler, seededRandom, type PeakEwmaOptions } from './routing
 export { systemClock, type Clock, type TimerHandle } from './clock/clock.js';
 export type { Transport, TokenInfo } from './transport/transport.js';
 export { CommandFailedError } from './transport/transport.js';
-export { InProcessTransport, type InProcessTransportOptions, type TokenSelector } from './transport/in-process-transport.js';
+export { InProcessTransport, type InProcessCallCounts, type InProcessCalls, type InProcessTransportOptions, type TokenSelector } from './transport/in-process-transport.js';
+export { InlineSlicer, eventLoopTurns, DEFAULT_SLICE_BUDGET_MS, type SliceTiming } from './transport/inline-slicer.js';
 export { HostTransport, type HostTransportOptions } from './transport/host-transport.js';
 export type { Command, CommandName, CommandResult, CommandMap, Handle, ReadAttribute, WireAttribute, WireError } from './pkcs11/commands.js';
 export {

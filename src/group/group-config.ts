@@ -11,7 +11,7 @@ import { Secret } from '../member/secret.js';
 import { LeastBusyScheduler } from '../routing/least-busy-scheduler.js';
 import { PeakEwmaScheduler } from '../routing/peak-ewma-scheduler.js';
 import type { Scheduler } from '../routing/scheduler.js';
-import type { InProcessTransportOptions, TokenSelector } from '../transport/in-process-transport.js';
+import type { InProcessCalls, InProcessTransportOptions, TokenSelector } from '../transport/in-process-transport.js';
 import type { Transport } from '../transport/transport.js';
 import type { UnextractablePolicy } from '../replication/replica-template.js';
 import type { HostCalls } from '../host/host-protocol.js';
@@ -97,6 +97,18 @@ export interface GroupConfig {
    * the worker threads, so heartbeats keep flowing while one runs. @default 'inline'
    */
   readonly hostCalls?: HostCalls;
+  /**
+   * Where an in-process member (`transport: 'in-process'`) makes short cryptographic calls
+   * (encrypt, decrypt, sign, verify, digest). `'inline'`: on the calling thread, in slices
+   * that hold the event loop for at most about 1 ms before it turns again; when several
+   * callers wait, some calls go to one worker thread per spare core, in parallel. Best for
+   * a token that computes on this machine's CPU (SoftHSM): a worker thread that sleeps
+   * takes longer to wake than such a call takes. A call that hangs inline hangs the
+   * application (no deadline can fire). Calls measured longer than 2 ms inline go to the
+   * threads from then on. `'threads'`: always on the `threadsPerMember` worker threads.
+   * @default 'inline'
+   */
+  readonly inProcessCalls?: InProcessCalls;
   /** File where the journal of what members owe is kept across restarts. @default in memory only */
   readonly journalPath?: string;
   /**
@@ -152,6 +164,7 @@ export interface ResolvedGroupConfig {
   readonly unextractableKeys: UnextractablePolicy;
   readonly keyCreation: KeyCreation;
   readonly hostCalls: HostCalls;
+  readonly inProcessCalls: InProcessCalls;
   readonly journalPath: string | undefined;
   readonly transport: TransportKind;
   readonly deadlineMs: number;
@@ -257,6 +270,7 @@ export function resolveGroupConfig(config: GroupConfig): ResolvedGroupConfig {
     'unextractableKeys',
     'keyCreation',
     'hostCalls',
+    'inProcessCalls',
     'journalPath',
     'transport',
     'deadlineMs',
@@ -313,6 +327,8 @@ export function resolveGroupConfig(config: GroupConfig): ResolvedGroupConfig {
   const recovery: RecoveryPolicy = { intervalMs: integer(recoveryRaw.intervalMs, 'recovery.intervalMs', 1, 86_400_000, 5000), maxAttempts };
   const hostCalls = config.hostCalls ?? 'inline';
   if (hostCalls !== 'inline' && hostCalls !== 'threads') throw new ConfigError('hostCalls', `must be 'inline' or 'threads', got ${show(hostCalls)}`);
+  const inProcessCalls = config.inProcessCalls ?? 'inline';
+  if (inProcessCalls !== 'inline' && inProcessCalls !== 'threads') throw new ConfigError('inProcessCalls', `must be 'inline' or 'threads', got ${show(inProcessCalls)}`);
   const keyCreation = config.keyCreation ?? 'parallel';
   if (keyCreation !== 'parallel' && keyCreation !== 'primary-first') {
     throw new ConfigError('keyCreation', `must be 'parallel' or 'primary-first', got ${show(keyCreation)}`);
@@ -334,6 +350,7 @@ export function resolveGroupConfig(config: GroupConfig): ResolvedGroupConfig {
     unextractableKeys,
     keyCreation,
     hostCalls,
+    inProcessCalls,
     journalPath: config.journalPath,
   };
 }

@@ -758,7 +758,7 @@ export class HaGroup extends EventEmitter<HaGroupEvents> {
 
 function defaultTransport(m: ResolvedMemberConfig, config: ResolvedGroupConfig): Transport {
   const options = transportOptions(m);
-  return config.transport === 'host' ? new HostTransport({ ...options, heartbeatIntervalMs: config.heartbeatIntervalMs, calls: config.hostCalls }) : new InProcessTransport(options);
+  return config.transport === 'host' ? new HostTransport({ ...options, heartbeatIntervalMs: config.heartbeatIntervalMs, calls: config.hostCalls }) : new InProcessTransport({ ...options, calls: config.inProcessCalls });
 }
 
 function describeDomain(d: MemberDomain): string {

@@ -7,7 +7,7 @@
  * The main thread has loaded and initialized the module already; this thread dlopens
  * the same file (one shared instance) and never calls C_Initialize or C_Finalize.
  */
-import { parentPort, workerData } from 'node:worker_threads';
+import { parentPort, workerData, type MessagePort } from 'node:worker_threads';
 import { pkcs11js } from '../pkcs11/pkcs11js.js';
 import { runCommand, toWireError } from '../pkcs11/run-command.js';
 import type { Command } from '../pkcs11/commands.js';
@@ -15,7 +15,8 @@ import { compactForPost, reviveBuffers } from './wire.js';
 import type { BatchReply, BatchRequest, CommandOutcome } from './worker-protocol.js';
 import { decodeRequest, ReplyWriter } from './frame-codec.js';
 
-const { modulePath } = workerData as { modulePath: string };
+/** `replyPort`: where answers go (a channel of their own, which the pool can poll). */
+const { modulePath, replyPort } = workerData as { modulePath: string; replyPort: MessagePort };
 const pkcs11 = new pkcs11js.PKCS11();
 pkcs11.load(modulePath);
 
@@ -48,9 +49,9 @@ parentPort?.on('message', (request: BatchRequest) => {
   if (request.frame !== undefined) {
     const { frame, length } = runFrame(request.frame);
     const reply: BatchReply = { id: request.id, frame, length };
-    parentPort?.postMessage(reply, [frame]);
+    replyPort.postMessage(reply, [frame]);
     return;
   }
   const reply: BatchReply = { id: request.id, outcomes: request.commands.map(runOne) };
-  parentPort?.postMessage(reply);
+  replyPort.postMessage(reply);
 });

@@ -1,16 +1,29 @@
 /**
  * A member's module loaded in this process: pkcs11js on worker threads that make
- * synchronous calls (see `worker-pool.ts` for why). A crash in the module still takes
- * the whole process down; only a member host process isolates that.
+ * synchronous calls (see `worker-pool.ts` for why), and, under `calls: 'inline'`, short
+ * cryptographic calls made right on the calling thread in slices of the event loop (see
+ * `inline-slicer.ts` for why). A crash in the module still takes the whole process down,
+ * and a hung inline call the event loop with it; only a member host process isolates that.
  */
 import type { Command, CommandName, CommandResult } from '../pkcs11/commands.js';
 import { acquireModule, releaseModule, type LoadedModule } from '../pkcs11/module-registry.js';
 import { pkcs11js } from '../pkcs11/pkcs11js.js';
 import { MemberUnreachableError } from '../errors/ha-error.js';
 import type { TokenInfo, Transport } from './transport.js';
+import { availableParallelism } from 'node:os';
 import { WorkerPool } from './worker-pool.js';
-import { runCommand, toWireError } from '../pkcs11/run-command.js';
+import { OUTPUT_SLACK, runCommand, toWireError } from '../pkcs11/run-command.js';
 import { CommandFailedError } from './transport.js';
+import { isFrameCommand, type FrameCommand } from './frame-codec.js';
+import { threadSlicer, type InlineSlicer } from './inline-slicer.js';
+
+/**
+ * Where an in-process member makes its short cryptographic calls (encrypt, decrypt, sign,
+ * verify, digest): `'inline'` on the calling thread in slices of the event loop, with
+ * some handed to worker threads when several callers wait; `'threads'` always on the
+ * worker threads. Every other call runs on the worker threads either way.
+ */
+export type InProcessCalls = 'inline' | 'threads';
 
 /** Which token of a module a member is: by label or by serial number. */
 export type TokenSelector = { readonly label: string } | { readonly serial: string };
@@ -28,6 +41,44 @@ export interface InProcessTransportOptions {
   readonly threads: number;
   /** Where in the config this member is, for errors. */
   readonly configPath: string;
+  /** Where short cryptographic calls run. @default 'threads' */
+  readonly calls?: InProcessCalls;
+  /** The slicer inline calls share the event loop through. @default this thread's */
+  readonly slicer?: InlineSlicer;
+}
+
+/**
+ * Hot commands in the worker threads' hands, per hot thread, before a waiting caller's
+ * call runs inline instead: enough that a thread always has its next batch waiting while
+ * the calling thread works on the rest.
+ */
+const HANDED_OFF_PER_THREAD = 12;
+
+/**
+ * A kind of call (operation, mechanism and key) that took longer than this (ms) inline
+ * {@link LONG_STRIKES} times in a row is long: the next ones go to the worker threads (an
+ * RSA-4096 signature would hold the event loop for several ms). In a row, because a first
+ * call or a descheduled thread can take that long once.
+ */
+const LONG_INLINE_CALL_MS = 2;
+const LONG_STRIKES = 3;
+
+/** Kinds of call tracked, at most (the map is cleared when full). */
+const MAX_TRACKED_KINDS = 1024;
+
+/**
+ * Where inline calls write their byte results before they are copied out: one call runs
+ * at a time on a thread, and a fresh buffer of input + 1 KiB per call cost more than
+ * copying the few bytes of a result.
+ */
+const INLINE_OUTPUT = Buffer.allocUnsafeSlow(64 * 1024 + OUTPUT_SLACK);
+
+/** How many calls ran where. */
+export interface InProcessCallCounts {
+  /** Made on the calling thread. */
+  readonly inline: number;
+  /** Made on the worker threads. */
+  readonly threads: number;
 }
 
 const trim = (s: string): string => s.replace(/[\s\0]+$/, '');
@@ -40,9 +91,23 @@ export class InProcessTransport implements Transport {
   #pool: WorkerPool | undefined;
   #listeners: ((error: Error) => void)[] = [];
   #closed = false;
+  readonly #inline: boolean;
+  readonly #slicer: InlineSlicer;
+  /** Kinds of call seen to take longer than LONG_INLINE_CALL_MS inline: strikes in a row (LONG_STRIKES = long). */
+  readonly #slowKinds = new Map<string, number>();
+  #waitingInline = 0;
+  #inlineCalls = 0;
+  #threadCalls = 0;
 
   constructor(options: InProcessTransportOptions) {
     this.#options = options;
+    this.#inline = options.calls === 'inline';
+    this.#slicer = options.slicer ?? threadSlicer;
+  }
+
+  /** How many calls ran inline and how many on the worker threads, since this transport was made. */
+  get calls(): InProcessCallCounts {
+    return { inline: this.#inlineCalls, threads: this.#threadCalls };
   }
 
   async connect(): Promise<TokenInfo> {
@@ -52,7 +117,9 @@ export class InProcessTransport implements Transport {
     this.#module = module;
     try {
       const info = findToken(module, o.token, o.member);
-      const pool = await WorkerPool.start(module.path, { threads: o.threads }, (error) => {
+      // Inline, the calling thread is busy with calls too: one hot thread per spare core.
+      const hotThreads = this.#inline ? Math.max(1, availableParallelism() - 1) : o.threads;
+      const pool = await WorkerPool.start(module.path, { threads: o.threads, hotThreads }, (error) => {
         if (this.#closed) return;
         for (const l of this.#listeners.splice(0)) l(new MemberUnreachableError(o.member, error.message, { cause: error }));
       });
@@ -72,13 +139,95 @@ export class InProcessTransport implements Transport {
   }
 
   get pending(): number {
-    return this.#pool?.pending ?? 0;
+    return (this.#pool?.pending ?? 0) + this.#waitingInline;
   }
 
   execute<N extends CommandName>(command: Extract<Command, { op: N }>): Promise<CommandResult<N>> {
     const pool = this.#pool;
     if (pool === undefined) return Promise.reject(new MemberUnreachableError(this.#options.member, 'not connected', { unsent: true }));
+    if (this.#inline && isFrameCommand(command) && !this.#isLong(command)) return this.#hot(pool, command) as Promise<CommandResult<N>>;
+    this.#threadCalls++;
     return pool.run(command) as Promise<CommandResult<N>>;
+  }
+
+  /** A hot command under `calls: 'inline'`: to the threads when callers queue up, else inline now or in the next slice. */
+  #hot(pool: WorkerPool, command: FrameCommand): Promise<unknown> {
+    pool.poll();
+    if (this.#handOff(pool)) {
+      this.#threadCalls++;
+      return pool.run(command);
+    }
+    if (this.#slicer.mayRun()) {
+      try {
+        return Promise.resolve(this.#runInline(command));
+      } catch (error) {
+        return Promise.reject(error as Error);
+      }
+    }
+    this.#waitingInline++;
+    return new Promise((resolve, reject) => {
+      this.#slicer.defer(() => {
+        this.#waitingInline--;
+        const now = this.#pool;
+        if (now === undefined) {
+          reject(new MemberUnreachableError(this.#options.member, 'transport closed', { unsent: true }));
+          return;
+        }
+        now.poll();
+        if (this.#handOff(now)) {
+          this.#threadCalls++;
+          now.run(command).then(resolve, reject);
+          return;
+        }
+        try {
+          resolve(this.#runInline(command));
+        } catch (error) {
+          reject(error as Error);
+        }
+      });
+    });
+  }
+
+  /**
+   * Whether a hot command goes to the worker threads: when several callers are at work
+   * (waiting for a slice, or with calls on the threads already) and the hot threads have
+   * room. One caller in a loop stays inline: a hand-off would cost it a thread wake-up.
+   */
+  #handOff(pool: WorkerPool): boolean {
+    const pending = pool.pending;
+    return this.#slicer.demand + pending >= 2 && pending < HANDED_OFF_PER_THREAD * pool.hotThreads;
+  }
+
+  /** Runs a hot command here; its byte result is copied out of the shared output buffer. */
+  #runInline(command: FrameCommand): unknown {
+    const module = this.#module!;
+    const output = command.op !== 'verify' && command.data.length + OUTPUT_SLACK <= INLINE_OUTPUT.length ? INLINE_OUTPUT : undefined;
+    const start = this.#slicer.now();
+    let result: unknown;
+    try {
+      result = runCommand(module.pkcs11, command as Command, output);
+    } catch (error) {
+      throw new CommandFailedError(toWireError(error));
+    } finally {
+      this.#inlineCalls++;
+      this.#timed(command, this.#slicer.now() - start);
+    }
+    return output !== undefined && Buffer.isBuffer(result) ? Buffer.from(result) : result;
+  }
+
+  #isLong(command: FrameCommand): boolean {
+    return this.#slowKinds.size > 0 && this.#slowKinds.get(kindOf(command)) === LONG_STRIKES;
+  }
+
+  /** Counts a slow inline call against its kind; a fast one clears its kind's strikes. */
+  #timed(command: FrameCommand, ms: number): void {
+    if (ms <= LONG_INLINE_CALL_MS) {
+      if (this.#slowKinds.size > 0) this.#slowKinds.delete(kindOf(command));
+      return;
+    }
+    if (this.#slowKinds.size >= MAX_TRACKED_KINDS) this.#slowKinds.clear();
+    const kind = kindOf(command);
+    this.#slowKinds.set(kind, Math.min(LONG_STRIKES, (this.#slowKinds.get(kind) ?? 0) + 1));
   }
 
   /**
@@ -112,6 +261,11 @@ export class InProcessTransport implements Transport {
     if (this.#module) releaseModule(this.#module);
     this.#module = undefined;
   }
+}
+
+/** What makes a call's length: the operation, the mechanism and the key. */
+function kindOf(command: FrameCommand): string {
+  return `${command.op}:${command.mechanism.mechanism}:${'key' in command ? command.key.toString('hex') : ''}`;
 }
 
 function findToken(module: LoadedModule, selector: TokenSelector, member: string): TokenInfo {

@@ -9,7 +9,7 @@
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { Worker } from 'node:worker_threads';
+import { MessageChannel, receiveMessageOnPort, Worker, type MessagePort } from 'node:worker_threads';
 import type { Command } from '../pkcs11/commands.js';
 import { CommandFailedError } from './transport.js';
 import type { BatchReply, BatchRequest } from './worker-protocol.js';
@@ -32,6 +32,7 @@ interface Pending {
 
 interface Lane {
   readonly worker: Worker;
+  readonly replies: MessagePort;
   readonly batches: Map<number, Pending[]>;
 }
 
@@ -43,6 +44,13 @@ export interface WorkerPoolOptions {
   readonly maxBatch?: number;
   /** Most batches outstanding per thread. @default 2 */
   readonly batchesInFlight?: number;
+  /**
+   * Threads that take hot commands (encrypt, decrypt, sign, verify, digest): the first
+   * this many; the others take only long commands. Why: when the calling thread runs hot
+   * commands itself, a hot thread per spare core is all that helps, and more threads than
+   * cores only take CPU from the calling thread. @default threads
+   */
+  readonly hotThreads?: number;
 }
 
 function workerEntry(): { entry: URL | string; eval: boolean } {
@@ -61,6 +69,7 @@ export class WorkerPool {
   readonly #queue: Pending[] = [];
   readonly #maxBatch: number;
   readonly #batchesInFlight: number;
+  #hotLanes = 0;
   #nextBatchId = 1;
   #flushScheduled = false;
   #closed: string | undefined;
@@ -80,12 +89,16 @@ export class WorkerPool {
     pool.#onFailure = onFailure;
     const { entry, eval: isEval } = workerEntry();
     const threads = options.threads ?? 2;
+    pool.#hotLanes = Math.max(1, Math.min(threads, options.hotThreads ?? threads));
     const online: Promise<void>[] = [];
     for (let i = 0; i < threads; i++) {
-      const worker = new Worker(entry, { workerData: { modulePath }, eval: isEval });
-      const lane: Lane = { worker, batches: new Map() };
+      const { port1, port2 } = new MessageChannel();
+      const worker = new Worker(entry, { workerData: { modulePath, replyPort: port2 }, transferList: [port2], eval: isEval });
+      const lane: Lane = { worker, replies: port1, batches: new Map() };
       pool.#lanes.push(lane);
-      worker.on('message', (reply: BatchReply) => pool.#onReply(lane, reply));
+      // Answers come on a channel of their own, so that poll() can take them while the
+      // calling thread is busy (a worker's own port delivers only through the event loop).
+      port1.on('message', (reply: BatchReply) => pool.#onReply(lane, reply));
       worker.on('error', (error) => pool.#fail(`command worker failed: ${error.message}`));
       worker.on('exit', (code) => pool.#fail(`command worker exited with code ${code}`));
       online.push(new Promise((resolve, reject) => {
@@ -102,11 +115,35 @@ export class WorkerPool {
     return pool;
   }
 
+  /**
+   * Takes the answers that have arrived and settles their commands now, without waiting
+   * for the event loop (which a thread busy with its own calls reaches only between them).
+   */
+  poll(): void {
+    for (const lane of this.#lanes) {
+      for (;;) {
+        const m = receiveMessageOnPort(lane.replies);
+        if (m === undefined) break;
+        this.#onReply(lane, m.message as BatchReply);
+      }
+    }
+  }
+
   /** Commands queued or running. */
   get pending(): number {
     let n = this.#queue.length;
     for (const lane of this.#lanes) for (const batch of lane.batches.values()) n += batch.length;
     return n;
+  }
+
+  /** Threads that take hot commands. */
+  get hotThreads(): number {
+    return this.#hotLanes;
+  }
+
+  /** Batches sent and not yet answered, per thread (hot threads first). */
+  get batchesPerThread(): number[] {
+    return this.#lanes.map((lane) => lane.batches.size);
   }
 
   /** Runs one command on some thread. Rejects with {@link CommandFailedError} or {@link WorkerPoolClosedError}. */
@@ -125,23 +162,21 @@ export class WorkerPool {
   #flush(): void {
     this.#flushScheduled = false;
     while (this.#queue.length > 0) {
-      let lane: Lane | undefined;
-      for (const l of this.#lanes) {
-        if (l.batches.size < this.#batchesInFlight && (lane === undefined || l.batches.size < lane.batches.size)) lane = l;
-      }
+      const hot = isFrameCommand(this.#queue[0]!.command);
+      const lane = this.#freeLane(hot);
       if (lane === undefined) return;
       // Hot commands (microseconds each) travel in batches; any other command (a key
       // generation, an unwrap: milliseconds, often a token-file write) goes alone, so two
       // of them issued together run on two threads rather than one after the other.
       let size = 1;
-      if (isFrameCommand(this.#queue[0]!.command)) {
-        const most = this.#maxBatch * this.#lanes.length * this.#batchesInFlight;
+      if (hot) {
+        const most = this.#maxBatch * this.#hotLanes * this.#batchesInFlight;
         while (size < most && size < this.#queue.length && isFrameCommand(this.#queue[size]!.command)) size++;
         // What is queued is spread evenly over the free batch slots: a thread's next batch
         // is then waiting when its current one ends, rather than sent only after the main
         // thread has resolved the results (16 callers in batches of 8 left each thread idle
         // for a round trip per batch).
-        size = Math.min(this.#maxBatch, Math.ceil(size / this.#freeSlots()));
+        size = Math.min(this.#maxBatch, Math.ceil(size / this.#freeHotSlots()));
       }
       const batch = this.#queue.splice(0, size);
       const id = this.#nextBatchId++;
@@ -166,10 +201,25 @@ export class WorkerPool {
     }
   }
 
-  /** Batches that may still be sent now, over all threads (at least 1 when #flush runs). */
-  #freeSlots(): number {
+  /**
+   * The least busy thread with room for a batch: among the hot threads for a hot command;
+   * among all for another, the cold ones first on a tie (a long command on a hot thread
+   * would hold up the hot batches behind it).
+   */
+  #freeLane(hot: boolean): Lane | undefined {
+    let lane: Lane | undefined;
+    const count = hot ? this.#hotLanes : this.#lanes.length;
+    for (let i = 0; i < count; i++) {
+      const l = this.#lanes[i]!;
+      if (l.batches.size < this.#batchesInFlight && (lane === undefined || l.batches.size <= lane.batches.size)) lane = l;
+    }
+    return lane;
+  }
+
+  /** Batches that may still be sent now to the hot threads (at least 1 when a hot batch is formed). */
+  #freeHotSlots(): number {
     let free = 0;
-    for (const lane of this.#lanes) free += this.#batchesInFlight - lane.batches.size;
+    for (let i = 0; i < this.#hotLanes; i++) free += this.#batchesInFlight - this.#lanes[i]!.batches.size;
     return free;
   }
 
@@ -191,9 +241,14 @@ export class WorkerPool {
 
   #fail(reason: string): void {
     if (this.#closed !== undefined) return;
+    // Answers sent before the failure still count: a command that ran is not run again elsewhere.
+    this.poll();
     this.#rejectAll(reason);
     this.#onFailure?.(new WorkerPoolClosedError(reason));
-    for (const lane of this.#lanes) void lane.worker.terminate();
+    for (const lane of this.#lanes) {
+      lane.replies.close();
+      void lane.worker.terminate();
+    }
   }
 
   #rejectAll(reason: string): void {
@@ -210,5 +265,6 @@ export class WorkerPool {
   async close(): Promise<void> {
     if (this.#closed === undefined) this.#rejectAll('worker pool closed');
     await Promise.all(this.#lanes.map((lane) => lane.worker.terminate()));
+    for (const lane of this.#lanes) lane.replies.close();
   }
 }

@@ -78,6 +78,7 @@ describe('resolveGroupConfig refuses bad values, naming the path and echoing the
     { what: 'transportFactory a string', config: broken((c) => (c.transportFactory = 'in-process')), path: 'transportFactory', echo: '"in-process"' },
     { what: 'keyCreation unknown', config: broken((c) => (c.keyCreation = 'staged')), path: 'keyCreation', echo: '"staged"' },
     { what: 'hostCalls unknown', config: broken((c) => (c.hostCalls = 'sync')), path: 'hostCalls', echo: '"sync"' },
+    { what: 'inProcessCalls unknown', config: broken((c) => (c.inProcessCalls = 'main')), path: 'inProcessCalls', echo: '"main"' },
   ];
 
   it.each(rows)('$what -> $path', ({ config, path, echo }) => {
@@ -114,6 +115,7 @@ describe('resolveGroupConfig defaults', () => {
     expect(r.transportFactory).toBeUndefined();
     expect(r.keyCreation).toBe('parallel');
     expect(r.hostCalls).toBe('inline');
+    expect(r.inProcessCalls).toBe('inline');
     const [a, b] = r.members;
     expect(a).toMatchObject({ name: 'hsm-a', index: 0, path: 'members[0]', role: 'active', threads: 2, modulePath: '/opt/hsm/libsofthsm2.so', moduleEnv: {}, token: { label: 'hsm-a' } });
     expect(b).toMatchObject({ name: '5c1f9a0e22b04d1a', index: 1, path: 'members[1]', role: 'standby', threads: 2, moduleEnv: { SOFTHSM2_CONF: '/etc/b.conf' }, token: { serial: '5c1f9a0e22b04d1a' } });

@@ -16,13 +16,14 @@ import { encodeFrame, FrameDecoder, type HostMessage } from '../../src/host/host
 import type { Handle } from '../../src/pkcs11/commands.js';
 import { pkcs11js } from '../../src/pkcs11/pkcs11js.js';
 import { toMechanism, toRawTemplate, type FriendlyTemplate } from '../../src/pkcs11/templates.js';
-import { provisionKeys, standardKeys, type ProvisionedKey } from '../../src/testbed/provision.js';
-import { createTestbed, type Testbed, type TestbedToken } from '../../src/testbed/softhsm-testbed.js';
+import type { ProvisionedKey } from '../../src/testbed/provision.js';
+import type { Testbed, TestbedToken } from '../../src/testbed/softhsm-testbed.js';
 import { HostTransport, type HostTransportOptions } from '../../src/transport/host-transport.js';
 import { InProcessTransport } from '../../src/transport/in-process-transport.js';
 import { CommandFailedError, type TokenInfo } from '../../src/transport/transport.js';
 import { isGone } from '../helpers/processes.js';
 import { until } from '../helpers/until.js';
+import { keyedToken } from '../helpers/keyed-token.js';
 
 
 const template = (t: FriendlyTemplate) => toRawTemplate(t);
@@ -71,11 +72,7 @@ describe('HostTransport: a member in its own process', () => {
     });
 
   beforeAll(async () => {
-    bed = await createTestbed({ count: 1 });
-    token = bed.tokens[0]!;
-    const list = standardKeys('h');
-    provisionKeys(bed.tokens, list);
-    keys = new Map(list.map((k) => [k.kind, k]));
+    ({ bed, token, keys } = await keyedToken('h'));
   });
   afterAll(async () => {
     await Promise.all(transports.map((t) => t.close()));

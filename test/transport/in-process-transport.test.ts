@@ -1,0 +1,174 @@
+/**
+ * InProcessTransport on a real SoftHSM2 token: inline calls against worker-thread calls,
+ * the event loop under a load of inline calls, hand-offs to the threads, long calls.
+ * Slice time is fake where a test needs to steer it; the calls themselves are real.
+ */
+import { createCipheriv, createHmac, randomBytes } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { MemberUnreachableError } from '../../src/errors/ha-error.js';
+import type { Handle } from '../../src/pkcs11/commands.js';
+import { pkcs11js } from '../../src/pkcs11/pkcs11js.js';
+import { toMechanism, toRawTemplate } from '../../src/pkcs11/templates.js';
+import type { ProvisionedKey } from '../../src/testbed/provision.js';
+import type { Testbed, TestbedToken } from '../../src/testbed/softhsm-testbed.js';
+import { InProcessTransport, type InProcessCalls } from '../../src/transport/in-process-transport.js';
+import { InlineSlicer, eventLoopTurns, type SliceTiming } from '../../src/transport/inline-slicer.js';
+import { CommandFailedError, type TokenInfo } from '../../src/transport/transport.js';
+import { keyedToken } from '../helpers/keyed-token.js';
+
+/** Real turns of the event loop, but a clock that moves `step` ms at every reading. */
+const steppingTime = (step: number): SliceTiming => {
+  let t = 0;
+  return { now: () => (t += step), nextTurn: eventLoopTurns.nextTurn };
+};
+
+describe('InProcessTransport: inline calls', () => {
+  let bed: Testbed;
+  let token: TestbedToken;
+  let keys: Map<string, ProvisionedKey>;
+  const transports: InProcessTransport[] = [];
+
+  const open = async (calls: InProcessCalls, slicer?: InlineSlicer): Promise<{ t: InProcessTransport; info: TokenInfo }> => {
+    const t = new InProcessTransport({
+      member: token.label,
+      modulePath: token.modulePath,
+      moduleEnv: token.env,
+      token: { label: token.label },
+      threads: 2,
+      configPath: 'members[0]',
+      calls,
+      ...(slicer ? { slicer } : {}),
+    });
+    transports.push(t);
+    return { t, info: await t.connect() };
+  };
+  const sessionsOf = async (t: InProcessTransport, info: TokenInfo, n: number): Promise<Handle[]> => {
+    const sessions = await Promise.all(Array.from({ length: n }, () => t.execute({ op: 'openSession', slot: info.slot })));
+    try {
+      await t.execute({ op: 'login', session: sessions[0]!, userType: pkcs11js.CKU_USER, pin: token.userPin });
+    } catch (error) {
+      if (!(error instanceof CommandFailedError && error.wire.rv === pkcs11js.CKR_USER_ALREADY_LOGGED_IN)) throw error;
+    }
+    return sessions;
+  };
+  const find = async (t: InProcessTransport, session: Handle, kind: 'aes' | 'hmac'): Promise<{ key: Handle; value: Buffer }> => {
+    const k = keys.get(kind) as Extract<ProvisionedKey, { kind: 'aes' | 'hmac' }>;
+    const [key] = await t.execute({ op: 'findObjects', session, template: toRawTemplate({ label: k.label, class: 'secretKey' }) });
+    return { key: key!, value: k.value };
+  };
+
+  beforeAll(async () => {
+    ({ bed, token, keys } = await keyedToken('ip'));
+  });
+  afterAll(async () => {
+    await Promise.all(transports.map((t) => t.close()));
+    await bed?.dispose();
+  });
+
+  it.each(['inline', 'threads'] as const)('gives the module\'s answers and its typed errors (calls %s)', async (calls) => {
+    const { t, info } = await open(calls);
+    const [session] = await sessionsOf(t, info, 1);
+    const aes = await find(t, session!, 'aes');
+    const data = randomBytes(1000);
+    const iv = randomBytes(12);
+    const ct = await t.execute({ op: 'encrypt', session: session!, mechanism: toMechanism({ name: 'AES_GCM', iv }), key: aes.key, data });
+    const cipher = createCipheriv('aes-256-gcm', aes.value, iv);
+    expect(ct).toEqual(Buffer.concat([cipher.update(data), cipher.final(), cipher.getAuthTag()]));
+    // A result is the caller's own: the next call does not overwrite it.
+    const copy = Buffer.from(ct);
+    await t.execute({ op: 'encrypt', session: session!, mechanism: toMechanism({ name: 'AES_GCM', iv: randomBytes(12) }), key: aes.key, data });
+    expect(ct).toEqual(copy);
+    expect(await t.execute({ op: 'decrypt', session: session!, mechanism: toMechanism({ name: 'AES_GCM', iv }), key: aes.key, data: ct })).toEqual(data);
+    const failure = await t.execute({ op: 'sign', session: session!, mechanism: toMechanism('SHA256_HMAC'), key: Buffer.alloc(8, 0xee), data }).catch((e: unknown) => e);
+    expect(failure).toBeInstanceOf(CommandFailedError);
+    expect((failure as CommandFailedError).wire).toMatchObject({ rv: pkcs11js.CKR_OBJECT_HANDLE_INVALID, fn: 'C_SignInit' });
+    expect(t.calls.inline > 0).toBe(calls === 'inline');
+    expect(t.pending).toBe(0);
+  });
+
+  it('one caller in a loop stays inline; 16 callers hand some calls to the threads; every answer is right', async () => {
+    // Every clock reading moves 0.3 ms: a 1 ms slice holds a couple of calls, whatever this machine's speed.
+    const { t, info } = await open('inline', new InlineSlicer(1, steppingTime(0.3)));
+    const sessions = await sessionsOf(t, info, 16);
+    const hmac = await find(t, sessions[0]!, 'hmac');
+    const mac = (session: Handle, data: Buffer) => t.execute({ op: 'sign', session, mechanism: toMechanism('SHA256_HMAC'), key: hmac.key, data });
+    const loop = async (session: Handle, n: number, tag: number): Promise<void> => {
+      for (let i = 0; i < n; i++) {
+        const data = Buffer.from(`caller ${tag} call ${i}`);
+        expect(await mac(session, data)).toEqual(createHmac('sha256', hmac.value).update(data).digest());
+      }
+    };
+    const before = t.calls;
+    await loop(sessions[0]!, 300, 0);
+    expect(t.calls.threads).toBe(before.threads);
+    expect(t.calls.inline - before.inline).toBe(300);
+
+    // 16 callers: once a slice is spent with several callers waiting, the threads get a share.
+    const mid = t.calls;
+    await Promise.all(sessions.map((s, i) => loop(s, 200, i)));
+    const after = t.calls;
+    expect(after.inline - mid.inline + after.threads - mid.threads).toBe(16 * 200);
+    expect(after.threads - mid.threads).toBeGreaterThan(0);
+    expect(after.inline - mid.inline).toBeGreaterThan(0);
+    expect(t.pending).toBe(0);
+  });
+
+  it('callers in a loop of inline calls still let the event loop turn', async () => {
+    // Every clock reading moves 0.3 ms: a 1 ms slice holds a handful of calls.
+    const { t, info } = await open('inline', new InlineSlicer(1, steppingTime(0.3)));
+    const sessions = await sessionsOf(t, info, 4);
+    const hmac = await find(t, sessions[0]!, 'hmac');
+    let done = 0;
+    let doneAtTurn = -1;
+    setImmediate(() => (doneAtTurn = done));
+    await Promise.all(
+      sessions.map(async (session) => {
+        for (let i = 0; i < 100; i++) {
+          await t.execute({ op: 'sign', session, mechanism: toMechanism('SHA256_HMAC'), key: hmac.key, data: Buffer.from([i]) });
+          done++;
+        }
+      }),
+    );
+    // Without slices, all 400 calls would resolve before any other macrotask ran.
+    expect(doneAtTurn).toBeGreaterThanOrEqual(0);
+    expect(doneAtTurn).toBeLessThan(40);
+    expect(done).toBe(400);
+  });
+
+  it('a kind of call that is slow three times in a row goes to the threads from then on; other kinds stay inline', async () => {
+    // Every clock reading moves 3 ms: every inline call "takes" 3 ms, over the 2 ms limit.
+    const { t, info } = await open('inline', new InlineSlicer(1, steppingTime(3)));
+    const [session] = await sessionsOf(t, info, 1);
+    const hmac = await find(t, session!, 'hmac');
+    const aes = await find(t, session!, 'aes');
+    const sign = () => t.execute({ op: 'sign', session: session!, mechanism: toMechanism('SHA256_HMAC'), key: hmac.key, data: Buffer.from('x') });
+    const base = t.calls;
+    for (let i = 0; i < 3; i++) await sign();
+    expect(t.calls).toEqual({ inline: base.inline + 3, threads: base.threads });
+    for (let i = 0; i < 2; i++) expect(await sign()).toEqual(createHmac('sha256', hmac.value).update('x').digest());
+    expect(t.calls).toEqual({ inline: base.inline + 3, threads: base.threads + 2 });
+    // Another key is another kind.
+    await t.execute({ op: 'encrypt', session: session!, mechanism: toMechanism({ name: 'AES_GCM', iv: randomBytes(12) }), key: aes.key, data: Buffer.from('y') });
+    expect(t.calls.inline).toBe(base.inline + 4);
+  });
+
+  it('calls waiting for a slice when the transport closes fail as never sent; nothing is left pending', async () => {
+    // 10 ms per reading: the first call spends the slice, the others wait for the next turn.
+    const { t, info } = await open('inline', new InlineSlicer(1, steppingTime(10)));
+    const sessions = await sessionsOf(t, info, 3);
+    const hmac = await find(t, sessions[0]!, 'hmac');
+    const running = sessions.map((session) => t.execute({ op: 'sign', session, mechanism: toMechanism('SHA256_HMAC'), key: hmac.key, data: Buffer.from('z') }));
+    expect(t.pending).toBe(2);
+    const closing = t.close();
+    const outcomes = await Promise.allSettled(running);
+    await closing;
+    expect(outcomes[0]!.status).toBe('fulfilled');
+    for (const o of outcomes.slice(1)) {
+      expect(o.status).toBe('rejected');
+      const reason = (o as PromiseRejectedResult).reason as MemberUnreachableError;
+      expect(reason).toBeInstanceOf(MemberUnreachableError);
+      expect(reason.unsent).toBe(true);
+    }
+    expect(t.pending).toBe(0);
+  });
+});
