@@ -451,6 +451,11 @@ export class FrameWriter {
     }
   }
 
+  /** Messages queued and not yet written. */
+  get queued(): number {
+    return this.#parts.length;
+  }
+
   /** Writes whatever is queued now. */
   flush(): void {
     this.#scheduled = false;

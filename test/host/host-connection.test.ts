@@ -1,0 +1,85 @@
+/**
+ * HostConnection's writes of inline answers, on a fake socket and a fake clock: answers
+ * leave once they stand for 1 ms of inline work, else at the end of the tick.
+ */
+import { EventEmitter } from 'node:events';
+import type { Socket } from 'node:net';
+import { describe, expect, it } from 'vitest';
+import { FrameDecoder, type HostMessage } from '../../src/host/host-protocol.js';
+import { HostConnection, type MemberHost } from '../../src/host/member-host.js';
+import { FakeClock } from '../helpers/fake-clock.js';
+
+class FakeSocket extends EventEmitter {
+  destroyed = false;
+  readonly writes: Buffer[] = [];
+  write(chunk: Buffer): boolean {
+    this.writes.push(chunk);
+    return true;
+  }
+  destroy(): void {
+    this.destroyed = true;
+    this.emit('close');
+  }
+}
+
+const decodeAll = (chunks: readonly Buffer[]): HostMessage[] => {
+  const out: HostMessage[] = [];
+  const decoder = new FrameDecoder();
+  for (const chunk of chunks) decoder.push(chunk, (m) => out.push(m));
+  return out;
+};
+const reply = (id: number): HostMessage => ({ t: 'reply', id, ok: true, value: Buffer.from([id]) });
+const nextTick = () => new Promise((resolve) => process.nextTick(resolve));
+
+describe('HostConnection: writes of inline answers', () => {
+  const connect = () => {
+    const socket = new FakeSocket();
+    const host = { forget: () => undefined } as unknown as MemberHost;
+    const connection = new HostConnection(socket as unknown as Socket, host, new FakeClock());
+    return { socket, connection };
+  };
+
+  it('writes once the queued answers stand for 1 ms of work, in one write; the rest at the end of the tick', async () => {
+    const { socket, connection } = connect();
+    for (const id of [1, 2]) {
+      connection.send(reply(id));
+      connection.inlineWork(0.4);
+    }
+    expect(socket.writes).toHaveLength(0);
+    connection.send(reply(3));
+    connection.inlineWork(0.4); // 1.2 ms behind three answers
+    expect(socket.writes).toHaveLength(1);
+    expect(decodeAll(socket.writes)).toEqual([reply(1), reply(2), reply(3)]);
+    connection.send(reply(4));
+    connection.inlineWork(0.4);
+    expect(socket.writes).toHaveLength(1);
+    await nextTick();
+    expect(socket.writes).toHaveLength(2);
+    expect(decodeAll(socket.writes.slice(1))).toEqual([reply(4)]);
+    connection.destroy();
+  });
+
+  it('counts afresh after the end-of-tick write: work written out is not counted again', async () => {
+    const { socket, connection } = connect();
+    connection.send(reply(1));
+    connection.inlineWork(0.9);
+    await nextTick();
+    expect(socket.writes).toHaveLength(1);
+    connection.send(reply(2));
+    connection.inlineWork(0.9); // 0.9 ms, not 1.8: no write yet
+    expect(socket.writes).toHaveLength(1);
+    connection.send(reply(3));
+    connection.inlineWork(0.2);
+    expect(socket.writes).toHaveLength(2);
+    expect(decodeAll(socket.writes)).toEqual([reply(1), reply(2), reply(3)]);
+    connection.destroy();
+  });
+
+  it('a single call of 1 ms or more is written at once', () => {
+    const { socket, connection } = connect();
+    connection.send(reply(1));
+    connection.inlineWork(1.5);
+    expect(decodeAll(socket.writes)).toEqual([reply(1)]);
+    connection.destroy();
+  });
+});
