@@ -70,6 +70,8 @@ export class WorkerPool {
   readonly #maxBatch: number;
   readonly #batchesInFlight: number;
   #hotLanes = 0;
+  /** Batches sent and not yet answered, over all threads. */
+  #batchesOut = 0;
   #nextBatchId = 1;
   #flushScheduled = false;
   #closed: string | undefined;
@@ -120,6 +122,7 @@ export class WorkerPool {
    * for the event loop (which a thread busy with its own calls reaches only between them).
    */
   poll(): void {
+    if (this.#batchesOut === 0) return;
     for (const lane of this.#lanes) {
       for (;;) {
         const m = receiveMessageOnPort(lane.replies);
@@ -181,6 +184,7 @@ export class WorkerPool {
       const batch = this.#queue.splice(0, size);
       const id = this.#nextBatchId++;
       lane.batches.set(id, batch);
+      this.#batchesOut++;
       const commands = batch.map((p) => p.command);
       try {
         if (commands.every(isFrameCommand)) {
@@ -195,6 +199,7 @@ export class WorkerPool {
         // A command that cannot be sent (e.g. an argument structured clone refuses) fails
         // as the caller's: the worker never saw it, the member is fine.
         lane.batches.delete(id);
+        this.#batchesOut--;
         const message = `TypeError: ${error instanceof Error ? error.message : String(error)}`;
         for (const p of batch) p.reject(new CommandFailedError({ message }));
       }
@@ -227,6 +232,7 @@ export class WorkerPool {
     const batch = lane.batches.get(reply.id);
     if (batch === undefined) return;
     lane.batches.delete(reply.id);
+    this.#batchesOut--;
     const fromFrame = reply.frame !== undefined;
     const outcomes = fromFrame ? decodeReply(reply.frame, reply.length, batch.length) : reply.outcomes;
     for (let i = 0; i < batch.length; i++) {
@@ -259,6 +265,7 @@ export class WorkerPool {
       for (const batch of lane.batches.values()) for (const p of batch) p.reject(error);
       lane.batches.clear();
     }
+    this.#batchesOut = 0;
   }
 
   /** Stops the threads. Commands still queued or running are rejected. Idempotent. */
