@@ -68,14 +68,6 @@ export const TARGETS_C16: Partial<Record<OpName, number>> = {
   'rsa2048-sign': 1.0,
 };
 
-/**
- * Fewest repetitions of this family, whatever `--reps` says: its c16 entries carry the
- * targets, and on a shared 2-core machine one repetition in three or four runs a fifth
- * slower on either side, so a median of three moved by a tenth between runs.
- */
-const MIN_REPS = 5;
-const repsOf = (ctx: Pick<BenchContext, 'reps'>): number => Math.max(ctx.reps, MIN_REPS);
-
 const KEY_PREFIX = 'bench';
 /** Seconds of set-up (test bed, key import, group start), for the progress plan. */
 const SETUP_SECONDS = 6;
@@ -210,7 +202,7 @@ export const overhead: BenchFamily = {
     const per = (ctx.warmupMs + ctx.durationMs) / 1000;
     let runs = 0;
     for (const cells of plan.values()) runs += 1 + cells.reduce((a, c) => a + 1 + c.groups.length, 0);
-    return SETUP_SECONDS + runs * (repsOf(ctx) * per + SETTLE_MS / 1000);
+    return SETUP_SECONDS + runs * (ctx.reps * per + SETTLE_MS / 1000);
   },
 
   async run(ctx: BenchContext) {
@@ -268,8 +260,8 @@ export const overhead: BenchFamily = {
             },
           }));
 
-          const samples = await interleaved(tracked, repsOf(ctx), ctx.signal, (rep, these) => {
-            ctx.log(`overhead/${op} rep ${rep + 1}/${repsOf(ctx)}: ${[...these].map(([n, v]) => `${n} ${fmtRate(v.rate)}`).join(' | ')}`);
+          const samples = await interleaved(tracked, ctx.reps, ctx.signal, (rep, these) => {
+            ctx.log(`overhead/${op} rep ${rep + 1}/${ctx.reps}: ${[...these].map(([n, v]) => `${n} ${fmtRate(v.rate)}`).join(' | ')}`);
           });
           // A last check that every path still gives right answers after the timed runs.
           await verifyPaths(spec, direct, groups, lanes);
