@@ -101,11 +101,13 @@ export interface GroupConfig {
    * Where an in-process member (`transport: 'in-process'`) makes short cryptographic calls
    * (encrypt, decrypt, sign, verify, digest). `'inline'`: on the calling thread, in slices
    * that hold the event loop for at most about 1 ms before it turns again; when several
-   * callers wait, some calls go to one worker thread per spare core, in parallel. Best for
-   * a token that computes on this machine's CPU (SoftHSM): a worker thread that sleeps
-   * takes longer to wake than such a call takes. A call that hangs inline hangs the
-   * application (no deadline can fire). Calls measured longer than 2 ms inline go to the
-   * threads from then on. `'threads'`: always on the `threadsPerMember` worker threads.
+   * callers wait, some calls go to the member's worker threads (one per spare core, at
+   * most `threadsPerMember`), in parallel. Best for a token that computes on this
+   * machine's CPU (SoftHSM): a worker thread that sleeps takes longer to wake than such a
+   * call takes. A call that hangs inline hangs the application (no deadline can fire). A
+   * kind of call measured longer than 2 ms inline three times in a row goes to the threads
+   * (tried inline again after 10 s). `'threads'`: always on the `threadsPerMember` worker
+   * threads.
    * @default 'inline'
    */
   readonly inProcessCalls?: InProcessCalls;

@@ -431,6 +431,7 @@ export class FrameWriter {
   readonly #sink: FrameSink;
   #parts: Buffer[] = [];
   #bytes = 0;
+  #messages = 0;
   #scheduled = false;
 
   constructor(sink: FrameSink) {
@@ -443,6 +444,7 @@ export class FrameWriter {
    */
   send(m: HostMessage): void {
     this.#bytes += appendFrame(m, this.#parts);
+    this.#messages++;
     if (!this.#scheduled) {
       this.#scheduled = true;
       // nextTick runs after the whole microtask cascade of this tick: every reply that
@@ -453,7 +455,7 @@ export class FrameWriter {
 
   /** Messages queued and not yet written. */
   get queued(): number {
-    return this.#parts.length;
+    return this.#messages;
   }
 
   /** Writes whatever is queued now. */
@@ -464,6 +466,7 @@ export class FrameWriter {
     const bytes = this.#bytes;
     this.#parts = [];
     this.#bytes = 0;
+    this.#messages = 0;
     if (this.#sink.destroyed === true) return;
     this.#sink.write(parts.length === 1 ? parts[0]! : Buffer.concat(parts, bytes));
   }

@@ -58,10 +58,13 @@ const HANDED_OFF_PER_THREAD = 12;
  * A kind of call (operation, mechanism and key) that took longer than this (ms) inline
  * {@link LONG_STRIKES} times in a row is long: the next ones go to the worker threads (an
  * RSA-4096 signature would hold the event loop for several ms). In a row, because a first
- * call or a descheduled thread can take that long once.
+ * call or a descheduled thread can take that long once. After {@link LONG_RETRY_MS} the
+ * kind is tried inline again, and one more slow call makes it long again: a machine that
+ * was only busy for a while does not send a fast kind to the threads for good.
  */
 const LONG_INLINE_CALL_MS = 2;
 const LONG_STRIKES = 3;
+const LONG_RETRY_MS = 10_000;
 
 /** Kinds of call tracked, at most (the map is cleared when full). */
 const MAX_TRACKED_KINDS = 1024;
@@ -93,8 +96,10 @@ export class InProcessTransport implements Transport {
   #closed = false;
   readonly #inline: boolean;
   readonly #slicer: InlineSlicer;
-  /** Kinds of call seen to take longer than LONG_INLINE_CALL_MS inline: strikes in a row (LONG_STRIKES = long). */
-  readonly #slowKinds = new Map<string, number>();
+  /** Kinds of call seen to take longer than LONG_INLINE_CALL_MS inline: strikes in a row. */
+  readonly #strikes = new Map<string, number>();
+  /** Kinds of call that are long, until when (slicer time, ms). */
+  readonly #longUntil = new Map<string, number>();
   #waitingInline = 0;
   #inlineCalls = 0;
   #threadCalls = 0;
@@ -190,12 +195,14 @@ export class InProcessTransport implements Transport {
 
   /**
    * Whether a hot command goes to the worker threads: when several callers are at work
-   * (waiting for a slice, or with calls on the threads already) and the hot threads have
-   * room. One caller in a loop stays inline: a hand-off would cost it a thread wake-up.
+   * (waiting for a slice, or with hot calls on the threads already), a hot thread is free
+   * of long commands (a key generation would hold the call up for seconds), and the hot
+   * threads have room. One caller in a loop stays inline: a hand-off would cost it a
+   * thread wake-up.
    */
   #handOff(pool: WorkerPool): boolean {
-    const pending = pool.pending;
-    return this.#slicer.demand + pending >= 2 && pending < HANDED_OFF_PER_THREAD * pool.hotThreads;
+    const hot = pool.hotPending;
+    return this.#slicer.demand + hot >= 2 && hot < HANDED_OFF_PER_THREAD * pool.hotThreads && pool.hotReady;
   }
 
   /** Runs a hot command here; its byte result is copied out of the shared output buffer. */
@@ -216,18 +223,33 @@ export class InProcessTransport implements Transport {
   }
 
   #isLong(command: FrameCommand): boolean {
-    return this.#slowKinds.size > 0 && this.#slowKinds.get(kindOf(command)) === LONG_STRIKES;
+    if (this.#longUntil.size === 0) return false;
+    const kind = kindOf(command);
+    const until = this.#longUntil.get(kind);
+    if (until === undefined) return false;
+    if (this.#slicer.now() < until) return true;
+    // Time to try it inline again; one slow call makes it long again.
+    this.#longUntil.delete(kind);
+    this.#strikes.set(kind, LONG_STRIKES - 1);
+    return false;
   }
 
   /** Counts a slow inline call against its kind; a fast one clears its kind's strikes. */
   #timed(command: FrameCommand, ms: number): void {
     if (ms <= LONG_INLINE_CALL_MS) {
-      if (this.#slowKinds.size > 0) this.#slowKinds.delete(kindOf(command));
+      if (this.#strikes.size > 0) this.#strikes.delete(kindOf(command));
       return;
     }
-    if (this.#slowKinds.size >= MAX_TRACKED_KINDS) this.#slowKinds.clear();
     const kind = kindOf(command);
-    this.#slowKinds.set(kind, Math.min(LONG_STRIKES, (this.#slowKinds.get(kind) ?? 0) + 1));
+    const strikes = (this.#strikes.get(kind) ?? 0) + 1;
+    if (strikes < LONG_STRIKES) {
+      if (this.#strikes.size >= MAX_TRACKED_KINDS) this.#strikes.clear();
+      this.#strikes.set(kind, strikes);
+      return;
+    }
+    this.#strikes.delete(kind);
+    if (this.#longUntil.size >= MAX_TRACKED_KINDS) this.#longUntil.clear();
+    this.#longUntil.set(kind, this.#slicer.now() + LONG_RETRY_MS);
   }
 
   /**

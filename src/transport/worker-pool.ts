@@ -12,7 +12,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { MessageChannel, receiveMessageOnPort, Worker, type MessagePort } from 'node:worker_threads';
 import type { Command } from '../pkcs11/commands.js';
 import { CommandFailedError } from './transport.js';
-import type { BatchReply, BatchRequest } from './worker-protocol.js';
+import type { BatchReply, BatchRequest, CommandOutcome } from './worker-protocol.js';
 import { compactForPost, reviveBuffers } from './wire.js';
 import { decodeReply, encodeRequest, isFrameCommand } from './frame-codec.js';
 
@@ -34,6 +34,8 @@ interface Lane {
   readonly worker: Worker;
   readonly replies: MessagePort;
   readonly batches: Map<number, Pending[]>;
+  /** Ids of the batches in flight that hold a long command (anything but a hot one). */
+  readonly long: Set<number>;
 }
 
 /** Options of a {@link WorkerPool}. */
@@ -72,6 +74,8 @@ export class WorkerPool {
   #hotLanes = 0;
   /** Batches sent and not yet answered, over all threads. */
   #batchesOut = 0;
+  /** Hot commands queued or in flight. */
+  #hotPending = 0;
   #nextBatchId = 1;
   #flushScheduled = false;
   #closed: string | undefined;
@@ -96,7 +100,7 @@ export class WorkerPool {
     for (let i = 0; i < threads; i++) {
       const { port1, port2 } = new MessageChannel();
       const worker = new Worker(entry, { workerData: { modulePath, replyPort: port2 }, transferList: [port2], eval: isEval });
-      const lane: Lane = { worker, replies: port1, batches: new Map() };
+      const lane: Lane = { worker, replies: port1, batches: new Map(), long: new Set() };
       pool.#lanes.push(lane);
       // Answers come on a channel of their own, so that poll() can take them while the
       // calling thread is busy (a worker's own port delivers only through the event loop).
@@ -144,6 +148,20 @@ export class WorkerPool {
     return this.#hotLanes;
   }
 
+  /** Hot commands queued or running. */
+  get hotPending(): number {
+    return this.#hotPending;
+  }
+
+  /**
+   * Whether a hot command sent now can start without waiting behind a long one: some hot
+   * thread has no long command in flight (a hot batch is never queued behind one).
+   */
+  get hotReady(): boolean {
+    for (let i = 0; i < this.#hotLanes; i++) if (this.#lanes[i]!.long.size === 0) return true;
+    return false;
+  }
+
   /** Batches sent and not yet answered, per thread (hot threads first). */
   get batchesPerThread(): number[] {
     return this.#lanes.map((lane) => lane.batches.size);
@@ -153,7 +171,15 @@ export class WorkerPool {
   run(command: Command): Promise<unknown> {
     if (this.#closed !== undefined) return Promise.reject(new WorkerPoolClosedError(this.#closed));
     return new Promise((resolve, reject) => {
-      this.#queue.push({ command, resolve, reject });
+      if (isFrameCommand(command)) {
+        this.#hotPending++;
+        const settle = (): void => {
+          this.#hotPending--;
+        };
+        this.#queue.push({ command, resolve: (v) => (settle(), resolve(v)), reject: (e) => (settle(), reject(e)) });
+      } else {
+        this.#queue.push({ command, resolve, reject });
+      }
       if (!this.#flushScheduled) {
         this.#flushScheduled = true;
         // Coalesce the commands issued in this tick into batches.
@@ -164,6 +190,8 @@ export class WorkerPool {
 
   #flush(): void {
     this.#flushScheduled = false;
+    // A pool that is failing or closed sends nothing more (its queue is being rejected).
+    if (this.#closed !== undefined) return;
     while (this.#queue.length > 0) {
       const hot = isFrameCommand(this.#queue[0]!.command);
       const lane = this.#freeLane(hot);
@@ -184,6 +212,7 @@ export class WorkerPool {
       const batch = this.#queue.splice(0, size);
       const id = this.#nextBatchId++;
       lane.batches.set(id, batch);
+      if (!hot) lane.long.add(id);
       this.#batchesOut++;
       const commands = batch.map((p) => p.command);
       try {
@@ -199,6 +228,7 @@ export class WorkerPool {
         // A command that cannot be sent (e.g. an argument structured clone refuses) fails
         // as the caller's: the worker never saw it, the member is fine.
         lane.batches.delete(id);
+        lane.long.delete(id);
         this.#batchesOut--;
         const message = `TypeError: ${error instanceof Error ? error.message : String(error)}`;
         for (const p of batch) p.reject(new CommandFailedError({ message }));
@@ -207,15 +237,16 @@ export class WorkerPool {
   }
 
   /**
-   * The least busy thread with room for a batch: among the hot threads for a hot command;
-   * among all for another, the cold ones first on a tie (a long command on a hot thread
-   * would hold up the hot batches behind it).
+   * The least busy thread with room for a batch: among the hot threads with no long
+   * command in flight for a hot command (a hot batch behind a key generation would wait
+   * for it); among all for another, the cold ones first on a tie.
    */
   #freeLane(hot: boolean): Lane | undefined {
     let lane: Lane | undefined;
     const count = hot ? this.#hotLanes : this.#lanes.length;
     for (let i = 0; i < count; i++) {
       const l = this.#lanes[i]!;
+      if (hot && l.long.size > 0) continue;
       if (l.batches.size < this.#batchesInFlight && (lane === undefined || l.batches.size <= lane.batches.size)) lane = l;
     }
     return lane;
@@ -224,18 +255,29 @@ export class WorkerPool {
   /** Batches that may still be sent now to the hot threads (at least 1 when a hot batch is formed). */
   #freeHotSlots(): number {
     let free = 0;
-    for (let i = 0; i < this.#hotLanes; i++) free += this.#batchesInFlight - this.#lanes[i]!.batches.size;
-    return free;
+    for (let i = 0; i < this.#hotLanes; i++) {
+      const lane = this.#lanes[i]!;
+      if (lane.long.size === 0) free += this.#batchesInFlight - lane.batches.size;
+    }
+    return Math.max(1, free);
   }
 
   #onReply(lane: Lane, reply: BatchReply): void {
     const batch = lane.batches.get(reply.id);
     if (batch === undefined) return;
     lane.batches.delete(reply.id);
+    lane.long.delete(reply.id);
     this.#batchesOut--;
     const fromFrame = reply.frame !== undefined;
-    const outcomes = fromFrame ? decodeReply(reply.frame, reply.length, batch.length) : reply.outcomes;
-    for (let i = 0; i < batch.length; i++) {
+    let outcomes: readonly CommandOutcome[] | undefined;
+    try {
+      outcomes = fromFrame ? decodeReply(reply.frame, reply.length, batch.length) : reply.outcomes;
+    } catch (error) {
+      // An answer that cannot be read still settles every command it stood for.
+      const message = `worker answer unreadable: ${error instanceof Error ? error.message : String(error)}`;
+      for (const p of batch) p.reject(new CommandFailedError({ message }));
+    }
+    for (let i = 0; outcomes !== undefined && i < batch.length; i++) {
       const pending = batch[i]!;
       const outcome = outcomes[i];
       if (outcome === undefined) pending.reject(new CommandFailedError({ message: 'worker gave no outcome' }));
@@ -247,6 +289,8 @@ export class WorkerPool {
 
   #fail(reason: string): void {
     if (this.#closed !== undefined) return;
+    // Closed first, so that settling the answers below sends nothing new (#flush).
+    this.#closed = reason;
     // Answers sent before the failure still count: a command that ran is not run again elsewhere.
     this.poll();
     this.#rejectAll(reason);
@@ -264,6 +308,7 @@ export class WorkerPool {
     for (const lane of this.#lanes) {
       for (const batch of lane.batches.values()) for (const p of batch) p.reject(error);
       lane.batches.clear();
+      lane.long.clear();
     }
     this.#batchesOut = 0;
   }

@@ -75,6 +75,22 @@ describe('HostConnection: writes of inline answers', () => {
     connection.destroy();
   });
 
+  it('counts answers, not the buffers they are made of: an error answer after an end-of-tick write starts afresh', async () => {
+    const { socket, connection } = connect();
+    connection.send(reply(1));
+    connection.inlineWork(0.9);
+    await nextTick();
+    expect(socket.writes).toHaveLength(1);
+    // An error answer travels in another encoding than a byte result (more than one buffer).
+    const failure: HostMessage = { t: 'reply', id: 2, ok: false, error: { rv: 0x100, fn: 'C_Sign', message: 'CKR_USER_NOT_LOGGED_IN' } };
+    connection.send(failure);
+    connection.inlineWork(0.9);
+    expect(socket.writes).toHaveLength(1);
+    await nextTick();
+    expect(decodeAll(socket.writes)).toEqual([reply(1), failure]);
+    connection.destroy();
+  });
+
   it('a single call of 1 ms or more is written at once', () => {
     const { socket, connection } = connect();
     connection.send(reply(1));

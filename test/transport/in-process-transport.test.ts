@@ -16,10 +16,16 @@ import { InlineSlicer, eventLoopTurns, type SliceTiming } from '../../src/transp
 import { CommandFailedError, type TokenInfo } from '../../src/transport/transport.js';
 import { keyedToken } from '../helpers/keyed-token.js';
 
-/** Real turns of the event loop, but a clock that moves `step` ms at every reading. */
-const steppingTime = (step: number): SliceTiming => {
+/** Real turns of the event loop, but a clock that moves `step` ms at every reading (and `jump`s when told). */
+const steppingTime = (step: number): SliceTiming & { jump(ms: number): void } => {
   let t = 0;
-  return { now: () => (t += step), nextTurn: eventLoopTurns.nextTurn };
+  return {
+    now: () => (t += step),
+    nextTurn: eventLoopTurns.nextTurn,
+    jump: (ms) => {
+      t += ms;
+    },
+  };
 };
 
 describe('InProcessTransport: inline calls', () => {
@@ -150,6 +156,83 @@ describe('InProcessTransport: inline calls', () => {
     // Another key is another kind.
     await t.execute({ op: 'encrypt', session: session!, mechanism: toMechanism({ name: 'AES_GCM', iv: randomBytes(12) }), key: aes.key, data: Buffer.from('y') });
     expect(t.calls.inline).toBe(base.inline + 4);
+  });
+
+  it('a long kind is tried inline again after 10 s; one more slow call makes it long again', async () => {
+    const time = steppingTime(3);
+    const { t, info } = await open('inline', new InlineSlicer(1, time));
+    const [session] = await sessionsOf(t, info, 1);
+    const hmac = await find(t, session!, 'hmac');
+    const sign = () => t.execute({ op: 'sign', session: session!, mechanism: toMechanism('SHA256_HMAC'), key: hmac.key, data: Buffer.from('x') });
+    const base = t.calls;
+    for (let i = 0; i < 4; i++) await sign();
+    expect(t.calls).toEqual({ inline: base.inline + 3, threads: base.threads + 1 });
+    time.jump(10_001);
+    await sign(); // inline again, and slow again
+    expect(t.calls).toEqual({ inline: base.inline + 4, threads: base.threads + 1 });
+    await sign();
+    expect(t.calls).toEqual({ inline: base.inline + 4, threads: base.threads + 2 });
+  });
+
+  it('hot calls are not handed to threads busy with key generations: they run inline, before the generations end', async () => {
+    // 0.3 ms per reading: slices of two calls, so four callers leave callers waiting (demand).
+    const { t, info } = await open('inline', new InlineSlicer(1, steppingTime(0.3)));
+    const sessions = await sessionsOf(t, info, 6);
+    const hmac = await find(t, sessions[0]!, 'hmac');
+    const order: string[] = [];
+    // Two RSA-4096 generations: one per worker thread, the hot one included.
+    const generations = [4, 5].map((i) =>
+      t
+        .execute({
+          op: 'generateKeyPair',
+          session: sessions[i]!,
+          mechanism: toMechanism('RSA_PKCS_KEY_PAIR_GEN'),
+          publicTemplate: toRawTemplate({ token: false, modulusBits: 4096, publicExponent: 65537, verify: true }),
+          privateTemplate: toRawTemplate({ token: false, private: true, sensitive: true, sign: true }),
+        })
+        .then(() => order.push('generation')),
+    );
+    await Promise.resolve();
+    const before = t.calls;
+    const macs = sessions.slice(0, 4).map(async (session, i) => {
+      for (let n = 0; n < 5; n++) {
+        const data = Buffer.from(`${i}/${n}`);
+        expect(await t.execute({ op: 'sign', session, mechanism: toMechanism('SHA256_HMAC'), key: hmac.key, data })).toEqual(createHmac('sha256', hmac.value).update(data).digest());
+      }
+      order.push('macs');
+    });
+    await Promise.all([...macs, ...generations]);
+    expect(order).toEqual(['macs', 'macs', 'macs', 'macs', 'generation', 'generation']);
+    expect(t.calls.inline - before.inline).toBe(20);
+    expect(t.calls.threads - before.threads).toBe(0);
+  });
+
+  it.each(['sign', 'digest', 'decrypt'] as const)('an inline %s result is the caller\'s own copy', async (op) => {
+    const { t, info } = await open('inline');
+    const [session] = await sessionsOf(t, info, 1);
+    const hmac = await find(t, session!, 'hmac');
+    const aes = await find(t, session!, 'aes');
+    const sealed = async (text: string) => {
+      const iv = randomBytes(12);
+      return { iv, ct: await t.execute({ op: 'encrypt', session: session!, mechanism: toMechanism({ name: 'AES_GCM', iv }), key: aes.key, data: Buffer.from(text) }) };
+    };
+    const one = await sealed('first');
+    const two = await sealed('second, longer than the first');
+    const run = (text: string, box: { iv: Buffer; ct: Buffer }): Promise<Buffer> =>
+      op === 'sign'
+        ? t.execute({ op, session: session!, mechanism: toMechanism('SHA256_HMAC'), key: hmac.key, data: Buffer.from(text) })
+        : op === 'digest'
+          ? t.execute({ op, session: session!, mechanism: toMechanism('SHA256'), data: Buffer.from(text) })
+          : t.execute({ op, session: session!, mechanism: toMechanism({ name: 'AES_GCM', iv: box.iv }), key: aes.key, data: box.ct });
+    const first = await run('first', one);
+    const copy = Buffer.from(first);
+    await run('second, longer than the first', two);
+    expect(first).toEqual(copy);
+    expect(t.calls.inline).toBeGreaterThan(0);
+    // verify answers a boolean, never a buffer
+    if (op === 'sign') {
+      expect(await t.execute({ op: 'verify', session: session!, mechanism: toMechanism('SHA256_HMAC'), key: hmac.key, data: Buffer.from('first'), signature: first })).toBe(true);
+    }
   });
 
   it('calls waiting for a slice when the transport closes fail as never sent; nothing is left pending', async () => {

@@ -69,6 +69,32 @@ describe('WorkerPool', () => {
     expect(pool.pending).toBe(0);
   });
 
+  it('a hot command never waits behind a long one on a hot thread: it stays queued until a hot thread is free of them', async () => {
+    const pool = await start(1);
+    const generate = (i: number) =>
+      pool.run({
+        op: 'generateKeyPair',
+        session: sessions[i]!,
+        mechanism: toMechanism('RSA_PKCS_KEY_PAIR_GEN'),
+        publicTemplate: toRawTemplate({ token: false, modulusBits: 4096, publicExponent: 65537, verify: true }),
+        privateTemplate: toRawTemplate({ token: false, private: true, sensitive: true, sign: true }),
+      });
+    // The first goes to the cold thread, the second to the least busy: the hot one.
+    const generations = [generate(14), generate(15)];
+    await Promise.resolve();
+    expect(pool.batchesPerThread).toEqual([1, 1]);
+    expect(pool.hotReady).toBe(false);
+    const mac = pool.run(sign(2));
+    await Promise.resolve();
+    expect(pool.batchesPerThread).toEqual([1, 1]); // not sent behind a generation
+    expect(pool.hotPending).toBe(1);
+    expect(await mac).toEqual(createHmac('sha256', hmac.value).update('m2').digest());
+    await Promise.all(generations);
+    expect(pool.hotReady).toBe(true);
+    expect(pool.hotPending).toBe(0);
+    expect(pool.pending).toBe(0);
+  });
+
   it('poll() takes answers while the calling thread never returns to the event loop', async () => {
     const pool = await start(1);
     let settled = false;
