@@ -27,7 +27,7 @@ import { systemClock, type Clock, type TimerHandle } from '../clock/clock.js';
 import { HaError } from '../errors/ha-error.js';
 import type { Command, CommandName } from '../pkcs11/commands.js';
 import { isFrameCommand, type FrameCommand } from '../transport/frame-codec.js';
-import { OUTPUT_SLACK } from '../pkcs11/run-command.js';
+import { scratchOutput } from '../pkcs11/run-command.js';
 import { InProcessTransport } from '../transport/in-process-transport.js';
 import { CommandFailedError, type TokenInfo } from '../transport/transport.js';
 import { CapacityEmulator } from './capacity-emulator.js';
@@ -55,13 +55,6 @@ import {
  * from the hosts on a machine they keep busy.
  */
 const INLINE_FLUSH_MS = 1;
-
-/**
- * Where inline calls write their byte results: one call runs at a time on this thread,
- * and its answer is copied into a frame before the next one starts. (A fresh 1 KiB buffer
- * per call was garbage the collector's threads paid for on every request.)
- */
-const INLINE_OUTPUT = Buffer.allocUnsafeSlow(64 * 1024 + 1024);
 
 /** How long a connection may take to say hello before the host drops it. */
 const HANDSHAKE_TIMEOUT_MS = 10_000;
@@ -261,8 +254,8 @@ export class MemberHost {
     const start = performance.now();
     let reply: ReplyMessage;
     try {
-      const output = command.op !== 'verify' && command.data.length + OUTPUT_SLACK <= INLINE_OUTPUT.length ? INLINE_OUTPUT : undefined;
-      reply = { t: 'reply', id, ok: true, value: this.#transport.runHere(command as Extract<Command, { op: CommandName }>, output) };
+      // The result is a view of the scratch output; the answer's frame copies it at once.
+      reply = { t: 'reply', id, ok: true, value: this.#transport.runHere(command as Extract<Command, { op: CommandName }>, scratchOutput(command)) };
     } catch (error) {
       reply = failureReply(id, error);
     }

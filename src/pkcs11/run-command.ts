@@ -159,6 +159,19 @@ export function runCommand<N extends CommandName>(p: PKCS11, command: Extract<Co
 }
 
 /**
+ * Where calls made one at a time on this thread write their byte results: a fresh buffer
+ * of input + 1 KiB per call was garbage the collector's threads paid for on every call.
+ * A result written here is a view of it, valid until the next call on this thread: copy
+ * it (into a frame, or out) before making another.
+ */
+const SCRATCH_OUTPUT = Buffer.allocUnsafeSlow(64 * 1024 + OUTPUT_SLACK);
+
+/** This thread's scratch output for `command`, or undefined when it has no byte result or would not fit. */
+export function scratchOutput(command: Extract<Command, { op: 'encrypt' | 'decrypt' | 'sign' | 'verify' | 'digest' }>): Buffer | undefined {
+  return command.op !== 'verify' && command.data.length + OUTPUT_SLACK <= SCRATCH_OUTPUT.length ? SCRATCH_OUTPUT : undefined;
+}
+
+/**
  * Turns whatever a command threw into a {@link WireError}. Only the return value, the
  * function and, for non-PKCS#11 errors, the message cross: never the arguments.
  */

@@ -12,7 +12,7 @@ import { MemberUnreachableError } from '../errors/ha-error.js';
 import type { TokenInfo, Transport } from './transport.js';
 import { availableParallelism } from 'node:os';
 import { WorkerPool } from './worker-pool.js';
-import { OUTPUT_SLACK, runCommand, toWireError } from '../pkcs11/run-command.js';
+import { runCommand, scratchOutput, toWireError } from '../pkcs11/run-command.js';
 import { CommandFailedError } from './transport.js';
 import { isFrameCommand, type FrameCommand } from './frame-codec.js';
 import { threadSlicer, type InlineSlicer } from './inline-slicer.js';
@@ -68,13 +68,6 @@ const LONG_RETRY_MS = 10_000;
 
 /** Kinds of call tracked, at most (the map is cleared when full). */
 const MAX_TRACKED_KINDS = 1024;
-
-/**
- * Where inline calls write their byte results before they are copied out: one call runs
- * at a time on a thread, and a fresh buffer of input + 1 KiB per call cost more than
- * copying the few bytes of a result.
- */
-const INLINE_OUTPUT = Buffer.allocUnsafeSlow(64 * 1024 + OUTPUT_SLACK);
 
 /** How many calls ran where. */
 export interface InProcessCallCounts {
@@ -158,39 +151,30 @@ export class InProcessTransport implements Transport {
   /** A hot command under `calls: 'inline'`: to the threads when callers queue up, else inline now or in the next slice. */
   #hot(pool: WorkerPool, command: FrameCommand): Promise<unknown> {
     pool.poll();
-    if (this.#handOff(pool)) {
-      this.#threadCalls++;
-      return pool.run(command);
-    }
-    if (this.#slicer.mayRun()) {
-      try {
-        return Promise.resolve(this.#runInline(command));
-      } catch (error) {
-        return Promise.reject(error as Error);
-      }
-    }
-    this.#waitingInline++;
-    return new Promise((resolve, reject) => {
-      this.#slicer.defer(() => {
-        this.#waitingInline--;
-        const now = this.#pool;
-        if (now === undefined) {
-          reject(new MemberUnreachableError(this.#options.member, 'transport closed', { unsent: true }));
-          return;
-        }
-        now.poll();
-        if (this.#handOff(now)) {
-          this.#threadCalls++;
-          now.run(command).then(resolve, reject);
-          return;
-        }
-        try {
-          resolve(this.#runInline(command));
-        } catch (error) {
-          reject(error as Error);
-        }
+    if (this.#handOff(pool)) return this.#toThreads(pool, command);
+    if (!this.#slicer.mayRun()) {
+      this.#waitingInline++;
+      return new Promise((resolve) => {
+        this.#slicer.defer(() => {
+          this.#waitingInline--;
+          resolve(this.#resume(command));
+        });
       });
-    });
+    }
+    return this.#inlineNow(command);
+  }
+
+  /** A hot command whose slice has come: the pool may have room by now, else it runs inline. */
+  #resume(command: FrameCommand): Promise<unknown> {
+    const pool = this.#pool;
+    if (pool === undefined) return Promise.reject(new MemberUnreachableError(this.#options.member, 'transport closed', { unsent: true }));
+    pool.poll();
+    return this.#handOff(pool) ? this.#toThreads(pool, command) : this.#inlineNow(command);
+  }
+
+  #toThreads(pool: WorkerPool, command: FrameCommand): Promise<unknown> {
+    this.#threadCalls++;
+    return pool.run(command);
   }
 
   /**
@@ -205,21 +189,19 @@ export class InProcessTransport implements Transport {
     return this.#slicer.demand + hot >= 2 && hot < HANDED_OFF_PER_THREAD * pool.hotThreads && pool.hotReady;
   }
 
-  /** Runs a hot command here; its byte result is copied out of the shared output buffer. */
-  #runInline(command: FrameCommand): unknown {
-    const module = this.#module!;
-    const output = command.op !== 'verify' && command.data.length + OUTPUT_SLACK <= INLINE_OUTPUT.length ? INLINE_OUTPUT : undefined;
+  /** Runs a hot command here, timed; a byte result is copied out of the thread's scratch output. */
+  #inlineNow(command: FrameCommand): Promise<unknown> {
+    const output = scratchOutput(command);
     const start = this.#slicer.now();
-    let result: unknown;
     try {
-      result = runCommand(module.pkcs11, command as Command, output);
+      const result: unknown = this.runHere(command as Extract<Command, { op: CommandName }>, output);
+      return Promise.resolve(output !== undefined && Buffer.isBuffer(result) ? Buffer.from(result) : result);
     } catch (error) {
-      throw new CommandFailedError(toWireError(error));
+      return Promise.reject(error as Error);
     } finally {
       this.#inlineCalls++;
       this.#timed(command, this.#slicer.now() - start);
     }
-    return output !== undefined && Buffer.isBuffer(result) ? Buffer.from(result) : result;
   }
 
   #isLong(command: FrameCommand): boolean {

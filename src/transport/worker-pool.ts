@@ -72,10 +72,6 @@ export class WorkerPool {
   readonly #maxBatch: number;
   readonly #batchesInFlight: number;
   #hotLanes = 0;
-  /** Batches sent and not yet answered, over all threads. */
-  #batchesOut = 0;
-  /** Hot commands queued or in flight. */
-  #hotPending = 0;
   #nextBatchId = 1;
   #flushScheduled = false;
   #closed: string | undefined;
@@ -126,9 +122,9 @@ export class WorkerPool {
    * for the event loop (which a thread busy with its own calls reaches only between them).
    */
   poll(): void {
-    if (this.#batchesOut === 0) return;
     for (const lane of this.#lanes) {
-      for (;;) {
+      // Nothing out on this thread: nothing to take (the common case of an inline caller).
+      while (lane.batches.size > 0) {
         const m = receiveMessageOnPort(lane.replies);
         if (m === undefined) break;
         this.#onReply(lane, m.message as BatchReply);
@@ -148,9 +144,12 @@ export class WorkerPool {
     return this.#hotLanes;
   }
 
-  /** Hot commands queued or running. */
+  /** Hot commands queued or running (a long command always travels alone, in a batch of its own). */
   get hotPending(): number {
-    return this.#hotPending;
+    let n = 0;
+    for (const p of this.#queue) if (isFrameCommand(p.command)) n++;
+    for (const lane of this.#lanes) for (const [id, batch] of lane.batches) if (!lane.long.has(id)) n += batch.length;
+    return n;
   }
 
   /**
@@ -171,15 +170,7 @@ export class WorkerPool {
   run(command: Command): Promise<unknown> {
     if (this.#closed !== undefined) return Promise.reject(new WorkerPoolClosedError(this.#closed));
     return new Promise((resolve, reject) => {
-      if (isFrameCommand(command)) {
-        this.#hotPending++;
-        const settle = (): void => {
-          this.#hotPending--;
-        };
-        this.#queue.push({ command, resolve: (v) => (settle(), resolve(v)), reject: (e) => (settle(), reject(e)) });
-      } else {
-        this.#queue.push({ command, resolve, reject });
-      }
+      this.#queue.push({ command, resolve, reject });
       if (!this.#flushScheduled) {
         this.#flushScheduled = true;
         // Coalesce the commands issued in this tick into batches.
@@ -213,7 +204,6 @@ export class WorkerPool {
       const id = this.#nextBatchId++;
       lane.batches.set(id, batch);
       if (!hot) lane.long.add(id);
-      this.#batchesOut++;
       const commands = batch.map((p) => p.command);
       try {
         if (commands.every(isFrameCommand)) {
@@ -229,7 +219,6 @@ export class WorkerPool {
         // as the caller's: the worker never saw it, the member is fine.
         lane.batches.delete(id);
         lane.long.delete(id);
-        this.#batchesOut--;
         const message = `TypeError: ${error instanceof Error ? error.message : String(error)}`;
         for (const p of batch) p.reject(new CommandFailedError({ message }));
       }
@@ -267,7 +256,6 @@ export class WorkerPool {
     if (batch === undefined) return;
     lane.batches.delete(reply.id);
     lane.long.delete(reply.id);
-    this.#batchesOut--;
     const fromFrame = reply.frame !== undefined;
     let outcomes: readonly CommandOutcome[] | undefined;
     try {
@@ -310,7 +298,6 @@ export class WorkerPool {
       lane.batches.clear();
       lane.long.clear();
     }
-    this.#batchesOut = 0;
   }
 
   /** Stops the threads. Commands still queued or running are rejected. Idempotent. */
