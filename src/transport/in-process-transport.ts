@@ -143,7 +143,13 @@ export class InProcessTransport implements Transport {
   execute<N extends CommandName>(command: Extract<Command, { op: N }>): Promise<CommandResult<N>> {
     const pool = this.#pool;
     if (pool === undefined) return Promise.reject(new MemberUnreachableError(this.#options.member, 'not connected', { unsent: true }));
-    if (this.#inline && isFrameCommand(command) && !this.#isLong(command)) return this.#hot(pool, command) as Promise<CommandResult<N>>;
+    if (this.#inline && isFrameCommand(command)) {
+      if (!this.#isLong(command)) return this.#hot(pool, command) as Promise<CommandResult<N>>;
+      // A long kind runs on every thread, one call each: on the hot ones only, in batches,
+      // callers of an RSA-4096 key would wait in line while the cold threads sit idle.
+      this.#threadCalls++;
+      return pool.run(command, { long: true }) as Promise<CommandResult<N>>;
+    }
     this.#threadCalls++;
     return pool.run(command) as Promise<CommandResult<N>>;
   }

@@ -26,6 +26,8 @@ export class WorkerPoolClosedError extends Error {
 
 interface Pending {
   readonly command: Command;
+  /** Batched with others, on the hot threads only (see {@link RunOptions.long}). */
+  readonly hot: boolean;
   readonly resolve: (value: unknown) => void;
   readonly reject: (error: Error) => void;
 }
@@ -34,7 +36,7 @@ interface Lane {
   readonly worker: Worker;
   readonly replies: MessagePort;
   readonly batches: Map<number, Pending[]>;
-  /** Ids of the batches in flight that hold a long command (anything but a hot one). */
+  /** Ids of the batches in flight that hold a long command (travelling alone). */
   readonly long: Set<number>;
 }
 
@@ -53,6 +55,17 @@ export interface WorkerPoolOptions {
    * cores only take CPU from the calling thread. @default threads
    */
   readonly hotThreads?: number;
+}
+
+/** Options of {@link WorkerPool.run}. */
+export interface RunOptions {
+  /**
+   * Run a hot command (encrypt, decrypt, sign, verify, digest) as a long one: alone, on any
+   * thread, the cold ones first. For calls known to take milliseconds (an RSA-4096
+   * signature): batched on the hot threads only, they would queue behind each other while
+   * a cold thread sits idle. Any other command is long anyway.
+   */
+  readonly long?: boolean;
 }
 
 function workerEntry(): { entry: URL | string; eval: boolean } {
@@ -147,7 +160,7 @@ export class WorkerPool {
   /** Hot commands queued or running (a long command always travels alone, in a batch of its own). */
   get hotPending(): number {
     let n = 0;
-    for (const p of this.#queue) if (isFrameCommand(p.command)) n++;
+    for (const p of this.#queue) if (p.hot) n++;
     for (const lane of this.#lanes) for (const [id, batch] of lane.batches) if (!lane.long.has(id)) n += batch.length;
     return n;
   }
@@ -167,10 +180,11 @@ export class WorkerPool {
   }
 
   /** Runs one command on some thread. Rejects with {@link CommandFailedError} or {@link WorkerPoolClosedError}. */
-  run(command: Command): Promise<unknown> {
+  run(command: Command, options?: RunOptions): Promise<unknown> {
     if (this.#closed !== undefined) return Promise.reject(new WorkerPoolClosedError(this.#closed));
+    const hot = options?.long !== true && isFrameCommand(command);
     return new Promise((resolve, reject) => {
-      this.#queue.push({ command, resolve, reject });
+      this.#queue.push({ command, hot, resolve, reject });
       if (!this.#flushScheduled) {
         this.#flushScheduled = true;
         // Coalesce the commands issued in this tick into batches.
@@ -184,7 +198,7 @@ export class WorkerPool {
     // A pool that is failing or closed sends nothing more (its queue is being rejected).
     if (this.#closed !== undefined) return;
     while (this.#queue.length > 0) {
-      const hot = isFrameCommand(this.#queue[0]!.command);
+      const hot = this.#queue[0]!.hot;
       const lane = this.#freeLane(hot);
       if (lane === undefined) return;
       // Hot commands (microseconds each) travel in batches; any other command (a key
@@ -193,7 +207,7 @@ export class WorkerPool {
       let size = 1;
       if (hot) {
         const most = this.#maxBatch * this.#hotLanes * this.#batchesInFlight;
-        while (size < most && size < this.#queue.length && isFrameCommand(this.#queue[size]!.command)) size++;
+        while (size < most && size < this.#queue.length && this.#queue[size]!.hot) size++;
         // What is queued is spread evenly over the free batch slots: a thread's next batch
         // is then waiting when its current one ends, rather than sent only after the main
         // thread has resolved the results (16 callers in batches of 8 left each thread idle

@@ -4,7 +4,7 @@
  * Slice time is fake where a test needs to steer it; the calls themselves are real.
  */
 import { createCipheriv, createHmac, randomBytes } from 'node:crypto';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { MemberUnreachableError } from '../../src/errors/ha-error.js';
 import type { Handle } from '../../src/pkcs11/commands.js';
 import { pkcs11js } from '../../src/pkcs11/pkcs11js.js';
@@ -14,6 +14,7 @@ import type { Testbed, TestbedToken } from '../../src/testbed/softhsm-testbed.js
 import { InProcessTransport, type InProcessCalls } from '../../src/transport/in-process-transport.js';
 import { InlineSlicer, eventLoopTurns, type SliceTiming } from '../../src/transport/inline-slicer.js';
 import { CommandFailedError, type TokenInfo } from '../../src/transport/transport.js';
+import { WorkerPool } from '../../src/transport/worker-pool.js';
 import { keyedToken } from '../helpers/keyed-token.js';
 
 /** Real turns of the event loop, but a clock that moves `step` ms at every reading (and `jump`s when told). */
@@ -151,7 +152,14 @@ describe('InProcessTransport: inline calls', () => {
     const base = t.calls;
     for (let i = 0; i < 3; i++) await sign();
     expect(t.calls).toEqual({ inline: base.inline + 3, threads: base.threads });
-    for (let i = 0; i < 2; i++) expect(await sign()).toEqual(createHmac('sha256', hmac.value).update('x').digest());
+    // From then on as long commands: one per batch, on every thread (not batched on the hot one).
+    const run = vi.spyOn(WorkerPool.prototype, 'run');
+    try {
+      for (let i = 0; i < 2; i++) expect(await sign()).toEqual(createHmac('sha256', hmac.value).update('x').digest());
+      expect(run.mock.calls.map((call) => call[1])).toEqual([{ long: true }, { long: true }]);
+    } finally {
+      run.mockRestore();
+    }
     expect(t.calls).toEqual({ inline: base.inline + 3, threads: base.threads + 2 });
     // Another key is another kind.
     await t.execute({ op: 'encrypt', session: session!, mechanism: toMechanism({ name: 'AES_GCM', iv: randomBytes(12) }), key: aes.key, data: Buffer.from('y') });

@@ -69,6 +69,23 @@ describe('WorkerPool', () => {
     expect(pool.pending).toBe(0);
   });
 
+  it('a hot command run as long travels alone, on every thread, the cold one first; it holds up no hot batch', async () => {
+    const pool = await start(1);
+    const first = pool.run(sign(0), { long: true });
+    await Promise.resolve();
+    expect(pool.batchesPerThread).toEqual([0, 1]);
+    const rest = [1, 2, 3, 4, 5].map((i) => pool.run(sign(i), { long: true }));
+    await Promise.resolve();
+    // One command per batch, two batches per thread, over both threads; the sixth waits.
+    expect(pool.batchesPerThread).toEqual([2, 2]);
+    expect(pool.hotPending).toBe(0);
+    expect(pool.hotReady).toBe(false);
+    const macs = await Promise.all([first, ...rest]);
+    macs.forEach((mac, i) => expect(mac).toEqual(createHmac('sha256', hmac.value).update(`m${i}`).digest()));
+    expect(pool.hotReady).toBe(true);
+    expect(pool.pending).toBe(0);
+  });
+
   it('a hot command never waits behind a long one on a hot thread: it stays queued until a hot thread is free of them', async () => {
     const pool = await start(1);
     const generate = (i: number) =>
