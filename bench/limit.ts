@@ -28,7 +28,6 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import os from 'node:os';
 import { performance } from 'node:perf_hooks';
-import { fileURLToPath } from 'node:url';
 import { provisionKeys, standardKeys } from '../src/testbed/provision.js';
 import { createTestbed, type Testbed } from '../src/testbed/softhsm-testbed.js';
 import {
@@ -48,8 +47,9 @@ import {
 import type { LimitReply, LimitRequest } from './limit-child.js';
 import { KEYED_OPS, toPortable, type KeyedOpName } from './ops.js';
 import { fmtRate } from './overhead.js';
+import { benchScript } from './paths.js';
 
-const CHILD = fileURLToPath(new URL('./limit-child.ts', import.meta.url));
+const CHILD = benchScript('limit-child');
 /** Time between sending "run" and the common start: far more than an IPC round trip. */
 export const START_DELAY_MS = 150;
 /** How long a child may take to start, create its sessions and check its keys. */
@@ -94,7 +94,7 @@ class Child {
 
   constructor(readonly index: number) {
     // fork() passes process.execArgv on: under tsx that is its loader, so the child runs
-    // TypeScript too. The child's own stdio goes to ours (its errors are visible).
+    // TypeScript too (compiled, it runs the compiled sibling). The child's own stdio goes to ours (its errors are visible).
     this.#process = fork(CHILD, [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
     this.#process.on('message', (reply: LimitReply) => {
       const p = this.#pending;

@@ -21,7 +21,6 @@ import { threadpoolSize } from './env.js';
 
 import { readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { softHsmVersion } from '../src/testbed/softhsm-testbed.js';
 import { BenchAborted, type BenchContext, type BenchFamily, type BenchOptions, type BenchResult, type ResultNote } from './harness.js';
@@ -36,12 +35,11 @@ import { soak } from './soak.js';
 import { createProgress, formatDuration } from './progress.js';
 import { checkBenchFile, isoSeconds, renderMarkdown, renderTable, writeResults, writeRunNotes, type BenchFile, type RunNotes } from './report.js';
 import { writeResultsPage } from './results-page.js';
+import { BENCH_DIR, RESULTS_DIR } from './paths.js';
 
 /** Every family, in run order. A new family is one more file and one more entry here. */
 const FAMILIES: readonly BenchFamily[] = [overhead, keygen, limit, limitHosts, emulated, hetero, failover, soak];
 
-const BENCH_DIR = fileURLToPath(new URL('./', import.meta.url));
-const RESULTS_DIR = fileURLToPath(new URL('./results/', import.meta.url));
 
 const USAGE = `usage: npm run bench -- [--quick] [--report] [--only <prefix>[,<prefix>...]] [--threads-per-member <n>[,<n>...]]
                         [--reps <n>] [--duration <seconds>] [--warmup <seconds>]`;
