@@ -1,12 +1,12 @@
 /**
  * HostConnection's writes of inline answers, on a fake socket and a fake clock: answers
- * leave once they stand for 1 ms of inline work, else at the end of the tick.
+ * leave once they stand for INLINE_FLUSH_MS of inline work, else at the end of the tick.
  */
 import { EventEmitter } from 'node:events';
 import type { Socket } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { FrameDecoder, type HostMessage } from '../../src/host/host-protocol.js';
-import { HostConnection, type MemberHost } from '../../src/host/member-host.js';
+import { HostConnection, INLINE_FLUSH_MS, type MemberHost } from '../../src/host/member-host.js';
 import { FakeClock } from '../helpers/fake-clock.js';
 
 class FakeSocket extends EventEmitter {
@@ -29,6 +29,8 @@ const decodeAll = (chunks: readonly Buffer[]): HostMessage[] => {
   return out;
 };
 const reply = (id: number): HostMessage => ({ t: 'reply', id, ok: true, value: Buffer.from([id]) });
+/** Inline work in units of the flush threshold. */
+const F = INLINE_FLUSH_MS;
 const nextTick = () => new Promise((resolve) => process.nextTick(resolve));
 
 describe('HostConnection: writes of inline answers', () => {
@@ -39,19 +41,19 @@ describe('HostConnection: writes of inline answers', () => {
     return { socket, connection };
   };
 
-  it('writes once the queued answers stand for 1 ms of work, in one write; the rest at the end of the tick', async () => {
+  it('writes once the queued answers stand for INLINE_FLUSH_MS of work, in one write; the rest at the end of the tick', async () => {
     const { socket, connection } = connect();
     for (const id of [1, 2]) {
       connection.send(reply(id));
-      connection.inlineWork(0.4);
+      connection.inlineWork(0.4 * F);
     }
     expect(socket.writes).toHaveLength(0);
     connection.send(reply(3));
-    connection.inlineWork(0.4); // 1.2 ms behind three answers
+    connection.inlineWork(0.4 * F); // 1.2 x the threshold behind three answers
     expect(socket.writes).toHaveLength(1);
     expect(decodeAll(socket.writes)).toEqual([reply(1), reply(2), reply(3)]);
     connection.send(reply(4));
-    connection.inlineWork(0.4);
+    connection.inlineWork(0.4 * F);
     expect(socket.writes).toHaveLength(1);
     await nextTick();
     expect(socket.writes).toHaveLength(2);
@@ -62,14 +64,14 @@ describe('HostConnection: writes of inline answers', () => {
   it('counts afresh after the end-of-tick write: work written out is not counted again', async () => {
     const { socket, connection } = connect();
     connection.send(reply(1));
-    connection.inlineWork(0.9);
+    connection.inlineWork(0.9 * F);
     await nextTick();
     expect(socket.writes).toHaveLength(1);
     connection.send(reply(2));
-    connection.inlineWork(0.9); // 0.9 ms, not 1.8: no write yet
+    connection.inlineWork(0.9 * F); // 0.9 x the threshold, not 1.8: no write yet
     expect(socket.writes).toHaveLength(1);
     connection.send(reply(3));
-    connection.inlineWork(0.2);
+    connection.inlineWork(0.2 * F);
     expect(socket.writes).toHaveLength(2);
     expect(decodeAll(socket.writes)).toEqual([reply(1), reply(2), reply(3)]);
     connection.destroy();
@@ -78,23 +80,23 @@ describe('HostConnection: writes of inline answers', () => {
   it('counts answers, not the buffers they are made of: an error answer after an end-of-tick write starts afresh', async () => {
     const { socket, connection } = connect();
     connection.send(reply(1));
-    connection.inlineWork(0.9);
+    connection.inlineWork(0.9 * F);
     await nextTick();
     expect(socket.writes).toHaveLength(1);
     // An error answer travels in another encoding than a byte result (more than one buffer).
     const failure: HostMessage = { t: 'reply', id: 2, ok: false, error: { rv: 0x100, fn: 'C_Sign', message: 'CKR_USER_NOT_LOGGED_IN' } };
     connection.send(failure);
-    connection.inlineWork(0.9);
+    connection.inlineWork(0.9 * F);
     expect(socket.writes).toHaveLength(1);
     await nextTick();
     expect(decodeAll(socket.writes)).toEqual([reply(1), failure]);
     connection.destroy();
   });
 
-  it('a single call of 1 ms or more is written at once', () => {
+  it('a single call of INLINE_FLUSH_MS or more is written at once', () => {
     const { socket, connection } = connect();
     connection.send(reply(1));
-    connection.inlineWork(1.5);
+    connection.inlineWork(1.5 * F);
     expect(decodeAll(socket.writes)).toEqual([reply(1)]);
     connection.destroy();
   });
