@@ -83,6 +83,18 @@ export function firstSustained(values: readonly number[], from: number, threshol
 }
 
 /**
+ * The lowest throughput of the buckets of `timeline` that overlap [fromMs, toMs], or NaN
+ * when none does (e.g. the span lies outside the timeline).
+ */
+export function lowestRateBetween(timeline: Pick<FailoverTimeline, 'rates' | 'startMs' | 'bucketMs'>, fromMs: number, toMs: number): number {
+  const first = Math.max(0, Math.floor((fromMs - timeline.startMs) / timeline.bucketMs));
+  const last = Math.min(timeline.rates.length - 1, Math.floor((toMs - timeline.startMs) / timeline.bucketMs));
+  let lowest = Number.NaN;
+  for (let i = first; i <= last; i++) if (!(timeline.rates[i]! >= lowest)) lowest = timeline.rates[i]!;
+  return lowest;
+}
+
+/**
  * Buckets a failover run and finds when throughput was back to `fraction` of what it was
  * before the fault.
  */

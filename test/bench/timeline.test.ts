@@ -6,7 +6,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { isStoppedChild } from '../../bench/failover.js';
-import { analyzeFailover, bucketize, firstSustained } from '../../bench/timeline.js';
+import { analyzeFailover, bucketize, firstSustained, lowestRateBetween } from '../../bench/timeline.js';
 
 /** Completion times at a steady `perSecond` from `from` to `to` (ms), evenly spaced. */
 function steady(from: number, to: number, perSecond: number): number[] {
@@ -136,5 +136,20 @@ describe('isStoppedChild (never signal a pid that is not a stopped child of ours
 
   it('reads state and parent after the command name, whatever it holds', () => {
     expect(isStoppedChild(4242, stat('a b) S 1 (c', 'T', process.pid))).toBe(true);
+  });
+});
+
+describe('lowestRateBetween', () => {
+  const timeline = { startMs: 1000, bucketMs: 100, rates: [50, 40, 30, 45, 60] };
+  it('takes the buckets that overlap the span, partly covered ones included', () => {
+    expect(lowestRateBetween(timeline, 1150, 1210)).toBe(30);
+    expect(lowestRateBetween(timeline, 1300, 1499)).toBe(45);
+    expect(lowestRateBetween(timeline, 1000, 1000)).toBe(50);
+  });
+  it('clips the span to the timeline; NaN when nothing is left', () => {
+    expect(lowestRateBetween(timeline, 0, 1050)).toBe(50);
+    expect(lowestRateBetween(timeline, 1420, 9000)).toBe(60);
+    expect(lowestRateBetween(timeline, 2000, 3000)).toBeNaN();
+    expect(lowestRateBetween(timeline, 1300, 1200)).toBeNaN();
   });
 });
