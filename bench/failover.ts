@@ -76,7 +76,11 @@ const PLANNED_AFTER_S: Record<FaultName, number> = { kill: 3, hang: 5 };
 
 /** Durations of one run (ms). */
 export interface FailoverPlan {
-  /** Load before the pre-fault window (not in the reference). */
+  /**
+   * Load before the pre-fault window (not in the reference). Seconds, not less: the hosts
+   * of a fresh group serve faster and faster over the first seconds of load (JIT), and a
+   * reference taken on the way up would make the threshold too easy to reach.
+   */
   readonly warmupMs: number;
   /** The window right before the fault whose throughput is the reference. */
   readonly preFaultMs: number;
@@ -89,8 +93,8 @@ export interface FailoverPlan {
 /** The plan of a quick or full run. */
 export function failoverPlan(quick: boolean): FailoverPlan {
   return quick
-    ? { warmupMs: 500, preFaultMs: 1000, afterRecoveryMs: 500, maxAfterFaultMs: 10_000 }
-    : { warmupMs: 1000, preFaultMs: 2000, afterRecoveryMs: 1500, maxAfterFaultMs: 20_000 };
+    ? { warmupMs: 2000, preFaultMs: 1000, afterRecoveryMs: 500, maxAfterFaultMs: 10_000 }
+    : { warmupMs: 3000, preFaultMs: 2000, afterRecoveryMs: 1500, maxAfterFaultMs: 20_000 };
 }
 
 const idOf = (fault: FaultName): string => `failover/${fault}`;

@@ -107,6 +107,33 @@ export interface LoopTiming {
  */
 export const SETTLE_MS = 1000;
 
+/** Most rounds of {@link settleUntilSteady} (SETTLE_MS each). */
+export const SETTLE_MAX_ROUNDS = 8;
+/** A settling round whose rate is at most this much above the round before ends the settling. */
+export const SETTLE_TOLERANCE = 0.03;
+
+/**
+ * Untimed load in rounds of {@link SETTLE_MS} (a quarter warm-up, then measured, as a
+ * quick repetition is) until throughput has stopped climbing: a
+ * round's rate at most {@link SETTLE_TOLERANCE} above the round before, or
+ * {@link SETTLE_MAX_ROUNDS} rounds. For paths whose warm-up outlasts one SETTLE_MS: over
+ * member host processes (the application and two hosts, each with its own JIT, at a few
+ * thousand RSA signatures a second) throughput still rose by about a tenth over the first
+ * eight seconds, so the first repetitions measured the warm-up, not the steady state.
+ * @returns the rate of each round, for the log
+ */
+export async function settleUntilSteady(measure: (timing: LoopTiming) => Promise<Pick<Measurement, 'rate'>>, signal: AbortSignal): Promise<number[]> {
+  const rates: number[] = [];
+  while (rates.length < SETTLE_MAX_ROUNDS) {
+    checkAborted(signal);
+    const { rate } = await measure({ durationMs: SETTLE_MS * 0.75, warmupMs: SETTLE_MS * 0.25, signal });
+    rates.push(rate);
+    const before = rates[rates.length - 2];
+    if (before !== undefined && rate <= before * (1 + SETTLE_TOLERANCE)) break;
+  }
+  return rates;
+}
+
 /** The timing of a settling pass (see {@link SETTLE_MS}). */
 export function settleTiming(signal: AbortSignal): LoopTiming {
   return { durationMs: 1, warmupMs: SETTLE_MS, signal };

@@ -23,7 +23,8 @@ import { createTestbed } from '../src/testbed/softhsm-testbed.js';
 import {
   closedLoop,
   entry,
-  settleTiming,
+  settleUntilSteady,
+  SETTLE_MAX_ROUNDS,
   SETTLE_MS,
   interleaved,
   latencyFields,
@@ -56,6 +57,8 @@ const TARGETS: Partial<Record<KeyedOpName, number>> = { 'rsa2048-sign': 0.85 };
 const SETUP_SECONDS = 6;
 
 const idOf = (op: KeyedOpName): string => `limit/${op}/hosts${HOSTS}`;
+/** Planned settling time (s): the limit's processes are steady in two rounds, the hosts take up to all of theirs. */
+const settleSeconds = (): number => (2 * (SETTLE_MS + START_DELAY_MS) + SETTLE_MAX_ROUNDS * SETTLE_MS) / 1000;
 const repsOf = (ctx: Pick<BenchContext, 'reps'>): number => Math.max(ctx.reps, MIN_REPS);
 
 /** The virtual slot over member hosts against the machine's limit (see the file comment). */
@@ -66,7 +69,7 @@ export const limitHosts: BenchFamily = {
   plannedSeconds(ctx) {
     const ops = HOSTS_OPS.filter((op) => ctx.wants(idOf(op)));
     if (ops.length === 0) return 0;
-    return SETUP_SECONDS + ops.length * ((2 * SETTLE_MS + START_DELAY_MS) / 1000 + repsOf(ctx) * ((2 * (ctx.warmupMs + ctx.durationMs) + START_DELAY_MS) / 1000));
+    return SETUP_SECONDS + ops.length * (settleSeconds() + repsOf(ctx) * ((2 * (ctx.warmupMs + ctx.durationMs) + START_DELAY_MS) / 1000));
   },
 
   async run(ctx: BenchContext) {
@@ -122,10 +125,12 @@ export const limitHosts: BenchFamily = {
           for (const { out, params } of outs) spec.check(out, params);
         };
         await verify();
-        // Both sides settle once, untimed, before the first repetition (see SETTLE_MS).
-        await limit.measure(op, settleTiming(ctx.signal));
-        await closedLoop(CALLERS, call, settleTiming(ctx.signal));
-        ctx.advance((2 * SETTLE_MS + START_DELAY_MS) / 1000);
+        // Both sides settle, untimed, until their throughput stops climbing (see
+        // settleUntilSteady: the hosts' warm-up outlasts one SETTLE_MS).
+        const settledLimit = await settleUntilSteady((t) => limit.measure(op, t), ctx.signal);
+        const settledHosts = await settleUntilSteady((t) => closedLoop(CALLERS, call, t), ctx.signal);
+        ctx.log(`limit/${op}/hosts${HOSTS} settled: limit ${settledLimit.map(fmtRate).join(' ')} | ${HOSTS} hosts ${settledHosts.map(fmtRate).join(' ')}`);
+        ctx.advance(settleSeconds());
         const perRun = (timing.warmupMs + timing.durationMs) / 1000;
         const samples = await interleaved(
           [

@@ -4,7 +4,7 @@
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { entry, LatencyLog, latencyFields, measurement, median, percentile, roundMs, roundRate, spread, summarize } from '../../bench/harness.js';
+import { BenchAborted, entry, LatencyLog, latencyFields, measurement, median, percentile, roundMs, roundRate, SETTLE_MAX_ROUNDS, SETTLE_MS, settleUntilSteady, spread, summarize, type LoopTiming } from '../../bench/harness.js';
 
 describe('percentile', () => {
   it.each([
@@ -122,4 +122,34 @@ describe('result entries', () => {
     [29997.4, 29997],
     [57.123, 57.1],
   ])('roundRate(%f) = %f', (v, r) => expect(roundRate(v)).toBe(r));
+});
+
+describe('settleUntilSteady', () => {
+  const rounds = (rates: number[]) => {
+    const asked: LoopTiming[] = [];
+    let i = 0;
+    const measure = async (timing: LoopTiming) => {
+      asked.push(timing);
+      return { rate: rates[Math.min(i++, rates.length - 1)]! };
+    };
+    return { measure, asked };
+  };
+
+  it('runs rounds of SETTLE_MS (a quarter warm-up) until a round is no more than 3 % above the one before', async () => {
+    const { measure, asked } = rounds([2700, 2900, 3100, 3150, 3600]);
+    expect(await settleUntilSteady(measure, new AbortController().signal)).toEqual([2700, 2900, 3100, 3150]);
+    expect(asked.every((t) => t.durationMs === SETTLE_MS * 0.75 && t.warmupMs === SETTLE_MS * 0.25)).toBe(true);
+  });
+
+  it('stops at once when throughput falls, and after SETTLE_MAX_ROUNDS when it keeps climbing', async () => {
+    expect(await settleUntilSteady(rounds([3000, 2800]).measure, new AbortController().signal)).toEqual([3000, 2800]);
+    const climbing = Array.from({ length: 20 }, (_, i) => 1000 * 1.1 ** i);
+    expect(await settleUntilSteady(rounds(climbing).measure, new AbortController().signal)).toHaveLength(SETTLE_MAX_ROUNDS);
+  });
+
+  it('stops when aborted', async () => {
+    const abort = new AbortController();
+    abort.abort();
+    await expect(settleUntilSteady(rounds([1, 2, 3]).measure, abort.signal)).rejects.toBeInstanceOf(BenchAborted);
+  });
 });
