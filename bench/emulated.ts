@@ -14,8 +14,9 @@
  * - 2 x engines callers per member in flight (8 per member, 128 for 16): every engine
  *   stays busy with a queue behind it, so the members are saturated and the figure is
  *   capacity, not caller latency.
- * - One group of 16 member hosts is started once (a host takes about half a CPU-second to
- *   start under tsx; starting 1 + 2 + 4 + 8 + 16 of them would cost ~25 s of a quick run).
+ * - One group of 16 member hosts is started once (a host takes about a third of a
+ *   CPU-second to start compiled, over a second through tsx; starting 1 + 2 + 4 + 8 + 16
+ *   of them would cost many seconds of a quick run).
  *   For n members, members n+1..16 are set standby (`group.setStandby`), which takes them
  *   out of load balancing online (a standby member takes load only when no active member
  *   is left); the warm-up before each measurement lets their last commands drain.

@@ -12,9 +12,10 @@ import type { TestbedToken } from '../src/testbed/softhsm-testbed.js';
 import { HostTransport, type EmulatedCapacity } from '../src/transport/host-transport.js';
 
 /**
- * Start timeout of an emulated host. Every host loads its TypeScript through tsx (about
- * half a CPU-second each), and up to 17 start at once on a 2-core machine that others use
- * too: the 30 s default could run out while nothing is wrong.
+ * Start timeout of an emulated host. A host takes a third of a CPU-second to start
+ * compiled (over a second when the benchmark runs through tsx), and up to 17 start at once
+ * on a 2-core machine that others use too: the 30 s default could run out while nothing is
+ * wrong.
  */
 export const EMULATED_START_TIMEOUT_MS = 120_000;
 

@@ -2,11 +2,11 @@
  * Imported first by bench/run.ts: the process-level settings of the benchmark.
  *
  * libuv's threadpool runs pkcs11js's async calls (the async baseline). It starts once
- * per process, with the UV_THREADPOOL_SIZE it reads at that moment. Under tsx, tsx's
- * module loader has already done asynchronous file I/O (and so started the pool) before
- * the first line of bench/run.ts runs: assigning `process.env.UV_THREADPOOL_SIZE` here
- * has NO effect (checked: the process's thread count does not change). Only the
- * environment the process starts with counts, e.g.
+ * per process, with the UV_THREADPOOL_SIZE it reads at that moment. The module loader may
+ * have done asynchronous file I/O (and so started the pool) before the first line of
+ * bench/run.ts runs (under tsx it has: assigning `process.env.UV_THREADPOOL_SIZE` here had
+ * NO effect, the process's thread count did not change), so only the environment the
+ * process starts with counts, e.g.
  *
  *     UV_THREADPOOL_SIZE=8 npm run bench -- --quick
  *

@@ -73,7 +73,7 @@ async function handle(request: LimitRequest): Promise<void> {
 }
 
 if (process.send === undefined) {
-  console.error('bench/limit-child.ts is started by bench/limit.ts (child_process.fork), not by hand');
+  console.error('bench/limit-child is started by bench/limit (child_process.fork), not by hand');
   process.exit(2);
 }
 process.on('message', (request: LimitRequest) => {
