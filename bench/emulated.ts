@@ -29,7 +29,7 @@
 import { HaGroup } from '../src/group/ha-group.js';
 import type { VirtualSession } from '../src/slot/virtual-session.js';
 import { createTestbed } from '../src/testbed/softhsm-testbed.js';
-import { HostTransport, type EmulatedCapacity } from '../src/transport/host-transport.js';
+import { HostTransport, type EmulatedCapacity } from '../src/host/host-transport.js';
 import { describeCapacity, emulatedFactory, emulatedHost } from './emulation.js';
 import {
   closedLoop,
@@ -46,6 +46,7 @@ import {
   type Variant,
 } from './harness.js';
 import { fmtRate } from './overhead.js';
+import { internalsOf } from '../src/testing.js';
 
 /** EMULATION: the capacity of every member (and of the lone baseline member). */
 export const EMULATED_CAPACITY: EmulatedCapacity = { engines: 4, serviceTimeMs: 20 };
@@ -128,7 +129,7 @@ export const emulated: BenchFamily = {
       };
       /** Members 0..n-1 take load; the others stand by (out of load balancing, still connected). */
       const activate = (n: number): void => {
-        g.members.forEach((m, i) => g.setStandby(m.name, i >= n));
+        g.status().members.forEach((m, i) => g.setStandby(m.name, i >= n));
       };
       const tracked = (v: Variant): Variant => ({
         name: v.name,
@@ -160,7 +161,7 @@ export const emulated: BenchFamily = {
 
       // Evidence that the engines were the limit: the most engines each host held at once
       // over the whole run (a member below its engine count was never saturated).
-      const stats = await Promise.all([alone, ...g.members.slice(0, most).map((m) => m.transport)].map((t) => (t instanceof HostTransport ? t.hostStats().catch(() => undefined) : undefined)));
+      const stats = await Promise.all([alone, ...internalsOf(g).members.slice(0, most).map((m) => m.transport)].map((t) => (t instanceof HostTransport ? t.hostStats().catch(() => undefined) : undefined)));
       const maxBusy = stats.map((s) => s?.emulation?.maxBusy ?? Number.NaN);
       const aloneSamples = samples.get('alone')!;
       const one = summarize(aloneSamples);

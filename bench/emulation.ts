@@ -9,7 +9,7 @@
  */
 import { transportOptions, type ResolvedMemberConfig } from '../src/group/group-config.js';
 import type { TestbedToken } from '../src/testbed/softhsm-testbed.js';
-import { HostTransport, type EmulatedCapacity } from '../src/transport/host-transport.js';
+import { HostTransport, type EmulatedCapacity } from '../src/host/host-transport.js';
 
 /**
  * Start timeout of an emulated host. A host takes a third of a CPU-second to start

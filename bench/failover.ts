@@ -45,10 +45,11 @@ import { HaGroup } from '../src/group/ha-group.js';
 import type { VirtualSession } from '../src/slot/virtual-session.js';
 import { provisionKeys, type ProvisionedKey } from '../src/testbed/provision.js';
 import { createTestbed } from '../src/testbed/softhsm-testbed.js';
-import { HostTransport } from '../src/transport/host-transport.js';
+import { HostTransport } from '../src/host/host-transport.js';
 import { checkAborted, entry, LatencyLog, roundRate, type BenchContext, type BenchFamily, type BenchResult, type ResultNote } from './harness.js';
 import { fmtRate } from './overhead.js';
 import { analyzeFailover, lowestRateBetween } from './timeline.js';
+import { internalsOf } from '../src/testing.js';
 
 /** The faults, by id suffix. */
 export const FAULTS = ['kill', 'hang'] as const;
@@ -226,7 +227,7 @@ export const failover: BenchFamily = {
  */
 async function everyMemberServing(g: HaGroup, signal: AbortSignal): Promise<string | undefined> {
   const until = performance.now() + READY_WAIT_MS;
-  while (!g.members.every((m) => m.serving)) {
+  while (!internalsOf(g).members.every((m) => m.serving)) {
     checkAborted(signal);
     if (performance.now() > until) return g.status().members.map((m) => `${m.name}: ${m.state.kind}`).join(', ');
     await sleep(20);
@@ -246,7 +247,7 @@ async function runFault(
   expected: Buffer,
   victims: Set<number>,
 ): Promise<RunOutcome> {
-  const victim = g.members[VICTIM]!;
+  const victim = internalsOf(g).members[VICTIM]!;
   const transport = victim.transport;
   if (!(transport instanceof HostTransport) || transport.pid === undefined) throw new Error(`failover: member ${victim.name} has no host process`);
   const pid = transport.pid;

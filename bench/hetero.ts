@@ -36,7 +36,7 @@ import { PeakEwmaScheduler } from '../src/routing/peak-ewma-scheduler.js';
 import type { Candidate, Scheduler } from '../src/routing/scheduler.js';
 import type { VirtualSession } from '../src/slot/virtual-session.js';
 import { createTestbed } from '../src/testbed/softhsm-testbed.js';
-import type { EmulatedCapacity } from '../src/transport/host-transport.js';
+import type { EmulatedCapacity } from '../src/host/host-transport.js';
 import { describeCapacity, emulatedFactory } from './emulation.js';
 import {
   closedLoop,
@@ -175,7 +175,7 @@ export const hetero: BenchFamily = {
             name: `${strategy} ${pool}`,
             measure: async () => {
               const members = POOLS[pool];
-              g.members.forEach((m, i) => g.setStandby(m.name, !(members as readonly number[]).includes(i)));
+              g.status().members.forEach((m, i) => g.setStandby(m.name, !(members as readonly number[]).includes(i)));
               scheduler.use(strategy);
               const before = g.status().members.map((m) => m.served);
               const m = await closedLoop(

@@ -6,8 +6,9 @@
 import { createDecipheriv, createHash, createHmac, createPrivateKey, createPublicKey, randomBytes, verify as cryptoVerify, type KeyObject } from 'node:crypto';
 import type { Mechanism, PKCS11, Template } from 'pkcs11js';
 import { acquireModule, releaseModule } from '../src/pkcs11/module-registry.js';
-import { pkcs11js } from '../src/pkcs11/pkcs11js.js';
-import { toRawTemplate, type FriendlyTemplate, type MechanismInput } from '../src/pkcs11/templates.js';
+import { pkcs11js } from '../src/native/pkcs11js.js';
+import type { MechanismInput } from '../src/pkcs11/mechanism-table.js';
+import { toRawTemplate, type FriendlyTemplate } from '../src/pkcs11/template-codec.js';
 import type { ProvisionedKey } from '../src/testbed/provision.js';
 
 /** Every workload, in report order. */

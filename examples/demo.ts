@@ -11,6 +11,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import { HaGroup, HostTransport } from '../src/index.js';
 import { createTestbed } from '../src/testbed/softhsm-testbed.js';
+import { internalsOf } from '../src/testing.js';
 
 const { values } = parseArgs({
   options: {
@@ -67,7 +68,7 @@ try {
       },
     ];
     const victimIndex = memberCount - 1;
-    const victim = group.members[victimIndex]!;
+    const victim = internalsOf(group).members[victimIndex]!;
     console.log(`${at()} running ${totalOps} tasks (AES-GCM 1 KiB round trips, HMAC-SHA256, ECDSA P-256 sign + verify) with ${concurrency} callers${kill ? `; ${victim.name}'s host is killed a fifth of the way in` : ''} ...`);
     let next = 0;
     let done = 0;

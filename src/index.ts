@@ -1,11 +1,26 @@
 /**
  * pkcs11-ha: several PKCS#11 tokens joined into one virtual slot, with load balancing,
  * failover and key replication done on the client side.
+ *
+ * This is the whole public API: what an application, a custom {@link Scheduler} or a
+ * custom {@link Transport} needs, and every type their signatures use. The surface is
+ * pinned by `etc/pkcs11-ha.api.md` (`npm run api`) and `test/api/public-api.test.ts`.
+ * Internals for tests and benchmarks come from `pkcs11-ha/testing`; SoftHSM test tokens
+ * from `pkcs11-ha/testbed`.
+ *
+ * @packageDocumentation
  */
-export { HaGroup, type GroupStatus, type MemberStatus, type DomainInitResult } from './group/ha-group.js';
-export type { GroupConfig, MemberConfig, ResolvedGroupConfig, ResolvedMemberConfig, TransportKind, SchedulerName, KeyCreation } from './group/group-config.js';
-export type { HostCalls } from './host/host-protocol.js';
-export type { RecoveryPolicy } from './recovery/recovery-loop.js';
+
+// --- The group, its slot and sessions ---------------------------------------------------
+export { HaGroup } from './group/ha-group.js';
+export type { GroupConfig, MemberConfig, ResolvedMemberConfig, TransportKind, SchedulerName, KeyCreation } from './group/group-config.js';
+export type { GroupStatus, MemberStatus, ObjectDescription } from './group/group-status.js';
+export type { DomainInitResult } from './replication/domain-ceremony.js';
+export type { UnextractablePolicy } from './replication/replica-template.js';
+export type { MemberSnapshot } from './member/member.js';
+export type { MemberRole, MemberState, MemberStateKind } from './member/member-state.js';
+export type { SessionPoolStats } from './member/session-pool.js';
+export type { Secret } from './member/secret.js';
 export type {
   HaGroupEvents,
   MemberStateChangedEvent,
@@ -17,23 +32,12 @@ export type {
   RecoveryFailedEvent,
   StandbyEvent,
   ResyncProgressEvent,
-} from './group/group-events.js';
+} from './events/group-events.js';
 export { VirtualSlot } from './slot/virtual-slot.js';
 export { VirtualSession, type UserType } from './slot/virtual-session.js';
 export type { ObjectHandle } from './catalog/catalog.js';
-export type { MemberSnapshot } from './member/member.js';
-export type { MemberRole, MemberState, MemberStateKind } from './member/member-state.js';
-export type { SessionPoolStats } from './member/session-pool.js';
-export type { Scheduler, Candidate } from './routing/scheduler.js';
-export { LeastBusyScheduler } from './routing/least-busy-scheduler.js';
-export { PeakEwmaScheduler, seededRandom, type PeakEwmaOptions } from './routing/peak-ewma-scheduler.js';
-export { systemClock, type Clock, type TimerHandle } from './clock/clock.js';
-export type { Transport, TokenInfo } from './transport/transport.js';
-export { CommandFailedError } from './transport/transport.js';
-export { InProcessTransport, type InProcessCallCounts, type InProcessCalls, type InProcessTransportOptions, type TokenSelector } from './transport/in-process-transport.js';
-export { InlineSlicer, eventLoopTurns, DEFAULT_SLICE_BUDGET_MS, type SliceTiming } from './transport/inline-slicer.js';
-export { HostTransport, type HostTransportOptions } from './transport/host-transport.js';
-export type { Command, CommandName, CommandResult, CommandMap, Handle, ReadAttribute, WireAttribute, WireError } from './pkcs11/commands.js';
+
+// --- Errors and return codes ------------------------------------------------------------
 export {
   HaError,
   ConfigError,
@@ -44,23 +48,49 @@ export {
   MemberUnreachableError,
   DeadlineError,
   Pkcs11Error,
+  ReplicationError,
+  OperationRestartError,
+  CommandError,
   type HaErrorCode,
   type FaultClass,
 } from './errors/ha-error.js';
-export { JournalError } from './replication/journal.js';
+export { JournalError, type JournalFault } from './replication/journal-store.js';
 export { DomainError } from './replication/domain-key.js';
-export { classifyReturnValue, classifyError, RETURN_CODE_CLASSES, type Classification } from './errors/classification.js';
+export { classifyReturnValue, classifyError, type Classification } from './errors/classification.js';
 export { ckrName, ckrValue } from './errors/return-codes.js';
+
+// --- Templates and mechanisms -----------------------------------------------------------
 export {
   toRawTemplate,
   fromRawAttributes,
-  toMechanism,
-  attributeType,
   type FriendlyTemplate,
   type FriendlyAttributes,
   type TemplateInput,
   type RawTemplate,
   type RawAttribute,
+  type Pkcs11Attribute,
+} from './pkcs11/template-codec.js';
+export { attributeType, type AttributeName, type ObjectClassName, type KeyTypeName, type CurveName } from './pkcs11/attribute-table.js';
+export {
+  toMechanism,
   type MechanismInput,
   type FriendlyMechanism,
-} from './pkcs11/templates.js';
+  type MechanismName,
+  type NoParameterMechanismName,
+  type SimpleMechanismName,
+  type RawMechanism,
+} from './pkcs11/mechanism-table.js';
+export type { HashName, MgfName, KdfName, RawParameter } from './pkcs11/mechanism-parameters.js';
+
+// --- Load balancing and time --------------------------------------------------------------
+export type { Scheduler, Candidate } from './routing/scheduler.js';
+export { LeastBusyScheduler } from './routing/least-busy-scheduler.js';
+export { PeakEwmaScheduler, type PeakEwmaOptions } from './routing/peak-ewma-scheduler.js';
+export { systemClock, type Clock, type TimerHandle } from './clock/clock.js';
+
+// --- Transports and the commands they carry ---------------------------------------------
+export { CommandFailedError, type Transport, type TokenInfo } from './transport/transport.js';
+export { InProcessTransport, type InProcessCalls, type InProcessTransportOptions, type TokenSelector } from './transport/in-process-transport.js';
+export { HostTransport, type HostTransportOptions, type HostStats, type EmulatedCapacity } from './host/host-transport.js';
+export type { HostCalls } from './host/host-ipc.js';
+export type { Command, CommandName, CommandResult, CommandMap, Handle, ReadAttribute, WireAttribute, WireError } from './pkcs11/commands.js';

@@ -9,7 +9,7 @@
  * (RSA modulus, EC point) or of the token's own check value.
  */
 import { createHash } from 'node:crypto';
-import { pkcs11js } from '../pkcs11/pkcs11js.js';
+import { pkcs11js } from '../native/pkcs11js.js';
 import type { ReadAttribute } from '../pkcs11/commands.js';
 
 /** Attributes read from each member to establish identity. */

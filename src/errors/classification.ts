@@ -1,6 +1,7 @@
 /**
  * THE classification table (DESIGN rule 1): how each PKCS#11 return code and each
- * transport fault bears on a member's health. Failover reads this and nothing else.
+ * transport fault bears on a member's health. Failover reads this and the named rules
+ * beside it (`return-code-rules.ts`, re-exported here) and nothing else.
  *
  * - member: this member cannot serve the call; another member can. Fails the member.
  * - caller: the request itself is bad and would fail on any member. Goes back to the
@@ -18,6 +19,9 @@ import {
   type FaultClass,
 } from './ha-error.js';
 import { CKR_OK, CKR_VENDOR_DEFINED, ckrName, toUlong } from './return-codes.js';
+
+// The named rules beside the table, so that failover reads its rules from one module.
+export { isAlreadyLoggedIn, isAmbiguousAnswer, isNotLoggedIn, isPinError, isStaleHandle, outcomeUnknown, takesMemberOut } from './return-code-rules.js';
 
 /** A class and the one-line reason why a code belongs to it. */
 export interface Classification {
@@ -160,6 +164,25 @@ export function classifyReturnValue(rv: number): Classification & { readonly ckr
   return { ckr, fault: 'ambiguous', reason: value >= CKR_VENDOR_DEFINED ? VENDOR_REASON : UNKNOWN_REASON };
 }
 
+const BEFORE_LOGIN_REASON = 'the group never logged this member in: the call was made before C_Login, which is the caller\'s doing';
+
+/**
+ * Classifies a member's answer, knowing the member's login state: the table's class, but
+ * for the user-not-logged-in rule. CKR_USER_NOT_LOGGED_IN is ambiguous in the table (a
+ * member that lost its login, or a CKA_ALWAYS_AUTHENTICATE key used without
+ * re-authentication); from a member the group never logged in it is plainly the caller's.
+ *
+ * @param member whether the group logged the answering member in
+ * @throws TypeError as {@link classifyReturnValue}
+ * @example
+ * const { ckr, fault } = classifyAnswer(rv, { loggedIn: member.loggedIn });
+ */
+export function classifyAnswer(rv: number, member: { readonly loggedIn: boolean }): Classification & { readonly ckr: string } {
+  const classification = classifyReturnValue(rv);
+  if (classification.ckr === 'CKR_USER_NOT_LOGGED_IN' && !member.loggedIn) return { ckr: classification.ckr, fault: 'caller', reason: BEFORE_LOGIN_REASON };
+  return classification;
+}
+
 function hasCode(value: unknown): value is { code: unknown } {
   return typeof value === 'object' && value !== null && 'code' in value;
 }
@@ -225,15 +248,4 @@ export function toPkcs11Error(cause: unknown, fn: string, member: string | undef
   // Keep a real Error as the cause for its stack; a plain object from a worker may carry
   // anything, so it is not kept.
   return new Pkcs11Error(ckr, rv, fnName, member, fault, cause instanceof Error ? { cause } : undefined);
-}
-
-/**
- * True for a member's answer that its handle of an object is not valid (any more). With
- * member handles cached, this is often a stale handle, not a missing object: SoftHSM, for
- * one, can renumber objects when another process changes the same token. Worth finding
- * the object again by identity once before giving up.
- */
-export function isStaleHandle(error: unknown): boolean {
-  const ckr = (error as { ckr?: unknown } | undefined)?.ckr;
-  return HaError.is(error) && error.code === 'ERR_PKCS11' && (ckr === 'CKR_OBJECT_HANDLE_INVALID' || ckr === 'CKR_KEY_HANDLE_INVALID');
 }

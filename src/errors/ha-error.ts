@@ -20,7 +20,8 @@ export type HaErrorCode =
   | 'ERR_DOMAIN'
   | 'ERR_REPLICATION'
   | 'ERR_COMMAND'
-  | 'ERR_JOURNAL';
+  | 'ERR_JOURNAL'
+  | 'ERR_OPERATION_RESTART';
 
 /** How a failure bears on a member's health. See `classification.ts`. */
 export type FaultClass = 'member' | 'caller' | 'ambiguous';
@@ -126,6 +127,17 @@ export class Pkcs11Error extends HaError {
 export class ReplicationError extends HaError {
   constructor(message: string, options?: { cause?: unknown }) {
     super('ERR_REPLICATION', message, options);
+  }
+}
+
+/**
+ * The member running a pinned (multi-part) operation failed, and the operation cannot go
+ * on elsewhere: its result depends on the member, or another member refused to take it up.
+ * Nothing of it is left on any member: start it again from its Init.
+ */
+export class OperationRestartError extends HaError {
+  constructor(readonly operation: string, readonly member: string, message: string, options?: { cause?: unknown }) {
+    super('ERR_OPERATION_RESTART', `${operation} on member ${member}: ${message}; start it again`, options);
   }
 }
 

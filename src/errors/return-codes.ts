@@ -4,10 +4,7 @@
  * Built from the constants pkcs11js exports, so the names always match what pkcs11js puts
  * in its own errors, plus the v2.40 codes pkcs11js lacks, written by hand.
  */
-import { createRequire } from 'node:module';
-
-const require = createRequire(import.meta.url);
-const pkcs11js = require('pkcs11js') as Record<string, unknown>;
+import { pkcs11js } from '../native/pkcs11js.js';
 
 /** CKR_OK: the one return value that is not a failure. */
 export const CKR_OK = 0;
@@ -24,7 +21,7 @@ const MISSING_FROM_PKCS11JS: ReadonlyArray<readonly [string, number]> = [
 
 function buildTable(): { byName: Map<string, number>; byValue: Map<number, string> } {
   const byName = new Map<string, number>();
-  for (const [name, value] of Object.entries(pkcs11js)) {
+  for (const [name, value] of Object.entries(pkcs11js) as [string, unknown][]) {
     if (name.startsWith('CKR_') && typeof value === 'number') byName.set(name, value);
   }
   // Hand-written entries only fill gaps: a newer pkcs11js that exports them wins.

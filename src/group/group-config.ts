@@ -14,7 +14,7 @@ import type { Scheduler } from '../routing/scheduler.js';
 import type { InProcessCalls, InProcessTransportOptions, TokenSelector } from '../transport/in-process-transport.js';
 import type { Transport } from '../transport/transport.js';
 import type { UnextractablePolicy } from '../replication/replica-template.js';
-import type { HostCalls } from '../host/host-protocol.js';
+import type { HostCalls } from '../host/host-ipc.js';
 import type { RecoveryPolicy } from '../recovery/recovery-loop.js';
 
 /** The built-in load-balancing strategies, by name. */

@@ -10,7 +10,7 @@
  * can be measured past what this machine's cores would allow.
  */
 import { systemClock, type Clock } from '../clock/clock.js';
-import type { EmulatedCapacity } from './host-protocol.js';
+import type { EmulatedCapacity } from './host-ipc.js';
 
 interface Job {
   readonly work: () => Promise<unknown>;

@@ -3,13 +3,16 @@
  * socket, so that a crash or a hang of the PKCS#11 module takes down this process, not
  * the application (worker threads share the application's process and isolate nothing).
  *
- * Started by `HostTransport`, which gives it, over the IPC channel, its configuration and
- * a 32-byte secret (never argv or env: those are visible to other processes of the user
- * and inherited by children). The module's environment (SOFTHSM2_CONF) is this process's
- * own environment. Commands run through an {@link InProcessTransport} here: its worker
- * threads make the long PKCS#11 calls (key generation, unwrap, searches), so this
- * process's main thread stays free to read the socket and send heartbeats while one runs.
- * Short cryptographic calls (encrypt, decrypt, sign, verify, digest) run, under
+ * Started by `HostProcess` (for a `HostTransport`), which gives it, over the IPC channel,
+ * its configuration and a 32-byte secret (never argv or env: those are visible to other
+ * processes of the user and inherited by children). The module's environment
+ * (SOFTHSM2_CONF) is this process's own environment. The socket protocol is
+ * `src/rpc/host-protocol.ts`; each client connection is a `HostConnection`.
+ *
+ * Commands run through an {@link InProcessTransport} here: its worker threads make the
+ * long PKCS#11 calls (key generation, unwrap, searches), so this process's main thread
+ * stays free to read the socket and send heartbeats while one runs. Short cryptographic
+ * calls (encrypt, decrypt, sign, verify, digest) run, under
  * `calls: 'inline'` (the default), right on the main thread as they are read: no thread
  * hop, no re-encoding, one core per member; a hung one stops the heartbeats, so the
  * client's deadline catches it. Under `calls: 'threads'` they go to the worker threads too.
@@ -21,138 +24,27 @@
 import { timingSafeEqual } from 'node:crypto';
 import { realpathSync } from 'node:fs';
 import { chmod } from 'node:fs/promises';
-import { createServer, type Server, type Socket } from 'node:net';
+import { createServer, type Server } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { systemClock, type Clock, type TimerHandle } from '../clock/clock.js';
 import { HaError } from '../errors/ha-error.js';
 import type { Command, CommandName } from '../pkcs11/commands.js';
-import { isFrameCommand, type FrameCommand } from '../transport/frame-codec.js';
 import { scratchOutput } from '../pkcs11/run-command.js';
+import type { HostStats, ReplyMessage } from '../rpc/host-protocol.js';
+import { isFrameCommand, type FrameCommand } from '../transport/frame-codec.js';
 import { InProcessTransport } from '../transport/in-process-transport.js';
 import { CommandFailedError, type TokenInfo } from '../transport/transport.js';
 import { CapacityEmulator } from './capacity-emulator.js';
+import { HostConnection, type ConnectionHost } from './host-connection.js';
+import type { HostStatusMessage, MemberHostConfig, StartFailure, StartMessage } from './host-ipc.js';
 import { startOrphanWatchdog } from './orphan-watchdog.js';
-import {
-  FrameDecoder,
-  FrameWriter,
-  HANDSHAKE_MAX_FRAME_BYTES,
-  MAX_FRAME_BYTES,
-  type HostMessage,
-  type HostStats,
-  type HostStatusMessage,
-  type MemberHostConfig,
-  type ReplyMessage,
-  type StartFailure,
-  type StartMessage,
-} from './host-protocol.js';
 
-/**
- * Answers of inline calls are written as soon as they stand for this much work (ms), not
- * only at the end of the tick: the client can send its next requests while the host works
- * on the rest of what it read (a batch of RSA signatures would otherwise be answered all
- * at once, and the host would then wait idle for the next requests). Not at every call:
- * each write wakes the client, and the client's CPU comes out of the hosts' share of a
- * machine they keep busy. 3 ms rather than 1: with two hosts signing RSA-2048 for 16
- * callers on 2 cores, the client woke about half as often and the hosts signed slightly
- * more in each of five paired runs (a difference under the noise of limit/rsa2048-sign/hosts2). The
- * wait it adds to an answer is at most 3 ms of the host's work, and none when the host has
- * nothing more queued.
- */
-export const INLINE_FLUSH_MS = 3;
-
-/** How long a connection may take to say hello before the host drops it. */
-const HANDSHAKE_TIMEOUT_MS = 10_000;
 /** How long a clean shutdown may take before the host exits anyway (a hung module must not keep it alive). */
 const SHUTDOWN_TIMEOUT_MS = 5_000;
 
-/** One client connection of a {@link MemberHost}: handshake first, then many requests in flight. */
-export class HostConnection {
-  /** Start time of each request in flight, oldest first (Map keeps insertion order). */
-  readonly started = new Map<number, number>();
-  readonly #socket: Socket;
-  readonly #host: MemberHost;
-  readonly #decoder = new FrameDecoder({ maxFrameBytes: HANDSHAKE_MAX_FRAME_BYTES, buffers: 'view' });
-  readonly #writer: FrameWriter;
-  #authenticated = false;
-  /** Inline work (ms) behind the answers queued and not yet written. */
-  #inlineMs = 0;
-  #handshakeTimer: TimerHandle | undefined;
-
-  constructor(socket: Socket, host: MemberHost, clock: Clock) {
-    this.#socket = socket;
-    this.#host = host;
-    this.#writer = new FrameWriter(socket);
-    this.#handshakeTimer = clock.setTimeout(() => this.destroy(), HANDSHAKE_TIMEOUT_MS);
-    socket.on('data', (chunk: Buffer) => {
-      try {
-        this.#decoder.push(chunk, (m) => this.#onMessage(m));
-      } catch {
-        // A broken stream cannot be resynchronised: drop the connection (its client sees the close).
-        this.destroy();
-      }
-    });
-    socket.on('error', () => undefined);
-    socket.on('close', () => {
-      if (this.#handshakeTimer !== undefined) clock.clearTimeout(this.#handshakeTimer);
-      host.forget(this);
-    });
-  }
-
-  /** True after a hello with the right secret. */
-  get authenticated(): boolean {
-    return this.#authenticated;
-  }
-
-  /** Queues a message; dropped when the connection is gone. */
-  send(m: HostMessage): void {
-    if (this.#socket.destroyed) return;
-    this.#writer.send(m);
-  }
-
-  /** Writes whatever is queued now, rather than at the end of the tick. */
-  flush(): void {
-    this.#inlineMs = 0;
-    this.#writer.flush();
-  }
-
-  /**
-   * Counts `ms` of inline work whose answer was just queued, and writes what is queued
-   * once the answers waiting stand for {@link INLINE_FLUSH_MS} of work.
-   */
-  inlineWork(ms: number): void {
-    // Only this answer queued: the earlier ones were written at the end of a tick.
-    if (this.#writer.queued <= 1) this.#inlineMs = 0;
-    this.#inlineMs += ms;
-    if (this.#inlineMs >= INLINE_FLUSH_MS) this.flush();
-  }
-
-  /** Closes the connection now. */
-  destroy(): void {
-    this.#socket.destroy();
-  }
-
-  #onMessage(m: HostMessage): void {
-    if (!this.#authenticated) {
-      if (m.t !== 'hello' || !this.#host.checkSecret(m.secret)) {
-        this.destroy();
-        return;
-      }
-      this.#authenticated = true;
-      this.#decoder.maxFrameBytes = MAX_FRAME_BYTES;
-      if (this.#handshakeTimer !== undefined) this.#host.clock.clearTimeout(this.#handshakeTimer);
-      this.#handshakeTimer = undefined;
-      this.send({ t: 'welcome', token: this.#host.token });
-      return;
-    }
-    if (m.t === 'request') this.#host.run(this, m.id, m.command);
-    else if (m.t === 'stats') this.send({ t: 'reply', id: m.id, ok: true, value: this.#host.stats() });
-    // Anything else from a client (a second hello, a reply) breaks the protocol.
-    else this.destroy();
-  }
-}
-
-/** Serves one member's token to authenticated clients on a Unix socket. */
-export class MemberHost {
+/** Serves one member's token to authenticated clients on a Unix socket (or any stream given to {@link MemberHost.serve}). */
+export class MemberHost implements ConnectionHost {
   /** The token this host serves. */
   readonly token: TokenInfo;
   /** The time seam (heartbeats, handshake timeouts, emulation). */
@@ -212,10 +104,7 @@ export class MemberHost {
     // The socket file is created with the umask's mode: 0600 from its first instant, not
     // only after the chmod below (the directory is 0700 anyway).
     const previous = process.umask(0o177);
-    const server = createServer((socket) => {
-      const connection = new HostConnection(socket, this, this.clock);
-      this.#connections.add(connection);
-    });
+    const server = createServer((socket) => this.serve(socket));
     this.#server = server;
     try {
       await new Promise<void>((resolve, reject) => {
@@ -229,6 +118,15 @@ export class MemberHost {
       process.umask(previous);
     }
     await chmod(this.#config.socketPath, 0o600);
+  }
+
+  /**
+   * Serves one client connection on `stream`: the handshake first, then its requests.
+   * The host's own Unix socket hands its connections here; so can any other listener
+   * (a TLS server) or a test's in-memory stream.
+   */
+  serve(stream: Duplex): void {
+    this.#connections.add(new HostConnection(stream, this, this.clock));
   }
 
   /** Constant-time comparison of a client's secret with this host's. */

@@ -3,15 +3,15 @@
  * its count of outstanding commands (queued + running), which is what "least busy" reads.
  */
 import type { Clock } from '../clock/clock.js';
-import { classifyError, classifyReturnValue } from '../errors/classification.js';
-import { ckrName } from '../errors/return-codes.js';
+import { classifyAnswer, classifyError, isAlreadyLoggedIn, isNotLoggedIn, isPinError, takesMemberOut } from '../errors/classification.js';
 import { CommandError, HaError, InvalidArgumentError, MemberUnreachableError, Pkcs11Error } from '../errors/ha-error.js';
 import type { Command, CommandName, CommandResult, Handle } from '../pkcs11/commands.js';
 import { CommandFailedError, type TokenInfo, type Transport } from '../transport/transport.js';
-import { isServing, type MemberRole, type MemberState } from './member-state.js';
+import { isPromoted, isServing, roleOf, servingState, type MemberRole, type MemberState } from './member-state.js';
 import { SessionPool, type SessionPoolStats } from './session-pool.js';
 import { CommandDeadlines, type DeadlineExpiry } from './command-deadlines.js';
 import { DeadlineError } from '../errors/ha-error.js';
+import type { Secret } from './secret.js';
 
 /** Told about every change of a member's state. */
 export type MemberStateListener = (member: Member, previous: MemberState, cause: Error | undefined) => void;
@@ -22,6 +22,10 @@ export interface MemberOptions {
   /** Position in the group's member order (primary election and round-robin follow it). */
   readonly index: number;
   readonly role: MemberRole;
+  /** The member's own user PIN, used at recovery instead of the application's when set. */
+  readonly userPin?: Secret | undefined;
+  /** The member's security officer PIN, for the domain ceremony. */
+  readonly soPin?: Secret | undefined;
   readonly transport: Transport;
   /** Makes a fresh transport for each reconnection; without it the first one is connected again. */
   readonly newTransport?: () => Transport;
@@ -60,10 +64,6 @@ export interface MemberSnapshot {
 export class Member {
   readonly name: string;
   readonly index: number;
-  /** Configured role; {@link promoted} says whether a standby member serves as an active one now. */
-  role: MemberRole;
-  /** A standby member promoted because no active member is left (the group sets it). */
-  promoted = false;
   readonly #options: MemberOptions;
   readonly #clock: Clock;
   readonly #onStateChange: MemberStateListener;
@@ -84,11 +84,10 @@ export class Member {
   constructor(options: MemberOptions) {
     this.name = options.name;
     this.index = options.index;
-    this.role = options.role;
     this.#options = options;
     this.#clock = options.clock;
     this.#onStateChange = options.onStateChange;
-    this.#state = { kind: 'failed', since: options.clock.now(), attempts: 0, reason: 'not connected yet' };
+    this.#state = { kind: 'failed', role: options.role, since: options.clock.now(), attempts: 0, reason: 'not connected yet' };
     const deadlineMs = options.deadlineMs ?? 20_000;
     const ceilingMs = options.ceilingMs ?? 120_000;
     this.#deadlines = new CommandDeadlines({ deadlineMs, ceilingMs, clock: options.clock, onExpired: (e) => this.#expired(e, deadlineMs, ceilingMs) });
@@ -112,6 +111,26 @@ export class Member {
     return isServing(this.#state);
   }
 
+  /** The member's own configured user PIN, if any (never printed). */
+  get userPin(): Secret | undefined {
+    return this.#options.userPin;
+  }
+
+  /** The member's configured security officer PIN, if any (never printed). */
+  get soPin(): Secret | undefined {
+    return this.#options.soPin;
+  }
+
+  /** Configured role (kept in the state, whatever the member's health). */
+  get role(): MemberRole {
+    return roleOf(this.#state);
+  }
+
+  /** True while a standby member serves as an active one (no active member is left). */
+  get promoted(): boolean {
+    return isPromoted(this.#state);
+  }
+
   /** Commands queued or running on this member. */
   get outstanding(): number {
     return this.#outstanding;
@@ -123,10 +142,10 @@ export class Member {
       this.#token = await this.transport.connect();
     } catch (error) {
       const cause = error instanceof Error ? error : undefined;
-      this.#setState({ kind: 'failed', since: this.#clock.now(), attempts: 0, reason: cause?.message ?? String(error) }, cause);
+      this.#setState({ kind: 'failed', role: this.role, since: this.#clock.now(), attempts: 0, reason: cause?.message ?? String(error) }, cause);
       throw error;
     }
-    this.#setState({ kind: this.role }, undefined);
+    this.#setState(servingState(this.role), undefined);
   }
 
   /**
@@ -217,8 +236,8 @@ export class Member {
     try {
       await this.run<'login'>((session) => ({ op: 'login', session, userType, pin }));
     } catch (error) {
-      if (error instanceof Pkcs11Error && /^CKR_PIN_/.test(error.ckr)) this.#loginFailures++;
-      if (!(error instanceof Pkcs11Error && error.ckr === 'CKR_USER_ALREADY_LOGGED_IN')) throw error;
+      if (isPinError(error)) this.#loginFailures++;
+      if (!isAlreadyLoggedIn(error)) throw error;
       checked = false;
     }
     this.#loggedIn = true;
@@ -235,7 +254,7 @@ export class Member {
     try {
       await this.run<'logout'>((session) => ({ op: 'logout', session }));
     } catch (error) {
-      if (!(error instanceof Pkcs11Error && error.ckr === 'CKR_USER_NOT_LOGGED_IN')) throw error;
+      if (!isNotLoggedIn(error)) throw error;
     } finally {
       this.#loggedIn = false;
     }
@@ -251,7 +270,6 @@ export class Member {
     if (state.kind === 'failed' || state.kind === 'removed') return;
     const attempts = state.kind === 'recovering' ? state.attempt : 0;
     if (state.kind !== 'recovering') this.#failures++;
-    this.promoted = false;
     this.#loggedIn = false;
     this.#deadlines.clear();
     const error = new MemberUnreachableError(this.name, reason, { cause });
@@ -259,7 +277,7 @@ export class Member {
     // Closing the transport rejects what is still in flight on it: a hung command must not
     // keep its caller waiting, the router runs it again elsewhere.
     this.#closing = this.#transport.close({ force: true }).catch(() => undefined);
-    this.#setState({ kind: 'failed', since: this.#clock.now(), attempts, reason }, cause);
+    this.#setState({ kind: 'failed', role: roleOf(state), since: this.#clock.now(), attempts, reason }, cause);
   }
 
   /**
@@ -279,7 +297,7 @@ export class Member {
     this.#transport = transport;
     this.#pool = this.#newPool(transport);
     if (transport !== old) this.#attach(transport);
-    this.#setState({ kind: 'recovering', since: this.#clock.now(), attempt: state.attempts + 1 }, undefined);
+    this.#setState({ kind: 'recovering', role: state.role, since: this.#clock.now(), attempt: state.attempts + 1 }, undefined);
     // The old transport must be fully down first: a module loaded once per process is
     // shared, and a new connection racing the old one's shutdown can hang on it.
     await this.#closing;
@@ -300,16 +318,32 @@ export class Member {
 
   /** Ends a recovery: the member takes traffic again in its configured role. */
   rejoin(): void {
-    if (this.#state.kind !== 'recovering') throw new InvalidArgumentError(`member ${this.name} is ${this.#state.kind}, not recovering`);
-    this.#setState({ kind: this.role }, undefined);
+    const state = this.#state;
+    if (state.kind !== 'recovering') throw new InvalidArgumentError(`member ${this.name} is ${state.kind}, not recovering`);
+    this.#setState(servingState(state.role), undefined);
   }
 
-  /** Changes the configured role (mark or unmark standby). */
+  /** Changes the configured role (mark or unmark standby); a serving member takes it at once. */
   setRole(role: MemberRole): void {
-    if (role === this.role) return;
-    this.role = role;
-    if (role === 'active') this.promoted = false;
-    if (this.serving) this.#setState({ kind: role }, undefined);
+    const state = this.#state;
+    if (role === roleOf(state) || state.kind === 'removed') return;
+    // Out of service, only the role it comes back in changes: no change of health to tell.
+    if (isServing(state)) this.#setState(servingState(role), undefined);
+    else this.#state = { ...state, role };
+  }
+
+  /**
+   * Promotes a serving standby member to serve as an active one, or demotes it back.
+   * Not a change of health: the state listener is not told (the group, which decides
+   * promotions, announces them itself).
+   *
+   * @returns true when the state changed
+   */
+  setPromoted(promoted: boolean): boolean {
+    const state = this.#state;
+    if (state.kind !== 'standby' || state.promoted === promoted) return false;
+    this.#state = { kind: 'standby', promoted };
+    return true;
   }
 
   /** A plain snapshot for status output. */
@@ -333,7 +367,7 @@ export class Member {
   /** Closes sessions and the transport. Idempotent. */
   async close(): Promise<void> {
     if (this.#state.kind === 'removed') return;
-    this.#setState({ kind: 'removed' }, undefined);
+    this.#setState({ kind: 'removed', role: this.role }, undefined);
     this.#deadlines.clear();
     // The transport first: it rejects what is in flight and ends the module's sessions with
     // it, so a hung member cannot keep close() waiting on session closes it never answers.
@@ -400,9 +434,7 @@ export class Member {
     const error = this.#typed(raw, op);
     // A late answer from a transport already replaced (by a reconnection) says nothing of the new one.
     if (transport !== this.#transport) return error;
-    if (error instanceof Pkcs11Error ? error.fault === 'member' : error instanceof MemberUnreachableError) {
-      this.fail(error.message, error);
-    }
+    if (takesMemberOut(error)) this.fail(error.message, error);
     return error;
   }
 
@@ -411,9 +443,7 @@ export class Member {
     if (raw instanceof CommandFailedError) {
       const { rv, fn, message } = raw.wire;
       if (rv !== undefined) {
-        const ckr = ckrName(rv);
-        // "Not logged in" before the group logged this member in is plainly the caller's.
-        const fault = ckr === 'CKR_USER_NOT_LOGGED_IN' && !this.#loggedIn ? 'caller' : classifyReturnValue(rv).fault;
+        const { ckr, fault } = classifyAnswer(rv, this);
         return new Pkcs11Error(ckr, rv, fn || `command ${op}`, this.name, fault);
       }
       // pkcs11js rejects malformed arguments (wrong types) before calling the module.

@@ -9,7 +9,7 @@
 import { realpathSync, statSync } from 'node:fs';
 import type { PKCS11 } from 'pkcs11js';
 import { ConfigError } from '../errors/ha-error.js';
-import { pkcs11js } from './pkcs11js.js';
+import { pkcs11js } from '../native/pkcs11js.js';
 
 /** A loaded, initialized module shared by the members that use it. */
 export interface LoadedModule {

@@ -4,7 +4,7 @@
  * PKCS#11 call sequence of each operation is written once.
  */
 import type { Mechanism, PKCS11, Template } from 'pkcs11js';
-import { pkcs11js } from './pkcs11js.js';
+import { pkcs11js } from '../native/pkcs11js.js';
 import { ckrValue } from '../errors/return-codes.js';
 import type { Command, CommandName, CommandResult, Handle, ReadAttribute, WireAttribute, WireError } from './commands.js';
 

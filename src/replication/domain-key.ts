@@ -12,8 +12,9 @@ import { createHash } from 'node:crypto';
 import { HaError } from '../errors/ha-error.js';
 import type { Member } from '../member/member.js';
 import type { Handle } from '../pkcs11/commands.js';
-import { pkcs11js } from '../pkcs11/pkcs11js.js';
-import { toMechanism, toRawTemplate, type Pkcs11Attribute } from '../pkcs11/templates.js';
+import { pkcs11js } from '../native/pkcs11js.js';
+import { toMechanism } from '../pkcs11/mechanism-table.js';
+import { toRawTemplate, type Pkcs11Attribute } from '../pkcs11/template-codec.js';
 
 /** Label of the domain key on every member. */
 export const DOMAIN_KEY_LABEL = 'pkcs11-ha domain key';

@@ -8,16 +8,20 @@
  */
 import type { Catalog, VirtualObject } from '../catalog/catalog.js';
 import { IDENTITY_ATTRIBUTES, identityFrom } from '../catalog/object-identity.js';
-import { classifyError, isStaleHandle } from '../errors/classification.js';
-import { MemberUnreachableError, NoMemberAvailableError, ReplicationError } from '../errors/ha-error.js';
+import { outcomeUnknown } from '../errors/classification.js';
+import { NoMemberAvailableError, ReplicationError } from '../errors/ha-error.js';
 import type { Member } from '../member/member.js';
+import { FailoverPolicy } from '../routing/failover-policy.js';
 import type { Command, CommandName, CommandResult, Handle, WireAttribute } from '../pkcs11/commands.js';
-import { pkcs11js } from '../pkcs11/pkcs11js.js';
-import type { Pkcs11Attribute } from '../pkcs11/templates.js';
+import { pkcs11js } from '../native/pkcs11js.js';
+import type { Pkcs11Attribute } from '../pkcs11/template-codec.js';
 import type { Mechanism } from 'pkcs11js';
-import type { ReplicaMissedEvent } from '../group/group-events.js';
-import type { Debt, Journal, ObjectRef, TentativeEntry } from './journal.js';
+import type { GroupEventSink } from '../events/group-events.js';
+import type { Membership } from '../member/membership.js';
+import type { HolderResolver } from '../routing/router.js';
+import type { Debt, DebtJournal, ObjectRef, TentativeEntry } from './journal.js';
 import { placeReplica, readReplicaSource, type ReplicaSource } from './replica-copy.js';
+import { asSessionObject, asTokenCopy, creationSearch, KEY_TYPE_OF_MECHANISM, StagingRefused, stageable } from './creation-plan.js';
 import { boolValue, isTokenTemplate, replicatedKeyTemplate, type UnextractablePolicy } from './replica-template.js';
 
 /** The virtual session a key management call belongs to. */
@@ -33,21 +37,23 @@ export interface SessionScope {
 
 /** What the key manager needs from its group. */
 export interface KeyManagerOptions {
-  readonly members: readonly Member[];
+  /** The members, and the primary that key management runs on first. */
+  readonly membership: Membership;
   readonly catalog: Catalog;
-  readonly journal: Journal;
-  /** The member key management runs on first. */
-  readonly primary: () => Member | undefined;
-  /** The member's handle of the domain key, if the group has a domain. */
-  readonly domainKey: (member: Member) => Handle | undefined;
+  readonly journal: DebtJournal;
+  /** Each member's handle of the domain key, if the group has a domain. */
+  readonly domain: { keyOf(member: Member): Handle | undefined };
   /** Fewest copies a new key may have. */
   readonly minReplicas: number;
   readonly unextractable: UnextractablePolicy;
   /** Whether token objects are staged (see {@link KeyManager.#create}); the group's `keyCreation: 'parallel'`. */
   readonly staging: boolean;
-  readonly onReplicaMissed: (event: ReplicaMissedEvent) => void;
+  /** Told when a member owes a replica, deletion or attribute change. */
+  readonly events: GroupEventSink;
   /** Finds again the holders of an object that has none (handles are forgotten at logout). */
-  readonly resolve: (object: VirtualObject) => Promise<void>;
+  readonly discovery: HolderResolver;
+  /** Decides whether a failed attempt runs again, where and how often. @default a `new FailoverPolicy()` */
+  readonly failover?: FailoverPolicy;
 }
 
 /** A reference to an object that survives in the journal. */
@@ -55,86 +61,16 @@ function objectRef(object: VirtualObject): ObjectRef {
   return { handle: object.handle, name: object.identity.name, fingerprint: object.identity.fingerprint, search: object.identity.search, token: object.identity.token };
 }
 
-/** Key types that a generation mechanism implies when the template does not say. */
-const KEY_TYPE_OF_MECHANISM = new Map<number, number>([
-  [pkcs11js.CKM_AES_KEY_GEN, pkcs11js.CKK_AES],
-  [pkcs11js.CKM_GENERIC_SECRET_KEY_GEN, pkcs11js.CKK_GENERIC_SECRET],
-  [pkcs11js.CKM_DES3_KEY_GEN, pkcs11js.CKK_DES3],
-  [pkcs11js.CKM_EC_KEY_PAIR_GEN, pkcs11js.CKK_EC],
-  [pkcs11js.CKM_RSA_PKCS_KEY_PAIR_GEN, pkcs11js.CKK_RSA],
-]);
-
-const KEY_CLASSES: ReadonlySet<unknown> = new Set([pkcs11js.CKO_SECRET_KEY, pkcs11js.CKO_PRIVATE_KEY, pkcs11js.CKO_PUBLIC_KEY]);
-
-/**
- * The search that finds what a token-object creation could leave on a member: class, key
- * type, label and id as the new object will have them (an absent label or id is empty),
- * CKA_TOKEN=true. Used for tentative entries: it must be narrow (only such objects are
- * candidates for stray removal) and must not miss the object.
- */
-export function creationSearch(template: readonly Pkcs11Attribute[], defaults: { readonly objectClass?: number; readonly keyType?: number | undefined } = {}): WireAttribute[] {
-  const get = (type: number) => template.find((a) => a.type === type)?.value;
-  const objectClass = get(pkcs11js.CKA_CLASS) ?? defaults.objectClass;
-  const isKey = KEY_CLASSES.has(objectClass);
-  const out: WireAttribute[] = [];
-  if (objectClass !== undefined) out.push({ type: pkcs11js.CKA_CLASS, value: objectClass });
-  const keyType = get(pkcs11js.CKA_KEY_TYPE) ?? defaults.keyType;
-  if (isKey && keyType !== undefined) out.push({ type: pkcs11js.CKA_KEY_TYPE, value: keyType });
-  out.push({ type: pkcs11js.CKA_LABEL, value: get(pkcs11js.CKA_LABEL) ?? Buffer.alloc(0) });
-  // Only keys have CKA_ID; asking a data object for it would match nothing.
-  const id = get(pkcs11js.CKA_ID) ?? (isKey ? Buffer.alloc(0) : undefined);
-  if (id !== undefined) out.push({ type: pkcs11js.CKA_ID, value: id });
-  out.push({ type: pkcs11js.CKA_TOKEN, value: true });
-  return out;
-}
-
-/**
- * Whether objects made from these templates may be staged: keys only (their copies are
- * made from the replica template, which carries what a key needs), and not when a
- * template says CKA_DESTROYABLE=false (the staged session object could then not be
- * removed) or CKA_MODIFIABLE=false (SoftHSM refuses it in an unwrap template, so no copy
- * could be made, the creator's included). A copy the creator still cannot make sends the
- * creation back to primary-first (see {@link KeyManager.#create}).
- */
-function stageable(...templates: (readonly Pkcs11Attribute[])[]): boolean {
-  return templates.every((t) =>
-    t.every((a) => {
-      if (a.type === pkcs11js.CKA_CLASS) return KEY_CLASSES.has(a.value);
-      if (a.type === pkcs11js.CKA_DESTROYABLE || a.type === pkcs11js.CKA_MODIFIABLE) return boolValue(a.value) !== false;
-      return true;
-    }),
-  );
-}
-
-/** A staged creation whose creator could not make its own copy: redo it primary-first. */
-class StagingRefused extends Error {
-  constructor(cause: unknown) {
-    super('the creator could not make its own copy of a staged object', { cause });
-  }
-}
-
-/** The template with CKA_TOKEN=false: the staged object of a token object. */
-function asSessionObject(template: readonly Pkcs11Attribute[]): Pkcs11Attribute[] {
-  return [...template.filter((a) => a.type !== pkcs11js.CKA_TOKEN), { type: pkcs11js.CKA_TOKEN, value: false }];
-}
-
-const TRUE = Buffer.from([1]);
-
-/** What a staged object's copies are made from: the same, as token objects. */
-function asTokenCopy(copy: ReplicaSource): ReplicaSource {
-  const read = copy.read.map((a) => (a.type === pkcs11js.CKA_TOKEN ? { type: a.type, value: TRUE } : a));
-  const template = copy.template.map((a) => (a.type === pkcs11js.CKA_TOKEN ? { type: a.type, value: TRUE } : a));
-  return { read, wrapped: copy.wrapped, template };
-}
-
 /** Runs key management on the primary and replicates the result. */
 export class KeyManager {
   readonly #o: KeyManagerOptions;
+  readonly #failover: FailoverPolicy;
   /** Per object being created: the members whose copy's outcome is unknown (see #rollback). */
   readonly #uncertain = new WeakMap<VirtualObject, Member[]>();
 
   constructor(options: KeyManagerOptions) {
     this.#o = options;
+    this.#failover = options.failover ?? new FailoverPolicy();
   }
 
   /** C_GenerateKey on the primary, then replicated. */
@@ -224,13 +160,13 @@ export class KeyManager {
         if (handle === undefined) {
           // Not holding it now, but it may keep a copy from before it failed. (A pending
           // replica debt is cancelled instead: the journal knows.)
-          this.#owe(m, { kind: 'destroy', object: ref }, `member is ${m.state.kind}`);
+          await this.#owe(m, { kind: 'destroy', object: ref }, `member is ${m.state.kind}`);
           return;
         }
         try {
           await m.run<'destroyObject'>((session) => ({ op: 'destroyObject', session, object: handle }));
         } catch (error) {
-          this.#owe(m, { kind: 'destroy', object: ref }, (error as Error).message);
+          await this.#owe(m, { kind: 'destroy', object: ref }, (error as Error).message);
         }
       }),
     );
@@ -247,14 +183,14 @@ export class KeyManager {
       this.#others(first).map(async (m) => {
         const handle = object.holders.get(m.index);
         if (handle === undefined) {
-          this.#owe(m, { kind: 'setAttributes', object: ref, template }, 'not serving');
+          await this.#owe(m, { kind: 'setAttributes', object: ref, template }, 'not serving');
           return;
         }
         try {
           await m.run<'setAttributes'>((session) => ({ op: 'setAttributes', session, object: handle, template }));
         } catch (error) {
           this.#o.catalog.unlink(object, m.index);
-          this.#owe(m, { kind: 'setAttributes', object: ref, template }, (error as Error).message);
+          await this.#owe(m, { kind: 'setAttributes', object: ref, template }, (error as Error).message);
         }
       }),
     );
@@ -264,53 +200,54 @@ export class KeyManager {
   }
 
   /**
-   * Runs `step` on the first holder; when that member fails under it (a member fault),
-   * on the next one: the failed member no longer holds the object (its links are
-   * forgotten) and so owes the change in the fan-out that follows.
+   * Runs `step` on the first holder; when that member fails under it (as the failover
+   * policy decides), on the next one: the failed member no longer holds the object (its
+   * links are forgotten) and so owes the change in the fan-out that follows. A stale
+   * handle is found again by identity first.
    *
    * @returns the member the step succeeded on
    */
-  async #onFirstHolder(object: VirtualObject, step: (member: Member, handle: Handle) => Promise<unknown>): Promise<Member> {
-    let refound = false;
-    for (;;) {
-      const first = this.#firstHolder([object]);
-      try {
-        await step(first, object.holders.get(first.index)!);
-        return first;
-      } catch (error) {
-        if (!refound && isStaleHandle(error)) {
-          // A stale cached handle: find the object again by identity once, then retry.
-          refound = true;
-          this.#o.catalog.unlink(object, first.index);
-          await this.#o.resolve(object);
-          continue;
-        }
-        if (classifyError(error) !== 'member') throw error;
-        // Make sure it no longer counts as a holder, even if the fault did not fail it.
-        this.#o.catalog.unlink(object, first.index);
-      }
-    }
+  #onFirstHolder(object: VirtualObject, step: (member: Member, handle: Handle) => Promise<unknown>): Promise<Member> {
+    const { catalog } = this.#o;
+    return this.#failover.execute<Member, Member>(
+      {
+        size: this.#o.membership.all.length,
+        pick: (run) => this.#holderOf([object], (m) => !run.excludes(m.index)),
+        refind: (member) => this.#refind([object], member),
+        // It no longer counts as a holder, even if the fault did not fail it.
+        excluded: (member) => catalog.unlink(object, member.index),
+        none: (cause) => this.#noHolder([object], cause),
+      },
+      async (member) => {
+        await step(member, object.holders.get(member.index)!);
+        return member;
+      },
+    );
   }
 
   /** Members other than `member` that are part of the group (not closed). */
   #others(member: Member): Member[] {
-    return this.#o.members.filter((m) => m !== member && m.state.kind !== 'removed');
+    return this.#o.membership.all.filter((m) => m !== member && m.state.kind !== 'removed');
   }
 
-  /** The primary if it holds all inputs, else the first serving member that does. */
-  #firstHolder(inputs: readonly VirtualObject[]): Member {
-    const holdsAll = (m: Member) => m.serving && inputs.every((o) => o.holders.has(m.index));
-    const primary = this.#o.primary();
-    const member = primary && holdsAll(primary) ? primary : this.#o.members.find(holdsAll);
-    if (member === undefined) {
-      throw new NoMemberAvailableError(`no serving member holds ${inputs.map((o) => `object ${o.handle}`).join(' and ') || 'what the call needs'}`);
-    }
-    return member;
+  /** The primary if it holds all inputs, else the first serving member that does; only members `allowed` says. */
+  #holderOf(inputs: readonly VirtualObject[], allowed: (m: Member) => boolean): Member | undefined {
+    const holdsAll = (m: Member) => m.serving && allowed(m) && inputs.every((o) => o.holders.has(m.index));
+    const primary = this.#o.membership.primary;
+    return primary && holdsAll(primary) ? primary : this.#o.membership.all.find(holdsAll);
   }
 
-  #owe(member: Member, debt: Debt, reason: string): void {
-    this.#o.journal.owe(member.name, debt);
-    this.#o.onReplicaMissed({ member: member.name, object: debt.object.handle, reason });
+  #noHolder(inputs: readonly VirtualObject[], cause: unknown): NoMemberAvailableError {
+    return new NoMemberAvailableError(`no serving member holds ${inputs.map((o) => `object ${o.handle}`).join(' and ') || 'what the call needs'}`, cause === undefined ? undefined : { cause });
+  }
+
+  /** Records a debt and reports it; resolves once the debt is durable (the caller returns only then). */
+  #owe(member: Member, debt: Debt, reason: string): Promise<void> {
+    const durable = this.#o.journal.owe(member.name, debt);
+    const event = { member: member.name, object: debt.object.handle, reason };
+    this.#o.events.emit('replicationOwed', event);
+    this.#o.events.emit('replicaMissed', event);
+    return durable;
   }
 
   /**
@@ -345,31 +282,34 @@ export class KeyManager {
       made: (template: readonly Pkcs11Attribute[]) => Pkcs11Attribute[],
     ) => Promise<Handle[]>,
   ): Promise<VirtualObject[]> {
-    const serving = this.#o.members.filter((m) => m.serving).length;
+    const serving = this.#o.membership.all.filter((m) => m.serving).length;
     if (serving < this.#o.minReplicas) {
       throw new ReplicationError(`only ${serving} member(s) can take a copy now; minReplicas is ${this.#o.minReplicas}: nothing was created`);
     }
     await this.#ensureHolders(inputs);
     // Session objects die with the creator's session: only token objects can be strays.
     const durable = searches.filter((_, i) => tokens[i] ?? tokens[0]);
-    let lastError: unknown;
     let stage = this.#o.staging && mayStage;
-    for (let attempt = 0; attempt < this.#o.members.length; attempt++) {
-      const creator = this.#firstHolder(inputs);
+    const run = this.#failover.begin(this.#o.membership.all.length);
+    for (;;) {
+      const creator = this.#holderOf(inputs, (m) => !run.excludes(m.index));
+      if (creator === undefined) throw this.#noHolder(inputs, run.lastError);
       const staged = stage && tokens.every((t) => t) && this.#others(creator).some((m) => m.serving);
       const exec = this.#executor(scope, tokens.every((t) => t));
-      const tentative = durable.length > 0 && !staged ? this.#o.journal.markTentative(creator.name, durable) : undefined;
+      const tentative = durable.length > 0 && !staged ? await this.#o.journal.markTentative(creator.name, durable) : undefined;
       const made = staged ? asSessionObject : (template: readonly Pkcs11Attribute[]) => [...template];
       let created: Handle[];
       try {
         created = await make((build) => exec(creator, build), inputs.map((o) => o.holders.get(creator.index)!), made);
       } catch (error) {
-        // The module answered: it made nothing. A member fault leaves the outcome unknown.
-        if (classifyError(error) !== 'member') {
-          this.#clearTentative(creator, tentative);
-          throw error;
-        }
-        lastError = error;
+        // Nothing was acknowledged, so the failover policy may run the creation again. When
+        // the module answered, it made nothing; after a member fault what it made is unknown
+        // and the entry stays for removeStrays.
+        const next = await run.failed(creator, error, inputs.length > 0);
+        if (!outcomeUnknown(error)) this.#clearTentative(creator, tentative);
+        if (next === 'throw') throw error;
+        if (next === 'exhausted') throw new NoMemberAvailableError('no member could create the object', { cause: error });
+        if (next === 'refind') await this.#refind(inputs, creator);
         continue;
       }
       // Replicate every created object in parallel; roll all back if one falls short.
@@ -387,24 +327,33 @@ export class KeyManager {
       if (failure.reason instanceof StagingRefused && creator.serving) {
         // Staging does not suit this object: make it the way it always could be made.
         stage = false;
-        attempt--;
-        continue;
+        continue; // not a failed attempt: the failover policy is not told
       }
       // A creator that is still serving cleaned up after itself (a destroy it refused is a
       // destroy debt); one that failed may keep what it made, and its entry stays.
-      if (creator.serving) this.#clearTentative(creator, tentative);
-      else if (classifyError(failure.reason) === 'member') {
-        // The creator died before its objects could be read: nothing was acknowledged, try the next one.
-        lastError = failure.reason;
-        continue;
+      if (creator.serving) {
+        this.#clearTentative(creator, tentative);
+        throw failure.reason;
       }
-      throw failure.reason;
+      // The creator died before its objects could be read: nothing was acknowledged, and the
+      // failover policy says whether the next member tries.
+      const next = await run.failed(creator, failure.reason);
+      if (next === 'exhausted') throw new NoMemberAvailableError('no member could create the object', { cause: failure.reason });
+      if (next !== 'elsewhere') throw failure.reason;
     }
-    throw new NoMemberAvailableError('no member could create the object', { cause: lastError });
+  }
+
+  /** Finds the inputs again after `member` refused its handle of one as invalid (a stale handle). */
+  async #refind(inputs: readonly VirtualObject[], member: Member): Promise<void> {
+    for (const o of inputs) {
+      this.#o.catalog.unlink(o, member.index);
+      await this.#o.discovery.resolve(o);
+    }
   }
 
   #clearTentative(member: Member, entry: TentativeEntry | undefined): void {
-    if (entry !== undefined) this.#o.journal.clearTentative(member.name, entry);
+    // Not waited for (joins the next write): a stale entry only sends recovery looking for strays.
+    if (entry !== undefined) void this.#o.journal.clearTentative(member.name, entry);
   }
 
   #executor(scope: SessionScope, token: boolean) {
@@ -418,11 +367,11 @@ export class KeyManager {
    * returns it as a virtual object.
    */
   async #replicate(scope: SessionScope, source: Member, handle: Handle, token: boolean, staged: boolean): Promise<VirtualObject> {
-    const targets = staged ? this.#o.members.filter((m) => m.state.kind !== 'removed') : this.#others(source);
+    const targets = staged ? this.#o.membership.all.filter((m) => m.state.kind !== 'removed') : this.#others(source);
     const destroySource = () => source.run<'destroyObject'>((session) => ({ op: 'destroyObject', session, object: handle })).catch(() => undefined);
     let copy: ReplicaSource;
     try {
-      copy = await readReplicaSource(source, handle, this.#o.domainKey(source), targets.length > 0);
+      copy = await readReplicaSource(source, handle, this.#o.domain.keyOf(source), targets.length > 0);
     } catch (error) {
       await destroySource();
       throw error;
@@ -441,17 +390,17 @@ export class KeyManager {
     await Promise.all(
       targets.map(async (m) => {
         const debt: Debt = { kind: 'replica', object: ref, wrapped, template };
-        const domainKey = this.#o.domainKey(m);
+        const domainKey = this.#o.domain.keyOf(m);
         if (!m.serving || (wrapped !== undefined && domainKey === undefined)) {
-          this.#owe(m, debt, m.serving ? 'no domain key' : `member is ${m.state.kind}`);
+          await this.#owe(m, debt, m.serving ? 'no domain key' : `member is ${m.state.kind}`);
           return;
         }
         try {
           catalog.link(object, m.index, await placeReplica(exec, m, domainKey, wrapped, template));
         } catch (error) {
-          if (classifyError(error) === 'member' && !(error instanceof MemberUnreachableError && error.unsent)) uncertain.push(m);
+          if (outcomeUnknown(error)) uncertain.push(m);
           else if (staged && m === source) ownCopyRefused = error;
-          this.#owe(m, debt, (error as Error).message);
+          await this.#owe(m, debt, (error as Error).message);
         }
       }),
     );
@@ -479,16 +428,16 @@ export class KeyManager {
   async #rollback(object: VirtualObject, uncertain: readonly Member[] = this.#uncertain.get(object) ?? []): Promise<void> {
     this.#uncertain.delete(object);
     const ref = objectRef(object);
-    this.#o.journal.forgetObject(object.handle);
-    for (const m of uncertain) this.#owe(m, { kind: 'destroy', object: ref }, 'rollback: its copy may exist');
+    const forgotten = this.#o.journal.forgetObject(object.handle);
+    await Promise.all([forgotten, ...uncertain.map((m) => this.#owe(m, { kind: 'destroy', object: ref }, 'rollback: its copy may exist'))]);
     await Promise.all(
       [...object.holders].map(async ([index, handle]) => {
-        const member = this.#o.members[index]!;
+        const member = this.#o.membership.all[index]!;
         try {
           await member.run<'destroyObject'>((session) => ({ op: 'destroyObject', session, object: handle }));
         } catch (error) {
           // Not acknowledged and not removed: record it, or the next search would bring it back.
-          this.#owe(member, { kind: 'destroy', object: ref }, `rollback: ${(error as Error).message}`);
+          await this.#owe(member, { kind: 'destroy', object: ref }, `rollback: ${(error as Error).message}`);
         }
       }),
     );
@@ -497,6 +446,6 @@ export class KeyManager {
 
   /** Objects whose holders were forgotten (after a logout) are found again first. */
   async #ensureHolders(objects: readonly VirtualObject[]): Promise<void> {
-    for (const o of objects) if (o.holders.size === 0) await this.#o.resolve(o);
+    for (const o of objects) if (o.holders.size === 0) await this.#o.discovery.resolve(o);
   }
 }

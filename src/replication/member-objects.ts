@@ -7,7 +7,7 @@
 import { IDENTITY_ATTRIBUTES, identityFrom, type ObjectIdentity } from '../catalog/object-identity.js';
 import type { Member } from '../member/member.js';
 import type { Handle, WireAttribute } from '../pkcs11/commands.js';
-import { pkcs11js } from '../pkcs11/pkcs11js.js';
+import { pkcs11js } from '../native/pkcs11js.js';
 import { isDomainKeyName } from './domain-key.js';
 import { KWP } from './replica-copy.js';
 import { travelsWrapped } from './replica-template.js';

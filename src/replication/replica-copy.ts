@@ -8,8 +8,8 @@
 import { IDENTITY_ATTRIBUTES } from '../catalog/object-identity.js';
 import type { Member } from '../member/member.js';
 import type { Command, CommandName, CommandResult, Handle, ReadAttribute, WireAttribute } from '../pkcs11/commands.js';
-import { pkcs11js } from '../pkcs11/pkcs11js.js';
-import { toMechanism } from '../pkcs11/templates.js';
+import { pkcs11js } from '../native/pkcs11js.js';
+import { toMechanism } from '../pkcs11/mechanism-table.js';
 import type { Mechanism } from 'pkcs11js';
 import { DomainError } from './domain-key.js';
 import { CLASS, REPLICA_ATTRIBUTES, replicaTemplate, travelsWrapped, ulongOf } from './replica-template.js';

@@ -5,8 +5,8 @@
  */
 import { InvalidArgumentError } from '../errors/ha-error.js';
 import type { ReadAttribute, WireAttribute } from '../pkcs11/commands.js';
-import { pkcs11js } from '../pkcs11/pkcs11js.js';
-import type { Pkcs11Attribute } from '../pkcs11/templates.js';
+import { pkcs11js } from '../native/pkcs11js.js';
+import type { Pkcs11Attribute } from '../pkcs11/template-codec.js';
 
 const A = pkcs11js;
 

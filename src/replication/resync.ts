@@ -5,7 +5,8 @@
  *
  * Every step is idempotent (a replica already present is settled, not duplicated; a
  * change already applied is applied again harmlessly), and each debt is settled in the
- * journal as soon as it is done, so a crash mid-way leaves only the rest owed. Nothing
+ * journal as soon as it is done (durable a write later, all of them before this returns),
+ * so a crash mid-way leaves the rest owed and at most a few done ones again. Nothing
  * is destroyed that cannot be proved to be the recorded object (name and fingerprint).
  *
  * Session objects are not settled here: they live in the sessions of open virtual
@@ -16,7 +17,7 @@ import type { Catalog } from '../catalog/catalog.js';
 import { classifyError } from '../errors/classification.js';
 import type { Member } from '../member/member.js';
 import type { Handle, WireAttribute } from '../pkcs11/commands.js';
-import type { Debt, Journal, ObjectRef } from './journal.js';
+import type { Debt, DebtJournal, ObjectRef } from './journal.js';
 import { findOn, proves, type FoundObject } from './member-objects.js';
 import { placeReplica, pooled } from './replica-copy.js';
 
@@ -24,7 +25,7 @@ import { placeReplica, pooled } from './replica-copy.js';
 export interface ResyncOptions {
   /** The member to repair: reconnected and logged in; usually `recovering` (it is not used for traffic meanwhile). */
   readonly member: Member;
-  readonly journal: Journal;
+  readonly journal: DebtJournal;
   /** The member's handle of the domain key, read again after the reconnect (handles change). */
   readonly domainKey: Handle | undefined;
   /**
@@ -91,7 +92,8 @@ export async function resyncMember(options: ResyncOptions): Promise<ResyncResult
       try {
         const outcome = await settleOne(options, next, counts);
         if (outcome === undefined) {
-          journal.settle(member.name, next);
+          // Durable by the flush before returning: settlements coalesce into a few writes.
+          void journal.settle(member.name, next);
           counts.settled++;
         } else {
           blocked.add(key);
@@ -108,6 +110,7 @@ export async function resyncMember(options: ResyncOptions): Promise<ResyncResult
     const pending = journal.debts(member.name).filter((d) => !tried.has(d) && (d.object.token || d.kind === 'destroy')).length;
     options.onProgress?.(done, done + pending);
   }
+  await journal.flush();
   return { total: done, ...counts, unsettled };
 }
 

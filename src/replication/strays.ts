@@ -14,8 +14,8 @@
 import type { ObjectIdentity } from '../catalog/object-identity.js';
 import type { Member } from '../member/member.js';
 import type { Handle } from '../pkcs11/commands.js';
-import { pkcs11js } from '../pkcs11/pkcs11js.js';
-import type { Journal, TentativeEntry } from './journal.js';
+import { pkcs11js } from '../native/pkcs11js.js';
+import type { DebtJournal, TentativeEntry } from './journal.js';
 import { findOn } from './member-objects.js';
 
 /** A member to compare with, and its handle of the domain key. */
@@ -30,7 +30,7 @@ export interface StrayOptions {
   readonly member: Member;
   /** Its handle of the domain key, read again after the reconnect. */
   readonly domainKey: Handle | undefined;
-  readonly journal: Journal;
+  readonly journal: DebtJournal;
   /** The other members; only serving ones are asked. */
   readonly others: readonly PeerMember[];
 }
@@ -86,7 +86,7 @@ export async function removeStrays(options: StrayOptions): Promise<StrayResult> 
       }
     }
     if (conclusive) {
-      journal.clearTentative(member.name, entry);
+      await journal.clearTentative(member.name, entry);
       settled++;
     } else {
       unsettled.push({ entry, reason: 'an object matching it could not be proved to be held or not held elsewhere' });
@@ -96,7 +96,7 @@ export async function removeStrays(options: StrayOptions): Promise<StrayResult> 
 }
 
 /** Whether another member holds (or owes) an object of this identity. */
-async function heldElsewhere(identity: ObjectIdentity, others: readonly PeerMember[], journal: Journal): Promise<Verdict> {
+async function heldElsewhere(identity: ObjectIdentity, others: readonly PeerMember[], journal: DebtJournal): Promise<Verdict> {
   const keyMaterial = identity.objectClass === pkcs11js.CKO_SECRET_KEY || identity.objectClass === pkcs11js.CKO_PRIVATE_KEY || identity.objectClass === pkcs11js.CKO_PUBLIC_KEY;
   // A key that shows no fingerprint cannot be told from the group's own copy.
   if (keyMaterial && identity.fingerprint === undefined) return 'unknown';

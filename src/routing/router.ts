@@ -1,16 +1,16 @@
 /**
  * Runs load-balanced commands: filters the members that may serve, lets the scheduler
- * pick, and when the chosen member fails under the command (a member fault), runs the
- * command again on another one. "Run this again elsewhere" is the general mechanism
- * that failover and multi-part replay build on.
+ * pick, and leaves what happens when the chosen member fails under the command to the
+ * {@link FailoverPolicy} (find the object again, run it on another member, or throw).
  */
-import { classifyError, isStaleHandle } from '../errors/classification.js';
+import { classifyError } from '../errors/classification.js';
 import { NoMemberAvailableError } from '../errors/ha-error.js';
 import type { Member } from '../member/member.js';
 import type { VirtualObject } from '../catalog/catalog.js';
 import type { Command, CommandName, CommandResult, Handle } from '../pkcs11/commands.js';
 import type { Clock } from '../clock/clock.js';
 import { systemClock } from '../clock/clock.js';
+import { FailoverPolicy, type FailoverRun } from './failover-policy.js';
 import { eligible, type Scheduler } from './scheduler.js';
 
 /** Builds a member's command from one of its sessions and its handle for the object. */
@@ -18,24 +18,42 @@ export type CommandBuilder<N extends CommandName> = (session: Handle, memberHand
 
 const NO_HANDLE: Handle = Buffer.alloc(0);
 
+/** Finds again the holders of an object (the object discovery of the catalog layer). */
+export interface HolderResolver {
+  /**
+   * Finds again the holders of an object that has none (after a logout or a member
+   * reconnect, members hand out new handles), or whose handle on member `stale` was
+   * refused (that link is dropped first).
+   */
+  resolve(object: VirtualObject, stale?: number): Promise<void>;
+}
+
+/** Collaborators of a {@link Router}. */
+export interface RouterOptions {
+  /** The group's members in member order (the array may grow: members added online). */
+  readonly members: readonly Member[];
+  readonly scheduler: Scheduler;
+  readonly discovery: HolderResolver;
+  /** Times commands for latency-aware schedulers. @default the system clock */
+  readonly clock?: Clock;
+  /** Decides whether a failed command runs again, where and how often. @default a default FailoverPolicy */
+  readonly failover?: FailoverPolicy;
+}
+
 /** Routes stateless commands over the group's members. */
 export class Router {
   readonly #members: readonly Member[];
   readonly #scheduler: Scheduler;
-  readonly #resolve: (object: VirtualObject, stale?: number) => Promise<void>;
+  readonly #discovery: HolderResolver;
   readonly #clock: Clock;
+  readonly #failover: FailoverPolicy;
 
-  /**
-   * @param resolve finds again the holders of an object that has none (after a logout
-   *   or a member reconnect, members hand out new handles), or whose handle on member
-   *   `stale` was refused (that link is dropped first)
-   * @param clock times commands for latency-aware schedulers
-   */
-  constructor(members: readonly Member[], scheduler: Scheduler, resolve: (object: VirtualObject, stale?: number) => Promise<void>, clock: Clock = systemClock) {
-    this.#members = members;
-    this.#scheduler = scheduler;
-    this.#resolve = resolve;
-    this.#clock = clock;
+  constructor(options: RouterOptions) {
+    this.#members = options.members;
+    this.#scheduler = options.scheduler;
+    this.#discovery = options.discovery;
+    this.#clock = options.clock ?? systemClock;
+    this.#failover = options.failover ?? new FailoverPolicy();
   }
 
   /** The strategy in use. */
@@ -45,8 +63,9 @@ export class Router {
 
   /**
    * Runs a command on the least busy member that can serve it, moving it to another
-   * member when the chosen one fails. Caller faults and ambiguous errors go straight
-   * back to the caller: retrying those elsewhere could only repeat them.
+   * member when the chosen one fails (as the {@link FailoverPolicy} decides). Caller
+   * faults, and ambiguous errors from a member that answers its probe, go straight back
+   * to the caller: retrying those elsewhere could only repeat them.
    *
    * @param object the object the command uses; only its holders are candidates
    */
@@ -59,37 +78,43 @@ export class Router {
    * and the key): only members holding all of them are candidates.
    */
   async runWith<N extends CommandName>(objects: readonly VirtualObject[], build: (session: Handle, memberHandles: Handle[]) => Extract<Command, { op: N }>): Promise<CommandResult<N>> {
-    for (const o of objects) if (o.holders.size === 0) await this.#resolve(o);
-    let tried: Set<number> | undefined;
-    let lastError: unknown;
-    let refound = false;
-    for (;;) {
-      const candidates = eligible(this.#members, (m) => objects.every((o) => o.holders.has(m.index)) && !tried?.has(m.index));
-      const member = candidates.length > 0 ? this.#scheduler.pick(candidates) : undefined;
-      if (member === undefined) throw this.#noMember(objects[0], lastError);
-      const handles = objects.map((o) => o.holders.get(member.index)!);
-      const observe = this.#scheduler.observe;
-      const start = observe === undefined ? 0 : this.#clock.now();
-      try {
-        const result = await member.run<N>((session) => build(session, handles));
-        if (observe !== undefined) this.#scheduler.observe!(member.index, this.#clock.now() - start, true);
-        return result;
-      } catch (error) {
-        const kind = classifyError(error);
-        if (observe !== undefined) this.#scheduler.observe!(member.index, this.#clock.now() - start, kind !== 'member');
-        if (!refound && objects.length > 0 && isStaleHandle(error)) {
-          // The member's cached handle may be stale: find the objects again once, then retry.
-          refound = true;
-          for (const o of objects) await this.#resolve(o, member.index);
-          continue;
-        }
-        // An ambiguous code (CKR_GENERAL_ERROR: also SoftHSM's answer to a tampered GCM tag)
-        // never fails a member on its own: a probe decides whether the member is sick.
-        if (kind === 'ambiguous' && (await member.probe())) throw error;
-        if (kind === 'caller') throw error;
-        (tried ??= new Set()).add(member.index);
-        lastError = error;
-      }
+    for (const o of objects) if (o.holders.size === 0) await this.#discovery.resolve(o);
+    return this.#failover.execute<Member, CommandResult<N>>(
+      {
+        size: this.#members.length,
+        pick: (run) => this.#pick(objects, run),
+        // The member's cached handle may be stale: find the objects again (its link dropped).
+        refind: objects.length === 0 ? undefined : async (member) => {
+          for (const o of objects) await this.#discovery.resolve(o, member.index);
+        },
+        none: (cause) => this.#noMember(objects[0], cause),
+      },
+      (member) => this.#attempt(member, objects, build),
+    );
+  }
+
+  /** The scheduler's pick among the serving holders of every object the run has not excluded. */
+  #pick(objects: readonly VirtualObject[], run: FailoverRun): Member | undefined {
+    const candidates = eligible(this.#members, (m) => !run.excludes(m.index) && objects.every((o) => o.holders.has(m.index)));
+    return candidates.length > 0 ? this.#scheduler.pick(candidates) : undefined;
+  }
+
+  /** One attempt on `member`; timed only for a latency-aware scheduler (the hot path adds no promise). */
+  #attempt<N extends CommandName>(member: Member, objects: readonly VirtualObject[], build: (session: Handle, memberHandles: Handle[]) => Extract<Command, { op: N }>): Promise<CommandResult<N>> {
+    const handles = objects.map((o) => o.holders.get(member.index)!);
+    const run = () => member.run<N>((session) => build(session, handles));
+    return this.#scheduler.observe === undefined ? run() : this.#timed(member, run);
+  }
+
+  async #timed<T>(member: Member, run: () => Promise<T>): Promise<T> {
+    const start = this.#clock.now();
+    try {
+      const result = await run();
+      this.#scheduler.observe!(member.index, this.#clock.now() - start, true);
+      return result;
+    } catch (error) {
+      this.#scheduler.observe!(member.index, this.#clock.now() - start, classifyError(error) !== 'member');
+      throw error;
     }
   }
 

@@ -1,24 +1,31 @@
 /**
- * What a virtual session needs from its group, as an interface so that the slot layer
- * does not depend on the group's internals (and tests can stand one up).
+ * What a virtual session needs from its group: the group's collaborators, handed down at
+ * construction so that the slot layer never calls back up into the group (and tests can
+ * stand one up).
  */
-import type { Catalog, ObjectHandle } from '../catalog/catalog.js';
-import type { Member } from '../member/member.js';
-import type { Pkcs11Attribute } from '../pkcs11/templates.js';
-import type { Router } from '../routing/router.js';
+import type { Catalog } from '../catalog/catalog.js';
+import type { ObjectDiscovery } from '../catalog/object-discovery.js';
+import type { GroupLogin } from '../login/group-login.js';
+import type { Membership } from '../member/membership.js';
+import type { MemberRecovery } from '../recovery/member-recovery.js';
+import type { OpenSessions } from '../recovery/open-sessions.js';
 import type { KeyManager } from '../replication/key-manager.js';
-import type { Journal } from '../replication/journal.js';
+import type { DebtJournal } from '../replication/journal.js';
+import type { Router } from '../routing/router.js';
 
 /** The group as its sessions see it. */
 export interface SlotContext {
-  readonly members: readonly Member[];
+  readonly membership: Membership;
   readonly router: Router;
   readonly catalog: Catalog;
+  readonly discovery: ObjectDiscovery;
   readonly keys: KeyManager;
-  readonly journal: Journal;
-  /** Throws `ClosedError` once the group is closed. */
-  checkOpen(): void;
-  login(userType: number, pin: string): Promise<void>;
-  logout(): Promise<void>;
-  findObjects(template: readonly Pkcs11Attribute[]): Promise<ObjectHandle[]>;
+  readonly journal: DebtJournal;
+  readonly login: GroupLogin;
+  /** Settles what members owe once a login lets private objects be made. */
+  readonly recovery: Pick<MemberRecovery, 'repairOwing'>;
+  /** Where open sessions register, so that recovery can give a member their session objects again. */
+  readonly openSessions: OpenSessions;
+  /** Aborted once the group is closed. */
+  readonly closed: AbortSignal;
 }

@@ -6,8 +6,10 @@
 import { InvalidArgumentError, InvalidHandleError } from '../errors/ha-error.js';
 import type { ObjectHandle, VirtualObject } from '../catalog/catalog.js';
 import type { ReadAttribute } from '../pkcs11/commands.js';
-import { attributeType, fromRawAttributes, toMechanism, toRawTemplate, type FriendlyAttributes, type FriendlyTemplate, type MechanismInput, type TemplateInput } from '../pkcs11/templates.js';
-import { pkcs11js } from '../pkcs11/pkcs11js.js';
+import { attributeType } from '../pkcs11/attribute-table.js';
+import { toMechanism, type MechanismInput } from '../pkcs11/mechanism-table.js';
+import { fromRawAttributes, toRawTemplate, type FriendlyAttributes, type FriendlyTemplate, type TemplateInput } from '../pkcs11/template-codec.js';
+import { pkcs11js } from '../native/pkcs11js.js';
 import type { SlotContext } from './slot-context.js';
 import { ClosedError } from '../errors/ha-error.js';
 import PQueue from 'p-queue';
@@ -17,6 +19,7 @@ import type { SessionScope } from '../replication/key-manager.js';
 import type { Transport } from '../transport/transport.js';
 import { classifyError } from '../errors/classification.js';
 import { placeReplica, readReplicaSource } from '../replication/replica-copy.js';
+import type { SessionRestoreOptions, SessionRestoreResult } from '../recovery/open-sessions.js';
 
 /** This session's own session on one member: its session objects live there. */
 interface MemberSession {
@@ -26,22 +29,6 @@ interface MemberSession {
   readonly session: Promise<Handle>;
   /** One call at a time on a member session: two at once crash SoftHSM. */
   readonly queue: PQueue;
-}
-
-/** What restoring session objects on a recovered member needs. */
-export interface SessionRestoreOptions {
-  /** Each member's handle of the domain key (the recovered member's read again after its reconnect). */
-  readonly domainKey: (member: Member) => Handle | undefined;
-  /** Told after each session object: `done` of `total`. */
-  readonly onProgress?: (done: number, total: number) => void;
-}
-
-/** What restoring session objects did. */
-export interface SessionRestoreResult {
-  /** Session objects re-created on the member. */
-  readonly restored: number;
-  /** Session objects that could not be (the member is not used for them), and why. */
-  readonly failed: readonly { readonly object: ObjectHandle; readonly reason: string }[];
 }
 
 /** Who logs in: the normal user, the security officer, or a raw CKU_* number. */
@@ -72,8 +59,8 @@ function userTypeNumber(userType: UserType): number {
 export class VirtualSession {
   readonly #context: SlotContext;
   #closed = false;
-  /** Called once when the session closes (the slot stops tracking it). */
-  readonly #onClose: (() => void) | undefined;
+  /** Unregisters this session from recovery's list of open sessions. */
+  readonly #unregister: () => void;
   /** This session's own session on each member (by member index): its session objects live there. */
   readonly #own = new Map<number, MemberSession>();
   /** Session objects made through this session. */
@@ -91,13 +78,10 @@ export class VirtualSession {
     },
   };
 
-  /**
-   * @internal Sessions are opened with `VirtualSlot.openSession`.
-   * @param onClose called once when the session closes
-   */
-  constructor(context: SlotContext, onClose?: () => void) {
+  /** @internal Sessions are opened with `VirtualSlot.openSession`. */
+  constructor(context: SlotContext) {
     this.#context = context;
-    this.#onClose = onClose;
+    this.#unregister = context.openSessions.add({ restore: (member, options) => this.#restoreMember(member, options) });
   }
 
   /** False once closed. */
@@ -115,13 +99,17 @@ export class VirtualSession {
   async login(pin: string, userType: UserType = 'user'): Promise<void> {
     this.#check();
     if (typeof pin !== 'string' || pin.length === 0) throw new InvalidArgumentError('pin must be a non-empty string');
-    await this.#context.login(userTypeNumber(userType), pin);
+    await this.#context.login.login(userTypeNumber(userType), pin);
+    // Debts read back from the journal (the application restarted while a member owed
+    // something) are settled now that private objects can be made. Before login returns:
+    // a search running beside the repair could link a copy the repair is deleting.
+    await this.#context.recovery.repairOwing();
   }
 
   /** Logs out of every member. */
   async logout(): Promise<void> {
     this.#check();
-    await this.#context.logout();
+    await this.#context.login.logout();
   }
 
   /** Encrypts `data` in one part (C_EncryptInit + C_Encrypt) on the least busy member holding `key`. */
@@ -173,7 +161,7 @@ export class VirtualSession {
    */
   async findObjects(template: TemplateInput = {}): Promise<ObjectHandle[]> {
     this.#check();
-    return this.#context.findObjects(toRawTemplate(template));
+    return this.#context.discovery.findObjects(toRawTemplate(template));
   }
 
   /**
@@ -279,7 +267,7 @@ export class VirtualSession {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    this.#onClose?.();
+    this.#unregister();
     // New calls are refused from here; calls under way finish (and register what they made).
     await Promise.allSettled([...this.#inFlight]);
     // Closing our member sessions ends the session objects made in them, on each member.
@@ -294,14 +282,14 @@ export class VirtualSession {
       }),
     );
     for (const object of this.#objects) {
-      this.#context.journal.forgetObject(object.handle);
+      void this.#context.journal.forgetObject(object.handle); // session objects: their debts are never stored
       this.#context.catalog.remove(object);
     }
     this.#objects.clear();
   }
 
   /**
-   * @internal Recovery: gives a reconnected member this session's session objects again.
+   * Recovery: gives a reconnected member this session's session objects again.
    * The member's old session is dropped (its handle means nothing on the new transport,
    * and is never sent there: it could name another session); a new one is opened and
    * every live session object is re-created in it from a serving member that holds it
@@ -312,7 +300,7 @@ export class VirtualSession {
    *
    * @throws what a member fault on `member` threw (it failed again)
    */
-  async restoreMember(member: Member, options: SessionRestoreOptions): Promise<SessionRestoreResult> {
+  async #restoreMember(member: Member, options: SessionRestoreOptions): Promise<SessionRestoreResult> {
     if (this.#closed) return { restored: 0, failed: [] };
     return this.#track(this.#restore(member, options));
   }
@@ -334,7 +322,7 @@ export class VirtualSession {
       const reason = await this.#restoreObject(member, object, options);
       if (reason === undefined) {
         restored++;
-        for (const d of journal.debts(member.name)) if (d.object.handle === object.handle) journal.settle(member.name, d);
+        for (const d of journal.debts(member.name)) if (d.object.handle === object.handle) await journal.settle(member.name, d);
       } else {
         failed.push({ object: object.handle, reason });
       }
@@ -347,7 +335,7 @@ export class VirtualSession {
   /** Re-creates one session object on `member`; returns why not when it cannot. */
   async #restoreObject(member: Member, object: VirtualObject, options: SessionRestoreOptions): Promise<string | undefined> {
     const { catalog } = this.#context;
-    const sources = this.#context.members.filter((m) => m !== member && m.serving && object.holders.has(m.index));
+    const sources = this.#context.membership.all.filter((m) => m !== member && m.serving && object.holders.has(m.index));
     let reason = 'no serving member holds it';
     for (const source of sources) {
       const handle = object.holders.get(source.index);
@@ -401,7 +389,7 @@ export class VirtualSession {
 
   #check(): void {
     if (this.#closed) throw new ClosedError('session');
-    this.#context.checkOpen();
+    if (this.#context.closed.aborted) throw new ClosedError('group');
   }
 
   #object(handle: ObjectHandle): VirtualObject {

@@ -8,8 +8,8 @@
 import { generateKeyPairSync, randomBytes, type KeyObject } from 'node:crypto';
 import { InvalidArgumentError } from '../errors/ha-error.js';
 import { acquireModule, releaseModule } from '../pkcs11/module-registry.js';
-import { pkcs11js } from '../pkcs11/pkcs11js.js';
-import { toRawTemplate, type Pkcs11Attribute } from '../pkcs11/templates.js';
+import { pkcs11js } from '../native/pkcs11js.js';
+import { toRawTemplate, type Pkcs11Attribute } from '../pkcs11/template-codec.js';
 import type { TestbedToken } from './softhsm-testbed.js';
 
 /** A key to import on every token. */

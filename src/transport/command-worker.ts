@@ -8,7 +8,7 @@
  * the same file (one shared instance) and never calls C_Initialize or C_Finalize.
  */
 import { parentPort, workerData, type MessagePort } from 'node:worker_threads';
-import { pkcs11js } from '../pkcs11/pkcs11js.js';
+import { pkcs11js } from '../native/pkcs11js.js';
 import { runCommand, toWireError } from '../pkcs11/run-command.js';
 import type { Command } from '../pkcs11/commands.js';
 import { compactForPost, reviveBuffers } from './wire.js';

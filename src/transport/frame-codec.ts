@@ -9,7 +9,7 @@
  * command, take the object path (`worker-protocol.ts`).
  */
 import type { Mechanism } from 'pkcs11js';
-import { pkcs11js } from '../pkcs11/pkcs11js.js';
+import { pkcs11js } from '../native/pkcs11js.js';
 import type { Command, WireError } from '../pkcs11/commands.js';
 
 /** The commands the frame carries. */

@@ -7,7 +7,7 @@
  */
 import type { Command, CommandName, CommandResult } from '../pkcs11/commands.js';
 import { acquireModule, releaseModule, type LoadedModule } from '../pkcs11/module-registry.js';
-import { pkcs11js } from '../pkcs11/pkcs11js.js';
+import { pkcs11js } from '../native/pkcs11js.js';
 import { MemberUnreachableError } from '../errors/ha-error.js';
 import type { TokenInfo, Transport } from './transport.js';
 import { availableParallelism } from 'node:os';

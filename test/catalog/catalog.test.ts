@@ -8,7 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { Catalog } from '../../src/catalog/catalog.js';
 import { identityFrom, sameObject, type ObjectIdentity } from '../../src/catalog/object-identity.js';
 import type { Handle, ReadAttribute } from '../../src/pkcs11/commands.js';
-import { pkcs11js } from '../../src/pkcs11/pkcs11js.js';
+import { pkcs11js } from '../../src/native/pkcs11js.js';
 
 /** A CK_ULONG as a 64-bit Linux module returns it. */
 function ulong(n: number, bytes: 4 | 8 = 8): Buffer {

@@ -9,7 +9,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { HaGroup } from '../../src/group/ha-group.js';
 import type { GroupConfig } from '../../src/group/group-config.js';
 import type { MemberStateKind } from '../../src/member/member-state.js';
-import { pkcs11js } from '../../src/pkcs11/pkcs11js.js';
+import { pkcs11js } from '../../src/native/pkcs11js.js';
 import type { VirtualSession } from '../../src/slot/virtual-session.js';
 import { createTestbed, type Testbed, type TestbedRole } from '../../src/testbed/softhsm-testbed.js';
 import { provisionKeys, standardKeys } from '../../src/testbed/provision.js';
@@ -17,6 +17,7 @@ import type { TokenInfo, Transport } from '../../src/transport/transport.js';
 import { FakeClock } from '../helpers/fake-clock.js';
 import { FaultTransport } from '../helpers/fault-transport.js';
 import { until } from '../helpers/until.js';
+import { internalsOf } from '../../src/testing.js';
 
 const KEYS = standardKeys('f');
 const HMAC_VALUE = (KEYS.find((k) => k.kind === 'hmac') as { value: Buffer }).value;
@@ -324,7 +325,7 @@ describe('login', () => {
     const h = await open();
     await h.session.logout();
     // Other code sharing member-1's module logs in on its own.
-    await h.group.members[0]!.login(pkcs11js.CKU_USER, bed.tokens[0]!.userPin);
+    await internalsOf(h.group).members[0]!.login(pkcs11js.CKU_USER, bed.tokens[0]!.userPin);
     const before = h.group.status().members.map((m) => m.loginFailures);
     await expect(h.group.slot.openSession().login('00000000')).rejects.toMatchObject({ ckr: 'CKR_PIN_INCORRECT' });
     const after = h.group.status().members.map((m) => m.loginFailures);

@@ -15,8 +15,9 @@ import type { MemberStateKind } from '../../src/member/member-state.js';
 import type { VirtualSession } from '../../src/slot/virtual-session.js';
 import { createTestbed, type Testbed, type TestbedRole } from '../../src/testbed/softhsm-testbed.js';
 import { provisionKeys, standardKeys } from '../../src/testbed/provision.js';
-import { HostTransport } from '../../src/transport/host-transport.js';
+import { HostTransport } from '../../src/host/host-transport.js';
 import { until } from '../helpers/until.js';
+import { internalsOf } from '../../src/testing.js';
 
 const KEYS = standardKeys('h');
 const HMAC_VALUE = (KEYS.find((k) => k.kind === 'hmac') as { value: Buffer }).value;
@@ -67,7 +68,7 @@ async function open(options: { roles?: readonly TestbedRole[]; extra?: Partial<G
 }
 
 const pidOf = (g: HaGroup, index: number): number => {
-  const t = g.members[index]!.transport;
+  const t = internalsOf(g).members[index]!.transport;
   if (!(t instanceof HostTransport) || t.pid === undefined) throw new Error(`member ${index} has no host process`);
   return t.pid;
 };
@@ -165,7 +166,7 @@ describe('member host processes', () => {
       { label, modulusBits: 2048, publicExponent: Buffer.from([1, 0, 1]), token: true, verify: true },
       { label, token: true, sign: true },
     );
-    await until(() => g.members[0]!.transport.pending > 0, 'the generation to reach the primary');
+    await until(() => internalsOf(g).members[0]!.transport.pending > 0, 'the generation to reach the primary');
     process.kill(primary, 'SIGKILL');
     const outcome = await call.then(
       (pair) => ({ ok: true as const, pair }),
@@ -174,7 +175,7 @@ describe('member host processes', () => {
     await until(() => states(g).every((s) => s === 'active'), 'the primary to recover');
     // Count the objects under that label on each member, by asking each member directly.
     const counts = await Promise.all(
-      g.members.map((m) =>
+      internalsOf(g).members.map((m) =>
         m.run<'findObjects'>((s) => ({ op: 'findObjects', session: s, template: [{ type: 3 /* CKA_LABEL */, value: Buffer.from(label) }] })).then((h) => h.length),
       ),
     );

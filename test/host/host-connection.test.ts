@@ -3,10 +3,11 @@
  * leave once they stand for INLINE_FLUSH_MS of inline work, else at the end of the tick.
  */
 import { EventEmitter } from 'node:events';
-import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { describe, expect, it } from 'vitest';
-import { FrameDecoder, type HostMessage } from '../../src/host/host-protocol.js';
-import { HostConnection, INLINE_FLUSH_MS, type MemberHost } from '../../src/host/member-host.js';
+import { HostConnection, INLINE_FLUSH_MS, type ConnectionHost } from '../../src/host/host-connection.js';
+import { FrameDecoder } from '../../src/rpc/frame-decoder.js';
+import type { HostMessage } from '../../src/rpc/host-protocol.js';
 import { FakeClock } from '../helpers/fake-clock.js';
 
 class FakeSocket extends EventEmitter {
@@ -36,8 +37,8 @@ const nextTick = () => new Promise((resolve) => process.nextTick(resolve));
 describe('HostConnection: writes of inline answers', () => {
   const connect = () => {
     const socket = new FakeSocket();
-    const host = { forget: () => undefined } as unknown as MemberHost;
-    const connection = new HostConnection(socket as unknown as Socket, host, new FakeClock());
+    const host = { forget: () => undefined } as unknown as ConnectionHost;
+    const connection = new HostConnection(socket as unknown as Duplex, host, new FakeClock());
     return { socket, connection };
   };
 

@@ -3,7 +3,7 @@
  * member host for the token given in argv, prints the host's pid and socket path as one
  * JSON line, and waits to be killed.
  */
-import { HostTransport } from '../../src/transport/host-transport.js';
+import { HostTransport } from '../../src/host/host-transport.js';
 
 const [modulePath, conf, label] = process.argv.slice(2);
 if (modulePath === undefined || conf === undefined || label === undefined) throw new Error('usage: orphan-parent <module> <conf> <label>');

@@ -6,10 +6,10 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { acquireModule, releaseModule, type LoadedModule } from '../../src/pkcs11/module-registry.js';
-import { pkcs11js } from '../../src/pkcs11/pkcs11js.js';
+import { pkcs11js } from '../../src/native/pkcs11js.js';
 import { runCommand } from '../../src/pkcs11/run-command.js';
 import type { Handle } from '../../src/pkcs11/commands.js';
-import { toMechanism } from '../../src/pkcs11/templates.js';
+import { toMechanism } from '../../src/pkcs11/mechanism-table.js';
 import { createTestbed, type Testbed } from '../../src/testbed/softhsm-testbed.js';
 
 let bed: Testbed;

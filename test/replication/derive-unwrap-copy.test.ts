@@ -3,9 +3,10 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HaGroup } from '../../src/index.js';
-import { pkcs11js } from '../../src/pkcs11/pkcs11js.js';
+import { pkcs11js } from '../../src/native/pkcs11js.js';
 import type { VirtualSession } from '../../src/slot/virtual-session.js';
 import { createTestbed, type Testbed } from '../../src/testbed/softhsm-testbed.js';
+import { internalsOf } from '../../src/testing.js';
 
 /** Encrypts on the group three times in a row (one member each) and opens each result with node. */
 async function expectSameKeyEverywhere(session: VirtualSession, handle: number, key: Buffer): Promise<void> {
@@ -77,7 +78,7 @@ describe('unwrapKey, deriveKey and copyObject replicate their results', () => {
     const key = await session.createObject({ class: 'secretKey', keyType: 'aes', value, label: 'doomed', token: true, encrypt: true, decrypt: true });
     expect(group.describeObject(key)?.holders).toEqual(['member-1', 'member-2', 'member-3']);
     // member-3 goes away; the key is destroyed on the others; member-3 owes the deletion.
-    await group.members[2]!.transport.close();
+    await internalsOf(group).members[2]!.transport.close();
     await session.generateRandom(8).catch(() => undefined);
     await session.destroyObject(key);
     const path = join(bed.dir, 'journal.json');

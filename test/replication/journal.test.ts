@@ -1,184 +1,228 @@
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { pkcs11js } from '../../src/pkcs11/pkcs11js.js';
-import { JOURNAL_FORMAT, JOURNAL_VERSION, Journal, JournalError, type Debt, type ObjectRef } from '../../src/replication/journal.js';
+import { describe, expect, it } from 'vitest';
+import { pkcs11js } from '../../src/native/pkcs11js.js';
+import { Journal, JournalError } from '../../src/replication/journal.js';
+import type { JournalContent, JournalStore } from '../../src/replication/journal-store.js';
+import { until } from '../helpers/until.js';
+import { ref, replica, tracked, turn } from './journal-fixtures.js';
 
 const A = pkcs11js;
 
-function ref(handle: number, label: string, token = true): ObjectRef {
-  return {
-    handle,
-    name: `4/31/${Buffer.from(label).toString('hex')}/-/${token ? 'T' : 'S'}`,
-    fingerprint: `domain-wrap:${'ab'.repeat(16)}`,
-    search: [
-      { type: A.CKA_LABEL, value: Buffer.from(label) },
-      { type: A.CKA_TOKEN, value: Buffer.from([token ? 1 : 0]) },
-    ],
-    token,
-  };
+/** A store that counts its writes; `hold` keeps each write open until `release()`; `failure` makes writes fail. */
+class CountingStore implements JournalStore {
+  readonly location = 'counting-store';
+  readonly writes: JournalContent[] = [];
+  durable: JournalContent | undefined;
+  recorded: JournalContent | undefined;
+  loadFailure: Error | undefined;
+  failure: Error | undefined;
+  hold = false;
+  closed = false;
+  readonly #held: (() => void)[] = [];
+
+  async load(): Promise<JournalContent | undefined> {
+    if (this.loadFailure) throw this.loadFailure;
+    return this.recorded;
+  }
+
+  async write(content: JournalContent): Promise<void> {
+    this.writes.push(content);
+    if (this.hold) await new Promise<void>((resolve) => this.#held.push(resolve));
+    if (this.failure) throw this.failure;
+    this.durable = content;
+  }
+
+  /** Lets the oldest held write finish. */
+  release(): void {
+    this.#held.shift()!();
+  }
+
+  get waiting(): number {
+    return this.#held.length;
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+  }
 }
 
-const replica = (handle: number, label: string): Debt => ({
-  kind: 'replica',
-  object: ref(handle, label),
-  wrapped: randomBytes(40),
-  template: [
-    { type: A.CKA_CLASS, value: Buffer.from([4, 0, 0, 0, 0, 0, 0, 0]) },
-    { type: A.CKA_LABEL, value: Buffer.from(label) },
-    { type: A.CKA_ENCRYPT, value: Buffer.from([1]) },
-  ],
-});
+const count = (content: JournalContent | undefined, member: string) => content?.debts[member]?.length ?? 0;
 
-describe('journal file', () => {
-  let dir: string;
-  let path: string;
-  beforeEach(() => {
-    dir = mkdtempSync(join(tmpdir(), 'journal-'));
-    path = join(dir, 'journal.json');
-  });
-  afterEach(() => rmSync(dir, { recursive: true, force: true }));
-
-  it('round trip: debts and tentative entries come back, by identity (handles of an earlier process mean nothing)', () => {
-    const j = new Journal(path);
-    const r = replica(7, 'a');
-    j.owe('member-2', r);
-    j.owe('member-3', { kind: 'destroy', object: ref(8, 'b') });
-    j.owe('member-3', { kind: 'setAttributes', object: ref(9, 'c'), template: [{ type: A.CKA_LABEL, value: 'c2' }] });
-    j.markTentative('member-1', [[{ type: A.CKA_CLASS, value: A.CKO_SECRET_KEY }, { type: A.CKA_LABEL, value: Buffer.from('k') }, { type: A.CKA_TOKEN, value: true }]]);
-
-    const header = JSON.parse(readFileSync(path, 'utf8').split('\n')[0]!);
-    expect(header).toMatchObject({ format: JOURNAL_FORMAT, version: JOURNAL_VERSION });
-
-    const back = new Journal(path);
-    expect(back.summary()).toEqual({ 'member-1': 1, 'member-2': 1, 'member-3': 2 });
-    const [d] = back.debts('member-2');
-    expect(d).toMatchObject({ kind: 'replica', object: { handle: -1, name: r.object.name, fingerprint: r.object.fingerprint } });
-    expect((d as Extract<Debt, { kind: 'replica' }>).wrapped).toEqual((r as Extract<Debt, { kind: 'replica' }>).wrapped);
-    expect(back.debts('member-3').map((x) => x.kind)).toEqual(['destroy', 'setAttributes']);
-    expect(back.tentatives('member-1')[0]!.searches[0]).toEqual([
-      { type: A.CKA_CLASS, value: A.CKO_SECRET_KEY },
-      { type: A.CKA_LABEL, value: Buffer.from('k') },
-      { type: A.CKA_TOKEN, value: true },
-    ]);
-    expect(back.owes('member-3', { handle: 99, identity: { name: ref(0, 'b').name, fingerprint: ref(0, 'b').fingerprint } })).toBe(true);
-
-    // Settling writes through too.
-    back.settle('member-2', back.debts('member-2')[0]!);
-    back.clearTentative('member-1', back.tentatives('member-1')[0]!);
-    expect(new Journal(path).summary()).toEqual({ 'member-3': 2 });
+describe('journal group commit', () => {
+  it('changes made in one turn share one write, and every read sees them at once', async () => {
+    const store = new CountingStore();
+    const j = new Journal(store);
+    const owed = Array.from({ length: 10 }, (_, i) => j.owe('member-2', replica(i, `k${i}`)));
+    // In memory before any write.
+    expect(j.debts('member-2')).toHaveLength(10);
+    expect(store.writes).toHaveLength(0);
+    await Promise.all(owed);
+    expect(store.writes).toHaveLength(1);
+    expect(count(store.durable, 'member-2')).toBe(10);
   });
 
-  it('detects a file changed on disk (checksum) and refuses it with ERR_JOURNAL, naming the good previous copy', () => {
-    const j = new Journal(path);
-    j.owe('member-2', replica(1, 'a'));
-    j.owe('member-2', replica(2, 'b'));
-    const text = readFileSync(path, 'utf8');
-    // One character of the body changed: still valid JSON, but not what was written.
-    writeFileSync(path, text.replace('member-2', 'member-9'));
-    const error = (() => {
-      try {
-        new Journal(path);
-      } catch (e) {
-        return e;
-      }
-    })();
-    expect(error).toBeInstanceOf(JournalError);
-    expect(error).toMatchObject({ code: 'ERR_JOURNAL', fault: 'corrupt', previous: `${path}.prev` });
-    expect((error as Error).message).toMatch(/checksum mismatch/);
+  it('changes made while a write is in progress wait for it and coalesce into the next one', async () => {
+    const store = new CountingStore();
+    store.hold = true;
+    const j = new Journal(store);
+    const first = tracked(j.owe('member-2', replica(0, 'k0')));
+    await until(() => store.waiting === 1, 'a write to be held');
+    const later = Array.from({ length: 20 }, (_, i) => j.owe(i % 2 === 0 ? 'member-2' : 'member-3', replica(i + 1, `k${i + 1}`)));
+    const laterState = later.map(tracked);
+    await turn();
+    // One writer: nothing else started while the first write is open.
+    expect(store.writes).toHaveLength(1);
+    expect(first.settled).toBe(false);
+    store.release();
+    await until(() => store.waiting === 1, 'a write to be held');
+    expect(first.settled).toBe(true);
+    // The first write held only the first change: the later ones are not durable yet.
+    expect(count(store.durable, 'member-2')).toBe(1);
+    expect(laterState.some((s) => s.settled)).toBe(false);
+    store.release();
+    await Promise.all(later);
+    expect(store.writes).toHaveLength(2);
+    expect(count(store.durable, 'member-2')).toBe(11);
+    expect(count(store.durable, 'member-3')).toBe(10);
   });
 
-  it('detects a truncated file (a torn write) and can go back to the previous copy when told to', () => {
-    const j = new Journal(path);
-    j.owe('member-2', replica(1, 'a'));
-    j.owe('member-2', replica(2, 'b'));
-    truncateSync(path, readFileSync(path).length - 30);
-    expect(() => new Journal(path)).toThrow(expect.objectContaining({ code: 'ERR_JOURNAL', fault: 'truncated' }));
-    // The previous copy is one change behind: only on request, and it says so.
-    const back = new Journal(path, { onCorrupt: 'usePrevious' });
-    expect(back.recoveredFrom).toBe(`${path}.prev`);
-    expect(back.summary()).toEqual({ 'member-2': 1 });
-    expect(existsSync(`${path}.corrupt`)).toBe(true);
-    // The current file was written again from it and verifies.
-    expect(new Journal(path).summary()).toEqual({ 'member-2': 1 });
+  it('a change resolves only once a write that holds it has finished', async () => {
+    const store = new CountingStore();
+    store.hold = true;
+    const j = new Journal(store);
+    const entry = j.markTentative('member-1', [[{ type: A.CKA_LABEL, value: Buffer.from('k') }]]);
+    const state = tracked(entry);
+    await until(() => store.waiting === 1, 'a write to be held');
+    await turn();
+    expect(state.settled).toBe(false);
+    expect(j.tentatives('member-1')).toHaveLength(1);
+    store.release();
+    expect(await entry).toBe(j.tentatives('member-1')[0]);
+    expect(store.durable?.tentative['member-1']).toHaveLength(1);
   });
 
-  it('an empty file, a file cut inside its header, or a missing file with a previous copy beside it are refused too', () => {
-    const j = new Journal(path);
-    j.owe('member-2', replica(1, 'a'));
-    j.owe('member-2', replica(2, 'b'));
-    const text = readFileSync(path, 'utf8');
-    writeFileSync(path, '');
-    expect(() => new Journal(path)).toThrow(expect.objectContaining({ fault: 'truncated' }));
-    writeFileSync(path, text.slice(0, 20));
-    expect(() => new Journal(path)).toThrow(expect.objectContaining({ fault: 'corrupt' }));
-    rmSync(path);
-    expect(() => new Journal(path)).toThrow(expect.objectContaining({ fault: 'missing' }));
+  it('a write that fails rejects every waiting change with ERR_JOURNAL; the change stays and the next write or flush carries it', async () => {
+    const store = new CountingStore();
+    store.failure = Object.assign(new Error('no space left'), { code: 'ENOSPC' });
+    const j = new Journal(store);
+    const owed = [j.owe('member-2', replica(1, 'a')), j.owe('member-3', replica(2, 'b'))];
+    for (const p of owed) {
+      const error = await p.catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(JournalError);
+      expect(error).toMatchObject({ code: 'ERR_JOURNAL', fault: 'io', path: 'counting-store' });
+    }
+    // A caller that does not wait, alone in its write and in a derived promise, must not
+    // crash the process (vitest fails the run on an unhandled rejection).
+    void j.owe('member-3', replica(3, 'c'));
+    await until(() => store.writes.length === 2, 'the second write');
+    void j.markTentative('member-3', []);
+    await until(() => store.writes.length === 3, 'the third write');
+    await turn();
+    expect(store.durable).toBeUndefined();
+    expect(j.summary()).toEqual({ 'member-2': 1, 'member-3': 3 });
+    await expect(j.flush()).rejects.toBeInstanceOf(JournalError);
+    store.failure = undefined;
+    await j.flush();
+    expect(store.durable?.debts).toMatchObject({ 'member-2': [{ kind: 'replica' }], 'member-3': [{ kind: 'replica' }, { kind: 'replica' }] });
+    // Nothing left unsaved: flush writes nothing more.
+    const writes = store.writes.length;
+    await j.flush();
+    expect(store.writes).toHaveLength(writes);
   });
 
-  it('a file from a newer version is refused, not misread', () => {
-    new Journal(path).owe('member-2', replica(1, 'a'));
-    const [header, body] = readFileSync(path, 'utf8').split('\n');
-    writeFileSync(path, `${JSON.stringify({ ...JSON.parse(header!), version: JOURNAL_VERSION + 1 })}\n${body}`);
-    expect(() => new Journal(path)).toThrow(expect.objectContaining({ fault: 'version' }));
+  it('what never reaches the store costs no write: session objects, a data object replica', async () => {
+    const store = new CountingStore();
+    const j = new Journal(store);
+    await j.owe('member-2', replica(1, 'session', false));
+    await j.owe('member-2', { kind: 'replica', object: ref(2, 'data'), wrapped: undefined, template: [{ type: A.CKA_VALUE, value: randomBytes(8) }] });
+    expect(await j.settle('member-2', j.debts('member-2')[0]!)).toBe(true);
+    await j.forgetObject(2);
+    expect(store.writes).toHaveLength(0);
+    await j.owe('member-2', replica(3, 'token'));
+    expect(store.writes).toHaveLength(1);
   });
 
-  it('ignores a leftover tmp file (a write cut before its rename) and writes over it later', () => {
-    const j = new Journal(path);
-    j.owe('member-2', replica(1, 'a'));
-    writeFileSync(`${path}.tmp`, '{"format":"pkcs11-ha-journal","version":2,"bytes":99999,"sha');
-    const back = new Journal(path);
-    expect(back.summary()).toEqual({ 'member-2': 1 });
-    back.owe('member-3', replica(2, 'b'));
-    expect(existsSync(`${path}.tmp`)).toBe(false);
-    expect(new Journal(path).summary()).toEqual({ 'member-2': 1, 'member-3': 1 });
+  it('settle resolves to whether it removed the debt', async () => {
+    const j = new Journal(new CountingStore());
+    const debt = replica(1, 'a');
+    await j.owe('member-2', debt);
+    expect(await j.settle('member-2', debt)).toBe(true);
+    expect(await j.settle('member-2', debt)).toBe(false);
+    expect(j.summary()).toEqual({});
   });
 
-  it('reads a version 1 file (no header) and writes version 2 from then on', () => {
-    const v1 = { 'member-2': [{ kind: 'destroy', object: { handle: 3, name: 'n', search: [{ type: A.CKA_LABEL, value: { __b64: Buffer.from('x').toString('base64') } }], token: true } }] };
-    writeFileSync(path, JSON.stringify(v1));
-    const j = new Journal(path);
-    expect(j.debts('member-2')).toEqual([{ kind: 'destroy', object: { handle: -1, name: 'n', search: [{ type: A.CKA_LABEL, value: Buffer.from('x') }], token: true } }]);
-    j.owe('member-3', replica(1, 'a'));
-    expect(JSON.parse(readFileSync(path, 'utf8').split('\n')[0]!).version).toBe(JOURNAL_VERSION);
+  it('a deletion cancels a replica not yet made; a later debt about the object is kept', async () => {
+    const store = new CountingStore();
+    const j = new Journal(store);
+    await j.owe('member-2', replica(1, 'a'));
+    await j.owe('member-2', { kind: 'destroy', object: ref(1, 'a') });
+    expect(j.debts('member-2')).toEqual([]);
+    expect(store.durable?.debts).toEqual({});
+    await j.owe('member-2', { kind: 'destroy', object: ref(1, 'a') });
+    expect(j.owes('member-2', { handle: 1, identity: { name: ref(1, 'a').name, fingerprint: ref(1, 'a').fingerprint } })).toBe(true);
   });
 
-  it('never writes a secret attribute: an attribute change is written without it (marked redacted), a data object replica not at all', () => {
-    const secret = randomBytes(24);
-    const j = new Journal(path);
-    j.owe('member-2', {
-      kind: 'setAttributes',
-      object: ref(1, 'd'),
-      template: [
-        { type: A.CKA_LABEL, value: 'renamed' },
-        { type: A.CKA_VALUE, value: secret },
-        { type: A.CKA_PRIVATE_EXPONENT, value: secret },
-      ],
-    });
-    j.owe('member-2', { kind: 'replica', object: ref(2, 'data'), wrapped: undefined, template: [{ type: A.CKA_CLASS, value: A.CKO_DATA }, { type: A.CKA_VALUE, value: secret }] });
-    // Session objects never reach the file.
-    j.owe('member-2', replica(3, 'session'));
-    j.owe('member-2', { ...replica(4, 'session'), object: ref(4, 'session', false) });
-    const text = readFileSync(path, 'utf8');
-    expect(text.includes(secret.toString('base64')) || text.includes(secret.toString('hex'))).toBe(false);
-    // In memory the full change is kept (this process can still replay it).
-    expect(j.debts('member-2')).toHaveLength(4);
-    const back = new Journal(path);
-    const kinds = back.debts('member-2').map((d) => d.kind);
-    expect(kinds).toEqual(['setAttributes', 'replica']);
-    const change = back.debts('member-2')[0] as Extract<Debt, { kind: 'setAttributes' }>;
-    expect(change.template).toEqual([{ type: A.CKA_LABEL, value: 'renamed' }]);
-    expect(change.redacted).toEqual([A.CKA_VALUE, A.CKA_PRIVATE_EXPONENT]);
+  it('never writes over a store before reading it: what was recorded comes first, as debts matched by identity', async () => {
+    const store = new CountingStore();
+    store.recorded = { debts: { 'member-2': [replica(7, 'old')] }, tentative: {} };
+    const j = new Journal(store);
+    // load() not called: the first write reads the store first.
+    await j.owe('member-2', replica(8, 'new'));
+    expect(j.debts('member-2').map((d) => d.object.handle)).toEqual([-1, 8]);
+    expect(store.durable?.debts['member-2']?.map((d) => d.object.name)).toEqual([ref(0, 'old').name, ref(0, 'new').name]);
   });
 
-  it('keeps the previous good copy beside the current one', () => {
-    const j = new Journal(path);
-    j.owe('member-2', replica(1, 'a'));
-    expect(existsSync(`${path}.prev`)).toBe(false);
-    j.owe('member-2', replica(2, 'b'));
-    expect(new Journal(`${path}.prev`).summary()).toEqual({ 'member-2': 1 });
-    expect(new Journal(path).summary()).toEqual({ 'member-2': 2 });
+  it('a store that cannot be read is never written: changes reject with its error', async () => {
+    const store = new CountingStore();
+    store.loadFailure = new JournalError('counting-store', 'corrupt', 'checksum mismatch');
+    const j = new Journal(store);
+    await expect(j.load()).rejects.toMatchObject({ fault: 'corrupt' });
+    await expect(j.owe('member-2', replica(1, 'a'))).rejects.toMatchObject({ fault: 'corrupt' });
+    expect(store.writes).toHaveLength(0);
+  });
+
+  it('close waits for the last write, then closes the store; later changes stay in memory and reject with ERR_CLOSED', async () => {
+    const store = new CountingStore();
+    store.hold = true;
+    const j = new Journal(store);
+    const owed = j.owe('member-2', replica(1, 'a'));
+    await until(() => store.waiting === 1, 'a write to be held');
+    const closed = tracked(j.close());
+    await turn();
+    expect(closed.settled).toBe(false);
+    store.release();
+    await owed;
+    await j.close();
+    expect(store.closed).toBe(true);
+    await expect(j.owe('member-3', replica(2, 'b'))).rejects.toMatchObject({ code: 'ERR_CLOSED' });
+    expect(j.summary()).toEqual({ 'member-2': 1, 'member-3': 1 });
+    expect(store.writes).toHaveLength(1);
+  });
+
+  it('close writes a change whose write failed, and reports when it still cannot', async () => {
+    const store = new CountingStore();
+    store.failure = new Error('EIO');
+    const j = new Journal(store);
+    await expect(j.owe('member-2', replica(1, 'a'))).rejects.toBeInstanceOf(JournalError);
+    await expect(j.close()).rejects.toBeInstanceOf(JournalError);
+    expect(store.closed).toBe(true);
+
+    const healed = new CountingStore();
+    healed.failure = new Error('EIO');
+    const k = new Journal(healed);
+    await expect(k.owe('member-2', replica(1, 'a'))).rejects.toBeInstanceOf(JournalError);
+    healed.failure = undefined;
+    await k.close();
+    expect(count(healed.durable, 'member-2')).toBe(1);
+  });
+
+  it('in memory (no store): every change resolves at once, flush and close too', async () => {
+    const j = new Journal();
+    await j.load();
+    await j.owe('member-2', replica(1, 'a'));
+    expect((await j.markTentative('member-2', [])).searches).toEqual([]);
+    await j.flush();
+    await j.close();
+    expect(j.summary()).toEqual({ 'member-2': 2 });
   });
 });

@@ -7,6 +7,7 @@ import type { VirtualSession } from '../../src/slot/virtual-session.js';
 import { InProcessTransport } from '../../src/transport/in-process-transport.js';
 import { createTestbed, type Testbed } from '../../src/testbed/softhsm-testbed.js';
 import { RecordingTransport, containsBytes, type Exchange } from '../helpers/recording-transport.js';
+import { internalsOf } from '../../src/testing.js';
 
 const inProcess = (m: ResolvedMemberConfig) =>
   new InProcessTransport({ member: m.name, modulePath: m.modulePath, moduleEnv: m.moduleEnv, token: m.token, threads: m.threads, configPath: m.path });
@@ -260,7 +261,7 @@ describe('replication when a member cannot be reached', () => {
     const missed: { member: string; object: number }[] = [];
     group.on('replicaMissed', (e) => missed.push(e));
     // The third member's connection goes away under the group.
-    await group.members[2]!.transport.close();
+    await internalsOf(group).members[2]!.transport.close();
     const key = await session.generateKey('AES_KEY_GEN', { label: 'down-aes', valueLen: 32, token: true, encrypt: true, decrypt: true });
     expect(group.status().members[2]!.state.kind).toBe('failed');
     expect(group.describeObject(key)?.holders).toEqual(['member-1', 'member-2']);
@@ -277,8 +278,8 @@ describe('replication when a member cannot be reached', () => {
     try {
       const s = g.slot.openSession();
       await s.login(bed.tokens[0]!.userPin);
-      await g.members[1]!.transport.close();
-      await g.members[2]!.transport.close();
+      await internalsOf(g).members[1]!.transport.close();
+      await internalsOf(g).members[2]!.transport.close();
       // Members learn they are gone on first use; the first attempt fails them, the next one is refused up front.
       const first = await s.generateKey('AES_KEY_GEN', { label: 'few-aes', valueLen: 32, token: true, encrypt: true }).catch((e: unknown) => e);
       expect(first).toMatchObject({ code: 'ERR_REPLICATION' });

@@ -1,6 +1,6 @@
 /** The template helpers that decide how a key is made and replicated (pure functions). */
 import { describe, expect, it } from 'vitest';
-import { pkcs11js } from '../../src/pkcs11/pkcs11js.js';
+import { pkcs11js } from '../../src/native/pkcs11js.js';
 import { boolValue, isTokenTemplate } from '../../src/replication/replica-template.js';
 
 describe('boolValue and isTokenTemplate', () => {

@@ -1,8 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HaGroup } from '../../src/index.js';
-import { pkcs11js } from '../../src/pkcs11/pkcs11js.js';
-import { toRawTemplate } from '../../src/pkcs11/templates.js';
+import { pkcs11js } from '../../src/native/pkcs11js.js';
+import { toRawTemplate } from '../../src/pkcs11/template-codec.js';
 import type { VirtualSession } from '../../src/slot/virtual-session.js';
 import { DOMAIN_KEY_LABEL } from '../../src/replication/domain-key.js';
 import { createTestbed, type Testbed } from '../../src/testbed/softhsm-testbed.js';

@@ -13,8 +13,9 @@ import { HaGroup } from '../../src/group/ha-group.js';
 import type { GroupConfig } from '../../src/group/group-config.js';
 import type { Member } from '../../src/member/member.js';
 import type { Handle } from '../../src/pkcs11/commands.js';
-import { pkcs11js } from '../../src/pkcs11/pkcs11js.js';
-import { toMechanism, toRawTemplate, type TemplateInput } from '../../src/pkcs11/templates.js';
+import { pkcs11js } from '../../src/native/pkcs11js.js';
+import { toMechanism } from '../../src/pkcs11/mechanism-table.js';
+import { toRawTemplate, type TemplateInput } from '../../src/pkcs11/template-codec.js';
 import { readMemberDomain } from '../../src/replication/domain-key.js';
 import { findOn } from '../../src/replication/member-objects.js';
 import { Journal } from '../../src/replication/journal.js';
@@ -24,6 +25,7 @@ import type { VirtualSession } from '../../src/slot/virtual-session.js';
 import { createTestbed, type Testbed } from '../../src/testbed/softhsm-testbed.js';
 import { FaultTransport } from '../helpers/fault-transport.js';
 import { ReplyLossTransport } from '../helpers/reply-loss-transport.js';
+import { internalsOf } from '../../src/testing.js';
 
 let bed: Testbed;
 let group: HaGroup | undefined;
@@ -58,12 +60,12 @@ async function openGroup(extra: Partial<GroupConfig> = {}): Promise<{ group: HaG
 /** Takes a member down: its connection drops, the group fails it. */
 function takeDown(g: HaGroup, index: number): void {
   transports[index]!.fault.disconnect();
-  expect(g.members[index]!.state.kind).toBe('failed');
+  expect(internalsOf(g).members[index]!.state.kind).toBe('failed');
 }
 
 /** Reconnects a failed member (state `recovering`, new transport), logs it in, reads its domain key. */
 async function reconnect(g: HaGroup, index: number): Promise<{ member: Member; domainKey: Handle }> {
-  const member = g.members[index]!;
+  const member = internalsOf(g).members[index]!;
   await member.reconnect();
   expect(member.state.kind).toBe('recovering');
   await member.login(pkcs11js.CKU_USER, bed.tokens[index]!.userPin);
@@ -101,7 +103,7 @@ describe('resyncMember', () => {
     const data = await session.createObject({ class: 'data', label: 'rs-data', application: 'resync test', value, token: true });
     await session.setAttributes(renamed, { label: 'rs-new' });
     await session.destroyObject(gone);
-    const { journal, catalog } = g.slot.context;
+    const { journal, catalog } = internalsOf(g);
     expect(journal.debts('member-3').map((d) => d.kind)).toEqual(['replica', 'replica', 'replica', 'replica', 'setAttributes', 'destroy']);
 
     const { member, domainKey } = await reconnect(g, 2);
@@ -143,7 +145,7 @@ describe('resyncMember', () => {
     takeDown(g, 2);
     const fresh = await session.generateKey('AES_KEY_GEN', AES('id-aes'));
     await session.setAttributes(key, { label: 'id-new' });
-    const { journal } = g.slot.context;
+    const { journal } = internalsOf(g);
     const owed = [...journal.debts('member-3')];
     const { member, domainKey } = await reconnect(g, 2);
     expect(await resyncMember({ member, journal, domainKey })).toMatchObject({ settled: 2, replicated: 1, updated: 1 });
@@ -162,7 +164,7 @@ describe('resyncMember', () => {
     const original = g.describeObject(key)!.fingerprint;
     takeDown(g, 2);
     await session.destroyObject(key);
-    const { journal } = g.slot.context;
+    const { journal } = internalsOf(g);
     const { member, domainKey } = await reconnect(g, 2);
     // Another key under the same name, made on that member alone (as another process could).
     await member.run<'generateKey'>((s) => ({
@@ -186,11 +188,11 @@ describe('resyncMember', () => {
     const key = await session.generateKey('AES_KEY_GEN', AES('rj-aes'));
     const fingerprint = first.describeObject(key)!.fingerprint;
     await first.close();
-    expect(new Journal(journalPath).debts('member-3')).toMatchObject([{ kind: 'replica' }]);
+    expect((await Journal.open(journalPath)).debts('member-3')).toMatchObject([{ kind: 'replica' }]);
     // The application restarts; member-3 is reachable again but still owes the replica.
     const { group: g } = await openGroup({ journalPath });
-    const { journal } = g.slot.context;
-    const member = g.members[2]!;
+    const { journal } = internalsOf(g);
+    const member = internalsOf(g).members[2]!;
     const domainKey = await domainKeyOf(member);
     // The group settled the debt read back from its journal when openGroup logged in.
     expect(g.status().owed).toEqual({});
@@ -212,7 +214,7 @@ describe('session objects on a recovered member', () => {
     takeDown(g, 2);
     // One made while the member is down: owed to it.
     const late = await session.generateKey('AES_KEY_GEN', AES('so-late', false));
-    const { journal } = g.slot.context;
+    const { journal } = internalsOf(g);
     expect(journal.debts('member-3')).toHaveLength(1);
 
     const { member, domainKey } = await reconnect(g, 2);
@@ -221,13 +223,13 @@ describe('session objects on a recovered member', () => {
     // resyncMember leaves session objects to the sessions.
     expect(await resyncMember({ member, journal, domainKey })).toMatchObject({ total: 0 });
     const keys = new Map<number, Handle>();
-    for (const m of g.members) keys.set(m.index, m === member ? domainKey : await domainKeyOf(m));
-    const restored = await g.slot.restoreSessions(member, { domainKey: (m) => keys.get(m.index) });
+    for (const m of internalsOf(g).members) keys.set(m.index, m === member ? domainKey : await domainKeyOf(m));
+    const restored = await internalsOf(g).openSessions.restoreSessions(member, { domainKey: (m) => keys.get(m.index) });
     expect(restored).toEqual({ sessions: 2, restored: 6, failed: [] });
     expect(journal.debts('member-3')).toEqual([]);
     for (const h of [aes, pair.publicKey, pair.privateKey, data, theirs, late]) expect(g.describeObject(h)!.holders).toContain('member-3');
     // Again: nothing to do, nothing duplicated.
-    expect(await g.slot.restoreSessions(member, { domainKey: (m) => keys.get(m.index) })).toEqual({ sessions: 2, restored: 0, failed: [] });
+    expect(await internalsOf(g).openSessions.restoreSessions(member, { domainKey: (m) => keys.get(m.index) })).toEqual({ sessions: 2, restored: 0, failed: [] });
 
     const [copy] = await onMember(member, { label: 'so-aes', token: false }, domainKey);
     expect(await onMember(member, { label: 'so-aes', token: false }, domainKey)).toHaveLength(1);
@@ -257,7 +259,7 @@ describe('key creation when the primary fails under it', () => {
     const pair = await session.generateKeyPair('EC_KEY_PAIR_GEN', { label: 'rt-ec', curve: 'P-256', token: true, verify: true }, { label: 'rt-ec', token: true, sign: true });
     expect(g.primary).toBe('member-2');
     for (const h of [pair.publicKey, pair.privateKey]) expect(g.describeObject(h)!.holders).toEqual(['member-2', 'member-3']);
-    const { journal } = g.slot.context;
+    const { journal } = internalsOf(g);
     expect(journal.tentatives('member-1')).toHaveLength(1);
     expect(journal.tentatives('member-1')[0]!.searches).toHaveLength(2);
     expect(journal.debts('member-1').map((d) => d.kind)).toEqual(['replica', 'replica']);
@@ -265,7 +267,7 @@ describe('key creation when the primary fails under it', () => {
     expect(journal.tentatives('member-2')).toEqual([]);
 
     const { member, domainKey } = await reconnect(g, 0);
-    const others = await Promise.all([1, 2].map(async (i) => ({ member: g.members[i]!, domainKey: await domainKeyOf(g.members[i]!) })));
+    const others = await Promise.all([1, 2].map(async (i) => ({ member: internalsOf(g).members[i]!, domainKey: await domainKeyOf(internalsOf(g).members[i]!) })));
     // The command never reached the module: nothing to remove, the entry is settled.
     expect(await removeStrays({ member, domainKey, journal, others })).toMatchObject({ entries: 1, settled: 1, removed: 0, kept: 0 });
     expect(await resyncMember({ member, journal, domainKey })).toMatchObject({ settled: 2, replicated: 2 });
@@ -282,9 +284,9 @@ describe('key creation when the primary fails under it', () => {
     const held = await session.generateKey('AES_KEY_GEN', AES('st-key'));
     transports[0]!.loseReplyOf('generateKey');
     const key = await session.generateKey('AES_KEY_GEN', AES('st-key'));
-    expect(g.members[0]!.state.kind).toBe('failed');
+    expect(internalsOf(g).members[0]!.state.kind).toBe('failed');
     expect(g.describeObject(key)!.holders).toEqual(['member-2', 'member-3']);
-    const { journal } = g.slot.context;
+    const { journal } = internalsOf(g);
     expect(journal.tentatives('member-1')).toHaveLength(1);
 
     const { member, domainKey } = await reconnect(g, 0);
@@ -299,7 +301,7 @@ describe('key creation when the primary fails under it', () => {
     expect(await removeStrays({ member, domainKey, journal, others: [] })).toMatchObject({ removed: 0, settled: 0, unsettled: [expect.anything()] });
     expect(await onMember(member, { label: 'st-key' }, domainKey)).toHaveLength(2);
 
-    const others = await Promise.all([1, 2].map(async (i) => ({ member: g.members[i]!, domainKey: await domainKeyOf(g.members[i]!) })));
+    const others = await Promise.all([1, 2].map(async (i) => ({ member: internalsOf(g).members[i]!, domainKey: await domainKeyOf(internalsOf(g).members[i]!) })));
     expect(await removeStrays({ member, domainKey, journal, others })).toMatchObject({ entries: 1, settled: 1, removed: 1, kept: 1, unsettled: [] });
     expect(journal.tentatives('member-1')).toEqual([]);
     expect(await resyncMember({ member, journal, domainKey })).toMatchObject({ settled: 1, replicated: 1 });
@@ -312,10 +314,10 @@ describe('key creation when the primary fails under it', () => {
     const { group: g, session } = await openGroup();
     transports[0]!.loseReplyOf('generateKeyPair');
     const pair = await session.generateKeyPair('EC_KEY_PAIR_GEN', { label: 'pc-ec', curve: 'P-256', token: true, verify: true }, { label: 'pc-ec', token: true, sign: true });
-    expect(g.members[0]!.state.kind).toBe('failed');
+    expect(internalsOf(g).members[0]!.state.kind).toBe('failed');
     expect(g.primary).toBe('member-2');
     for (const h of [pair.publicKey, pair.privateKey]) expect(g.describeObject(h)!.holders).toEqual(['member-2', 'member-3']);
-    const { journal } = g.slot.context;
+    const { journal } = internalsOf(g);
     // Nothing the dead primary made can be on its token: no entry to settle.
     expect(journal.tentatives('member-1')).toEqual([]);
     expect(journal.tentatives('member-2')).toEqual([]);
@@ -333,7 +335,7 @@ describe('key creation when the primary fails under it', () => {
   it('parallel creation leaves only token copies, the primary\'s included; primary-first keeps CKA_LOCAL on the primary\'s copy', async () => {
     const localOf = async (g: HaGroup, label: string): Promise<boolean[]> =>
       Promise.all(
-        g.members.map(async (m) => {
+        internalsOf(g).members.map(async (m) => {
           const domainKey = await domainKeyOf(m);
           const [found] = await onMember(m, { label, class: 'privateKey' }, domainKey);
           const [local] = await m.run<'getAttributes'>((s) => ({ op: 'getAttributes', session: s, object: found!.handle, types: [pkcs11js.CKA_LOCAL] }));
@@ -344,7 +346,7 @@ describe('key creation when the primary fails under it', () => {
     const pair = await staged.session.generateKeyPair('EC_KEY_PAIR_GEN', { label: 'pc-st', curve: 'P-256', token: true, verify: true }, { label: 'pc-st', token: true, sign: true });
     for (const h of [pair.publicKey, pair.privateKey]) expect(staged.group.describeObject(h)!.holders).toEqual(['member-1', 'member-2', 'member-3']);
     // The staged session objects are gone from the primary.
-    const sessionObjects = await staged.group.members[0]!.run<'findObjects'>((s) => ({ op: 'findObjects', session: s, template: toRawTemplate({ label: 'pc-st', token: false }) }));
+    const sessionObjects = await internalsOf(staged.group).members[0]!.run<'findObjects'>((s) => ({ op: 'findObjects', session: s, template: toRawTemplate({ label: 'pc-st', token: false }) }));
     expect(sessionObjects).toEqual([]);
     expect(await localOf(staged.group, 'pc-st')).toEqual([false, false, false]);
     // CKA_DESTROYABLE=false is never staged: the primary made it itself.
@@ -366,7 +368,7 @@ describe('key creation when the primary fails under it', () => {
     expect(g.describeObject(only)!.holders).toEqual(['member-1']);
     // They come back without settling it (still owed), and serve.
     for (const i of [1, 2]) (await reconnect(g, i)).member.rejoin();
-    const { journal } = g.slot.context;
+    const { journal } = internalsOf(g);
     expect(g.status().owed).toEqual({ 'member-2': 1, 'member-3': 1 });
     // member-1 dies making another key of that name after the module made it.
     transports[0]!.loseReplyOf('generateKey');
@@ -374,7 +376,7 @@ describe('key creation when the primary fails under it', () => {
     expect(g.describeObject(retried)!.holders).toEqual(['member-2', 'member-3']);
     const { member, domainKey } = await reconnect(g, 0);
     expect(await onMember(member, { label: 'ow-key' }, domainKey)).toHaveLength(2);
-    const others = await Promise.all([1, 2].map(async (i) => ({ member: g.members[i]!, domainKey: await domainKeyOf(g.members[i]!) })));
+    const others = await Promise.all([1, 2].map(async (i) => ({ member: internalsOf(g).members[i]!, domainKey: await domainKeyOf(internalsOf(g).members[i]!) })));
     // The stray goes; the acknowledged key stays although no serving member holds it yet.
     expect(await removeStrays({ member, domainKey, journal, others })).toMatchObject({ removed: 1, kept: 1, settled: 1 });
     expect((await onMember(member, { label: 'ow-key' }, domainKey)).map((c) => c.fingerprint)).toEqual([g.describeObject(only)!.fingerprint]);
@@ -418,7 +420,7 @@ describe('staged creation and rollback', () => {
       { type: pkcs11js.CKA_DESTROYABLE, value: Buffer.from([0]) },
     ];
     await session.generateKey('AES_KEY_GEN', template);
-    const left = await g.members[0]!.run<'findObjects'>((s) => ({ op: 'findObjects', session: s, template: toRawTemplate({ label: 'rv-nd-raw', token: false }) }));
+    const left = await internalsOf(g).members[0]!.run<'findObjects'>((s) => ({ op: 'findObjects', session: s, template: toRawTemplate({ label: 'rv-nd-raw', token: false }) }));
     expect(left).toEqual([]);
   });
 
@@ -426,12 +428,12 @@ describe('staged creation and rollback', () => {
     const { group: g, session } = await openGroup({ minReplicas: 2 });
     // member-3 is down: 2 serve, minReplicas 2 is met before creating.
     transports[2]!.fault.disconnect();
-    expect(g.members[2]!.state.kind).toBe('failed');
+    expect(internalsOf(g).members[2]!.state.kind).toBe('failed');
     // The creator's (member-1) own token copy is its only unwrapKey in a staged creation.
     transports[0]!.loseReplyOf('unwrapKey');
     await expect(session.generateKey('AES_KEY_GEN', { label: 'rv-ghost', valueLen: 32, token: true, encrypt: true, decrypt: true })).rejects.toThrow(/fewer than minReplicas/);
-    expect(g.members[0]!.state.kind).toBe('failed');
-    expect(g.slot.context.journal.tentatives('member-1')).toEqual([]);
+    expect(internalsOf(g).members[0]!.state.kind).toBe('failed');
+    expect(internalsOf(g).journal.tentatives('member-1')).toEqual([]);
     // The group said the object was removed again; the creator comes back.
     expect(await g.recover('member-1')).toBe(true);
     expect(await session.findObjects({ label: 'rv-ghost' })).toEqual([]);
@@ -454,7 +456,7 @@ describe('staged creation and rollback', () => {
     transports[1]!.loseReplyOf('unwrapKey');
     transports[2]!.fault.failNext('unwrapKey', { rv: pkcs11js.CKR_DEVICE_MEMORY });
     await expect(session.generateKey('AES_KEY_GEN', { label: 'rv-ghost-pf', valueLen: 32, token: true, encrypt: true, decrypt: true })).rejects.toThrow(/fewer than minReplicas/);
-    expect(g.members[1]!.state.kind).toBe('failed');
+    expect(internalsOf(g).members[1]!.state.kind).toBe('failed');
     expect(await g.recover('member-2')).toBe(true);
     expect(await session.findObjects({ label: 'rv-ghost-pf' })).toEqual([]);
   });
@@ -468,14 +470,14 @@ describe('staged creation and rollback', () => {
     expect(g.status().owed).toEqual({});
     // Primary-first: the creator made the token object itself (CKA_LOCAL), the others copied it.
     const local = await Promise.all(
-      g.members.map(async (m) => {
+      internalsOf(g).members.map(async (m) => {
         const [found] = await m.run<'findObjects'>((s) => ({ op: 'findObjects', session: s, template: toRawTemplate({ label: 'rv-fallback', token: true }) }));
         const [attribute] = await m.run<'getAttributes'>((s) => ({ op: 'getAttributes', session: s, object: found!, types: [pkcs11js.CKA_LOCAL] }));
         return attribute!.value?.[0] === 1;
       }),
     );
     expect(local).toEqual([true, false, false]);
-    const left = await g.members[0]!.run<'findObjects'>((s) => ({ op: 'findObjects', session: s, template: toRawTemplate({ label: 'rv-fallback', token: false }) }));
+    const left = await internalsOf(g).members[0]!.run<'findObjects'>((s) => ({ op: 'findObjects', session: s, template: toRawTemplate({ label: 'rv-fallback', token: false }) }));
     expect(left).toEqual([]);
     expect(await session.findObjects({ label: 'rv-fallback' })).toEqual([key]);
   });

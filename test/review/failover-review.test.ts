@@ -10,10 +10,11 @@ import type { MemberStateKind } from '../../src/member/member-state.js';
 import { loadedModuleCount } from '../../src/pkcs11/module-registry.js';
 import { createTestbed, type Testbed } from '../../src/testbed/softhsm-testbed.js';
 import { provisionKeys, standardKeys } from '../../src/testbed/provision.js';
-import type { HostTransport } from '../../src/transport/host-transport.js';
+import type { HostTransport } from '../../src/host/host-transport.js';
 import { FakeClock } from '../helpers/fake-clock.js';
 import { FaultTransport } from '../helpers/fault-transport.js';
 import { until } from '../helpers/until.js';
+import { internalsOf } from '../../src/testing.js';
 
 const KEYS = standardKeys('rv');
 const DEADLINE = 1_000;
@@ -170,7 +171,7 @@ describe('review: close and removeMember on a hung member', () => {
     const session = g.slot.openSession();
     await session.login(bed.tokens[0]!.userPin);
     await Promise.all(Array.from({ length: 4 }, () => session.generateRandom(8)));
-    const pid = (g.members[0]!.transport as HostTransport).pid!;
+    const pid = (internalsOf(g).members[0]!.transport as HostTransport).pid!;
     process.kill(pid, 'SIGSTOP');
     cleanups.push(() => {
       try {
@@ -192,7 +193,7 @@ describe('review: group.close() during a recovery attempt (in-process transport)
     const baseline = loadedModuleCount();
     const g = await HaGroup.open({ members: bed.memberConfigs(), transport: 'in-process', clock: new FakeClock(1_000), recovery: { intervalMs: INTERVAL } });
     group = g;
-    g.members[0]!.fail('injected');
+    internalsOf(g).members[0]!.fail('injected');
     // recover() runs synchronously up to reconnect()'s `await this.#closing`; close() then
     // closes the NEW transport before it connects, and InProcessTransport.connect() does not
     // check #closed: it loads the module and starts worker threads that nothing will stop.

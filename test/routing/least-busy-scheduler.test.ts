@@ -11,7 +11,7 @@ import { eligible, type RoutableMember, type Scheduler } from '../../src/routing
 import { Member } from '../../src/member/member.js';
 import type { MemberRole } from '../../src/member/member-state.js';
 import type { Command, CommandName, CommandResult } from '../../src/pkcs11/commands.js';
-import { pkcs11js } from '../../src/pkcs11/pkcs11js.js';
+import { pkcs11js } from '../../src/native/pkcs11js.js';
 import { CommandFailedError, type TokenInfo, type Transport } from '../../src/transport/transport.js';
 import { FakeClock } from '../helpers/fake-clock.js';
 
@@ -325,7 +325,7 @@ describe('real members under the router: outstanding counts', () => {
             new Member({ name: `m${index}`, index, role, transport: transports[index]!, maxSessions, clock, onStateChange: () => undefined }),
         );
         await Promise.all(members.map((m) => m.connect()));
-        const router = new Router(members, new LeastBusyScheduler(), async () => undefined);
+        const router = new Router({ members, scheduler: new LeastBusyScheduler(), discovery: { resolve: async () => undefined } });
         let unsettled = 0;
         const runs: Promise<unknown>[] = [];
         const start = (): void => {

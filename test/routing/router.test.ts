@@ -7,10 +7,10 @@
 import { createHmac } from 'node:crypto';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { HaGroup } from '../../src/group/ha-group.js';
-import type { MemberStateChangedEvent, PrimaryChangedEvent } from '../../src/group/group-events.js';
+import type { MemberStateChangedEvent, PrimaryChangedEvent } from '../../src/events/group-events.js';
 import { HaError, Pkcs11Error } from '../../src/errors/ha-error.js';
 import type { MemberStateKind } from '../../src/member/member-state.js';
-import { pkcs11js } from '../../src/pkcs11/pkcs11js.js';
+import { pkcs11js } from '../../src/native/pkcs11js.js';
 import { LeastBusyScheduler } from '../../src/routing/least-busy-scheduler.js';
 import type { Candidate, Scheduler } from '../../src/routing/scheduler.js';
 import type { VirtualSession } from '../../src/slot/virtual-session.js';
@@ -18,6 +18,7 @@ import { createTestbed, type Testbed, type TestbedRole } from '../../src/testbed
 import { provisionKeys, standardKeys } from '../../src/testbed/provision.js';
 import { FakeClock } from '../helpers/fake-clock.js';
 import { FaultTransport, type Fault } from '../helpers/fault-transport.js';
+import { internalsOf } from '../../src/testing.js';
 
 const KEYS = standardKeys('t');
 const HMAC_VALUE = (KEYS.find((k) => k.kind === 'hmac') as { value: Buffer }).value;
@@ -276,7 +277,7 @@ describe('router failover on 3 SoftHSM members', () => {
 
     const burst = Array.from({ length: 200 }, () => sign(h));
     // The picks happen as the calls are made: all 200 are counted somewhere right now.
-    expect(h.group.members.reduce((sum, m) => sum + m.outstanding, 0)).toBe(200);
+    expect(internalsOf(h.group).members.reduce((sum, m) => sum + m.outstanding, 0)).toBe(200);
     const macs = await Promise.all(burst);
 
     expect(macs.every((mac) => mac.equals(EXPECTED_MAC))).toBe(true);

@@ -1,7 +1,8 @@
 /**
- * The wire between a {@link HostTransport} and its member host process: length-prefixed
- * frames over a Unix socket, and the messages the two sides exchange over the child's IPC
- * channel while it starts.
+ * The member-host protocol: the messages a client and a member host exchange, and their
+ * encoding as length-prefixed frames on any byte stream (a Unix socket to a spawned host
+ * today, a TLS socket to a remote one later). The one codec of these frames: the client
+ * (`rpc-client.ts`) and the host (`src/host/`) both use it from here.
  *
  * A frame is a 4-byte big-endian body length, then the body. The body's first byte tags
  * its encoding:
@@ -9,7 +10,7 @@
  *   every command or reply the binary forms below do not cover);
  * - `1`: a hot request (encrypt, decrypt, sign, verify, digest with no, raw-bytes or
  *   AES-GCM parameters): u32 id, then the command in the worker frame encoding
- *   (`frame-codec.ts`), so the hot path has one binary encoding of its commands;
+ *   (`src/transport/frame-codec.ts`), so the hot path has one binary encoding of its commands;
  * - `2`: a successful reply whose value is bytes, a boolean or nothing (every hot
  *   command, and handles): u32 id, a status byte, the bytes.
  *
@@ -21,7 +22,6 @@
 import { deserialize, serialize } from 'node:v8';
 import type { Command, WireError } from '../pkcs11/commands.js';
 import { decodeRequest, encodeRequest, isFrameCommand } from '../transport/frame-codec.js';
-import type { InProcessTransportOptions } from '../transport/in-process-transport.js';
 import type { TokenInfo } from '../transport/transport.js';
 import { reviveBuffers } from '../transport/wire.js';
 
@@ -89,16 +89,6 @@ export interface HeartbeatMessage {
 /** Every message that travels on the socket. */
 export type HostMessage = HelloMessage | WelcomeMessage | RequestMessage | StatsRequestMessage | ReplyMessage | HeartbeatMessage;
 
-/**
- * EMULATION: the capacity a member host pretends its device has (see `capacity-emulator.ts`).
- * Not a property of any real token.
- */
-export interface EmulatedCapacity {
-  /** Commands the emulated device runs at once. */
-  readonly engines: number;
-  /** Least time a command holds its engine, in milliseconds. */
-  readonly serviceTimeMs: number;
-}
 
 /** What a host reports about itself (for status and tests). */
 export interface HostStats {
@@ -106,7 +96,7 @@ export interface HostStats {
   readonly queueDepth: number;
   /** Commands answered since the host started. */
   readonly served: number;
-  /** Present when the host runs with {@link EmulatedCapacity}. */
+  /** Present when the host runs with an emulated capacity (`EmulatedCapacity`, measurements only). */
   readonly emulation?: {
     /** As configured. */
     readonly engines: number;
@@ -118,49 +108,6 @@ export interface HostStats {
     readonly maxBusy: number;
   };
 }
-
-/** Everything a member host needs to start, sent over IPC (never argv or env: it travels with the secret). */
-export interface MemberHostConfig extends InProcessTransportOptions {
-  /** Where to listen; inside a directory only this user can enter. */
-  readonly socketPath: string;
-  /** See `HostTransportOptions.heartbeatIntervalMs`. */
-  readonly heartbeatIntervalMs: number;
-  /** EMULATION of a device's capacity; absent for a plain host. */
-  readonly emulate?: EmulatedCapacity;
-  /** See `HostTransportOptions.calls`. */
-  readonly calls: HostCalls;
-}
-
-/**
- * Where a member host makes short cryptographic calls: `'inline'` on its main thread, or
- * `'threads'` on its worker threads (see `GroupConfig.hostCalls`).
- */
-export type HostCalls = 'inline' | 'threads';
-
-/** Parent to host over IPC: the one message that starts the host. */
-export interface StartMessage {
-  readonly t: 'start';
-  /** {@link SECRET_BYTES} random bytes every client must present in its hello. */
-  readonly secret: Uint8Array;
-  readonly config: MemberHostConfig;
-}
-
-/**
- * An error met while the host started, as plain data: enough for the parent to rebuild
- * the same typed error the in-process transport throws.
- */
-export interface StartFailure {
-  /** `HaError.code` when the error was one. */
-  readonly code?: string;
-  readonly message: string;
-  /** `MemberUnreachableError.member`. */
-  readonly member?: string;
-  /** `ConfigError.path`. */
-  readonly path?: string;
-}
-
-/** Host to parent over IPC: listening, or failed to start. */
-export type HostStatusMessage = { readonly t: 'ready' } | { readonly t: 'failed'; readonly error: StartFailure };
 
 // --- encoding ---------------------------------------------------------------------------
 
@@ -179,11 +126,12 @@ function tooBig(bytes: number): HostProtocolError {
 }
 
 /**
- * Appends the frame of `m` to `parts` (one or two buffers) and returns its size.
+ * Appends the frame of `m` to `parts` (one or two buffers) and returns its size (for
+ * `FrameWriter`, which joins many frames into one write).
  * Nothing is appended when it throws.
  * @throws HostProtocolError when the frame would exceed {@link MAX_FRAME_BYTES}
  */
-function appendFrame(m: HostMessage, parts: Buffer[]): number {
+export function appendFrame(m: HostMessage, parts: Buffer[]): number {
   if (m.t === 'request' && isU32(m.id) && isFrameCommand(m.command)) {
     const body = Buffer.from(encodeRequest([m.command]));
     if (body.length + 5 > MAX_FRAME_BYTES) throw tooBig(body.length + 5);
@@ -278,7 +226,11 @@ function asHostMessage(v: unknown): HostMessage {
   throw new HostProtocolError(`malformed message${isObject(v) && typeof v['t'] === 'string' ? ` of type ${JSON.stringify(v['t'].slice(0, 40))}` : ''}`);
 }
 
-function decodeBody(body: Buffer, policy: BufferPolicy): HostMessage {
+/**
+ * The message in one frame's body (the bytes after its length).
+ * @throws HostProtocolError on a malformed body
+ */
+export function decodeBody(body: Buffer, policy: BufferPolicy): HostMessage {
   if (body.length < 1) throw new HostProtocolError('empty frame');
   const tag = body[0];
   try {
@@ -322,152 +274,4 @@ function decodeBody(body: Buffer, policy: BufferPolicy): HostMessage {
     throw new HostProtocolError(`undecodable frame: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
   }
   throw new HostProtocolError(`unknown frame tag ${String(tag)}`);
-}
-
-/**
- * Reassembles frames from a byte stream: a chunk may hold part of a frame, one frame or
- * many. A large frame arriving in many chunks is copied once, when it is complete.
- */
-export class FrameDecoder {
-  /** The largest body accepted; a bigger header is a protocol error before any of it is buffered. */
-  maxFrameBytes: number;
-  readonly #policy: BufferPolicy;
-  readonly #chunks: Buffer[] = [];
-  #buffered = 0;
-  /** Body length of the frame being assembled, once its header is in; -1 before. */
-  #bodyLength = -1;
-
-  /**
-   * @param options.maxFrameBytes @default {@link MAX_FRAME_BYTES}
-   * @param options.buffers how decoded buffers relate to the input @default 'copy'
-   */
-  constructor(options: { maxFrameBytes?: number; buffers?: BufferPolicy } = {}) {
-    this.maxFrameBytes = options.maxFrameBytes ?? MAX_FRAME_BYTES;
-    this.#policy = options.buffers ?? 'copy';
-  }
-
-  /** Bytes received and not yet part of a decoded frame. */
-  get buffered(): number {
-    return this.#buffered + (this.#bodyLength >= 0 ? 4 : 0);
-  }
-
-  /**
-   * Feeds received bytes; calls `onMessage` for each complete frame, in order.
-   * @throws HostProtocolError on an oversized or malformed frame (the stream is then
-   *   unusable: close the connection)
-   */
-  push(chunk: Buffer, onMessage: (message: HostMessage) => void): void {
-    if (this.#buffered === 0 && this.#bodyLength < 0) {
-      // Fast path: whole frames straight out of the chunk, no copies.
-      let o = 0;
-      while (chunk.length - o >= 4) {
-        const length = this.#checkLength(chunk.readUInt32BE(o));
-        if (chunk.length - o - 4 < length) break;
-        const body = chunk.subarray(o + 4, o + 4 + length);
-        o += 4 + length;
-        onMessage(decodeBody(body, this.#policy));
-      }
-      if (o < chunk.length) {
-        this.#chunks.push(o === 0 ? chunk : chunk.subarray(o));
-        this.#buffered = chunk.length - o;
-      }
-      return;
-    }
-    this.#chunks.push(chunk);
-    this.#buffered += chunk.length;
-    for (;;) {
-      if (this.#bodyLength < 0) {
-        if (this.#buffered < 4) return;
-        this.#bodyLength = this.#checkLength(this.#take(4).readUInt32BE(0));
-      }
-      if (this.#buffered < this.#bodyLength) return;
-      const body = this.#take(this.#bodyLength);
-      this.#bodyLength = -1;
-      onMessage(decodeBody(body, this.#policy));
-      if (this.#buffered === 0) return;
-    }
-  }
-
-  #checkLength(length: number): number {
-    if (length > this.maxFrameBytes) throw new HostProtocolError(`frame of ${length} bytes exceeds the ${this.maxFrameBytes}-byte limit`);
-    return length;
-  }
-
-  /** The next `n` buffered bytes (a view when they sit in one chunk, else one copy). */
-  #take(n: number): Buffer {
-    if (n === 0) return Buffer.alloc(0);
-    this.#buffered -= n;
-    const first = this.#chunks[0]!;
-    if (first.length >= n) {
-      if (first.length === n) this.#chunks.shift();
-      else this.#chunks[0] = first.subarray(n);
-      return first.subarray(0, n);
-    }
-    const out = Buffer.allocUnsafe(n);
-    let o = 0;
-    while (o < n) {
-      const c = this.#chunks[0]!;
-      const k = Math.min(c.length, n - o);
-      c.copy(out, o, 0, k);
-      o += k;
-      if (k === c.length) this.#chunks.shift();
-      else this.#chunks[0] = c.subarray(k);
-    }
-    return out;
-  }
-}
-
-/** Where a {@link FrameWriter} writes: a socket, or a fake in tests. */
-export interface FrameSink {
-  write(chunk: Buffer): unknown;
-  readonly destroyed?: boolean;
-}
-
-/**
- * Sends messages, coalescing all frames sent in one tick into one write: a socket write
- * is a system call, and commands arrive (and their replies leave) in bursts.
- */
-export class FrameWriter {
-  readonly #sink: FrameSink;
-  #parts: Buffer[] = [];
-  #bytes = 0;
-  #messages = 0;
-  #scheduled = false;
-
-  constructor(sink: FrameSink) {
-    this.#sink = sink;
-  }
-
-  /**
-   * Queues a message; it leaves at the end of this tick.
-   * @throws HostProtocolError when its frame would exceed {@link MAX_FRAME_BYTES} (nothing is queued)
-   */
-  send(m: HostMessage): void {
-    this.#bytes += appendFrame(m, this.#parts);
-    this.#messages++;
-    if (!this.#scheduled) {
-      this.#scheduled = true;
-      // nextTick runs after the whole microtask cascade of this tick: every reply that
-      // resolves in it joins the write.
-      process.nextTick(() => this.flush());
-    }
-  }
-
-  /** Messages queued and not yet written. */
-  get queued(): number {
-    return this.#messages;
-  }
-
-  /** Writes whatever is queued now. */
-  flush(): void {
-    this.#scheduled = false;
-    const parts = this.#parts;
-    if (parts.length === 0) return;
-    const bytes = this.#bytes;
-    this.#parts = [];
-    this.#bytes = 0;
-    this.#messages = 0;
-    if (this.#sink.destroyed === true) return;
-    this.#sink.write(parts.length === 1 ? parts[0]! : Buffer.concat(parts, bytes));
-  }
 }

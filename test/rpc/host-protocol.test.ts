@@ -1,15 +1,10 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { serialize } from 'node:v8';
-import {
-  encodeFrame,
-  FrameDecoder,
-  FrameWriter,
-  HostProtocolError,
-  MAX_FRAME_BYTES,
-  type HostMessage,
-} from '../../src/host/host-protocol.js';
-import { pkcs11js } from '../../src/pkcs11/pkcs11js.js';
+import { FrameDecoder } from '../../src/rpc/frame-decoder.js';
+import { FrameWriter } from '../../src/rpc/frame-writer.js';
+import { encodeFrame, HostProtocolError, MAX_FRAME_BYTES, type HostMessage } from '../../src/rpc/host-protocol.js';
+import { pkcs11js } from '../../src/native/pkcs11js.js';
 
 const decodeAll = (chunks: readonly Buffer[], decoder = new FrameDecoder()): HostMessage[] => {
   const out: HostMessage[] = [];

@@ -2,6 +2,7 @@
  * The events of an HA group. Payloads are plain objects a person can print; none ever
  * carries a PIN, key bytes or application data.
  */
+import type { EventEmitter } from 'eventemitter3';
 import type { MemberState, MemberStateKind } from '../member/member-state.js';
 
 /** A member changed state (failed, recovered, closed, ...). */
@@ -86,3 +87,9 @@ export interface HaGroupEvents {
   primaryChanged: (event: PrimaryChangedEvent) => void;
   identityConflict: (event: IdentityConflictEvent) => void;
 }
+
+/**
+ * Where the group's modules announce events: the group itself, handed down at
+ * construction so that lower layers never call back up into it.
+ */
+export type GroupEventSink = Pick<EventEmitter<HaGroupEvents>, 'emit'>;

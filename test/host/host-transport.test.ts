@@ -12,13 +12,15 @@ import { dirname } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError, MemberUnreachableError } from '../../src/errors/ha-error.js';
-import { encodeFrame, FrameDecoder, type HostMessage } from '../../src/host/host-protocol.js';
+import { FrameDecoder } from '../../src/rpc/frame-decoder.js';
+import { encodeFrame, type HostMessage } from '../../src/rpc/host-protocol.js';
 import type { Handle } from '../../src/pkcs11/commands.js';
-import { pkcs11js } from '../../src/pkcs11/pkcs11js.js';
-import { toMechanism, toRawTemplate, type FriendlyTemplate } from '../../src/pkcs11/templates.js';
+import { pkcs11js } from '../../src/native/pkcs11js.js';
+import { toMechanism } from '../../src/pkcs11/mechanism-table.js';
+import { toRawTemplate, type FriendlyTemplate } from '../../src/pkcs11/template-codec.js';
 import type { ProvisionedKey } from '../../src/testbed/provision.js';
 import type { Testbed, TestbedToken } from '../../src/testbed/softhsm-testbed.js';
-import { HostTransport, type HostTransportOptions } from '../../src/transport/host-transport.js';
+import { HostTransport, type HostTransportOptions } from '../../src/host/host-transport.js';
 import { InProcessTransport } from '../../src/transport/in-process-transport.js';
 import { CommandFailedError, type TokenInfo } from '../../src/transport/transport.js';
 import { isGone } from '../helpers/processes.js';
@@ -311,7 +313,7 @@ describe('HostTransport: a member in its own process', () => {
   it('the host exits when its parent goes away', async () => {
     const require = createRequire(import.meta.url);
     const tsx = pathToFileURL(require.resolve('tsx')).href;
-    const fixture = fileURLToPath(new URL('../host/orphan-parent.fixture.ts', import.meta.url));
+    const fixture = fileURLToPath(new URL('./orphan-parent.fixture.ts', import.meta.url));
     const parent = spawn(process.execPath, ['--import', tsx, fixture, token.modulePath, token.env.SOFTHSM2_CONF, token.label], { stdio: ['ignore', 'pipe', 'inherit'] });
     const exited = new Promise((resolve) => parent.once('exit', resolve));
     let out = '';

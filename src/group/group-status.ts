@@ -1,0 +1,33 @@
+/**
+ * The plain snapshots a group gives of itself: for status output, a person can print them.
+ */
+import type { MemberSnapshot } from '../member/member.js';
+
+/** A plain snapshot of the group, for status output. */
+export interface GroupStatus {
+  /** The member that runs key management and multi-part operations, if any serves. */
+  readonly primary: string | undefined;
+  readonly scheduler: string;
+  readonly loggedIn: boolean;
+  /** Virtual objects known to this process. */
+  readonly objects: number;
+  /** Check value of the group's domain key, or undefined when the group has none. */
+  readonly domain: string | undefined;
+  /** Members that owe replicas, deletions or attribute changes, with counts. */
+  readonly owed: Readonly<Record<string, number>>;
+  readonly members: readonly MemberStatus[];
+}
+
+/** One member in {@link GroupStatus}: its snapshot and how many items it owes the group. */
+export interface MemberStatus extends MemberSnapshot {
+  /** Replicas, deletions and attribute changes this member still owes. */
+  readonly owed: number;
+}
+
+/** Where an object lives, for diagnostics (see {@link HaGroup.describeObject}). */
+export interface ObjectDescription {
+  /** Members holding it now. */
+  readonly holders: readonly string[];
+  readonly name: string;
+  readonly fingerprint: string | undefined;
+}

@@ -1,0 +1,252 @@
+/**
+ * The member recovery procedure: what one attempt does to bring a failed member back
+ * (reconnect, log in, check its domain key, settle what it owes, restore the session
+ * objects of open sessions, find its objects again, and only then rejoin), the repair of a
+ * serving member that owes something, and the background loop that schedules attempts.
+ */
+import type { Catalog } from '../catalog/catalog.js';
+import type { ObjectDiscovery } from '../catalog/object-discovery.js';
+import type { Clock } from '../clock/clock.js';
+import { classifyError, isPinError } from '../errors/classification.js';
+import { MemberUnreachableError } from '../errors/ha-error.js';
+import type { GroupEventSink } from '../events/group-events.js';
+import type { GroupLogin } from '../login/group-login.js';
+import type { Member } from '../member/member.js';
+import type { MemberState } from '../member/member-state.js';
+import type { Membership } from '../member/membership.js';
+import { pkcs11js } from '../native/pkcs11js.js';
+import { DomainError } from '../replication/domain-key.js';
+import type { GroupDomain } from '../replication/group-domain.js';
+import type { DebtJournal } from '../replication/journal.js';
+import { readReplicaSource } from '../replication/replica-copy.js';
+import { resyncMember } from '../replication/resync.js';
+import { removeStrays } from '../replication/strays.js';
+import type { OpenSessions } from './open-sessions.js';
+import { RecoveryLoop, type RecoveryPolicy } from './recovery-loop.js';
+
+/** Collaborators and settings of {@link MemberRecovery}. */
+export interface MemberRecoveryOptions {
+  readonly membership: Membership;
+  readonly catalog: Catalog;
+  readonly discovery: ObjectDiscovery;
+  readonly domain: GroupDomain;
+  readonly journal: DebtJournal;
+  readonly login: GroupLogin;
+  /** The open virtual sessions, whose session objects a recovered member gets again. */
+  readonly sessions: OpenSessions;
+  readonly events: GroupEventSink;
+  readonly policy: RecoveryPolicy;
+  readonly clock: Clock;
+  /** Aborted when the group closes: no attempt goes on past it. */
+  readonly signal: AbortSignal;
+}
+
+/** Most rounds of catching up with what happened during an attempt. */
+const MAX_CATCH_UP_ROUNDS = 10;
+
+/** Recovers failed members, in the background and on request. */
+export class MemberRecovery {
+  readonly #o: MemberRecoveryOptions;
+  readonly #loop: RecoveryLoop;
+  /** Members whose automatic recovery stopped for a reason retrying cannot fix (a refused PIN, another domain key). */
+  readonly #manualOnly = new Set<string>();
+  /** Members added online that have not completed their first synchronisation. */
+  readonly #needsFullSync = new Set<Member>();
+
+  constructor(options: MemberRecoveryOptions) {
+    this.#o = options;
+    this.#loop = new RecoveryLoop({
+      ...options.policy,
+      clock: options.clock,
+      attempt: (name) => this.attempt(name),
+      failedAttempts: (name) => {
+        const state = options.membership.byName(name)?.state;
+        return state?.kind === 'failed' && !this.#manualOnly.has(name) ? state.attempts : undefined;
+      },
+    });
+  }
+
+  /** A member became failed: schedules its next automatic attempt, if it may have one. */
+  failed(member: Member, attempts: number): void {
+    if (!this.#o.signal.aborted && !this.#manualOnly.has(member.name)) this.#loop.failed(member.name, attempts);
+  }
+
+  /**
+   * Runs an attempt now (an operator's decision: it may retry what the loop gave up on).
+   *
+   * @returns true when the member serves afterwards
+   */
+  async recoverNow(member: Member): Promise<boolean> {
+    this.#manualOnly.delete(member.name);
+    await this.#loop.run(member.name);
+    return member.serving;
+  }
+
+  /**
+   * First synchronisation of a member added online: every token object the group holds is
+   * owed to it first, on this attempt and every later one until one succeeds.
+   *
+   * @returns true when the member serves afterwards; otherwise the loop keeps trying
+   */
+  async join(member: Member): Promise<boolean> {
+    this.#needsFullSync.add(member);
+    this.#manualOnly.add(member.name); // no background attempt before the first one
+    try {
+      await this.attempt(member.name);
+    } finally {
+      this.#manualOnly.delete(member.name);
+    }
+    const state = member.state;
+    if (state.kind === 'failed') this.#loop.failed(member.name, state.attempts);
+    return member.serving;
+  }
+
+  /** Stops recovering a member that leaves the group. */
+  forget(member: Member): void {
+    this.#loop.cancel(member.name);
+    this.#needsFullSync.delete(member);
+    this.#manualOnly.delete(member.name);
+  }
+
+  /** Stops every timer (the group is closing). */
+  close(): void {
+    this.#loop.close();
+  }
+
+  /**
+   * One recovery attempt. Any failure leaves the member failed (one more attempt
+   * counted); the loop schedules the next one.
+   */
+  async attempt(name: string): Promise<void> {
+    const { membership, journal, login, events, signal } = this.#o;
+    const member = membership.byName(name);
+    if (member === undefined || member.state.kind !== 'failed' || signal.aborted) return;
+    try {
+      await member.reconnect();
+      await this.#restore(member, this.#needsFullSync.has(member));
+      // Replications, deletions and logins that happened while it was being restored: settle
+      // them too, then rejoin with no await in between (nothing can slip through).
+      // A debt that cannot be settled (e.g. a redacted attribute change) stays owed: the
+      // member then serves, but never for that object; rounds stop when one settles nothing.
+      let owedBefore = Infinity;
+      for (let round = 0; ; round++) {
+        if (signal.aborted || (member.state as MemberState).kind !== 'recovering') return;
+        const owed = journal.debts(member.name).length;
+        if ((owed === 0 || owed >= owedBefore) && !login.outOfStep(member)) break;
+        if (round >= MAX_CATCH_UP_ROUNDS) throw new MemberUnreachableError(member.name, `could not catch up with the group in ${MAX_CATCH_UP_ROUNDS} rounds`);
+        owedBefore = owed;
+        await this.#matchLogin(member);
+        await this.#resync(member, false);
+        await this.#o.discovery.scanMember(member);
+      }
+      this.#needsFullSync.delete(member);
+      const state = member.state as MemberState;
+      if (state.kind !== 'recovering') return;
+      member.rejoin();
+      events.emit('memberRecovered', { member: name, attempts: state.attempt });
+    } catch (error) {
+      if ((member.state as MemberState).kind === 'recovering') member.fail(`recovery: ${(error as Error).message}`, error as Error);
+    }
+  }
+
+  /**
+   * Settles what every serving member owes (debts read back from the journal when the
+   * application restarted), once private objects can be made: after a login.
+   */
+  async repairOwing(): Promise<void> {
+    const owing = this.#o.journal.summary();
+    await Promise.all(this.#o.membership.all.filter((m) => m.serving && owing[m.name] !== undefined).map((m) => this.repair(m)));
+  }
+
+  /**
+   * Settles what a serving member owes, off the application's path. The member keeps
+   * serving meanwhile, but not for the objects it owes (the catalog never links those).
+   */
+  async repair(member: Member): Promise<void> {
+    try {
+      await this.#resync(member, false);
+      await this.#o.discovery.scanMember(member);
+    } catch (error) {
+      // A member fault already failed the member (recovery takes over); anything else
+      // leaves the debts owed for the next recovery.
+      if (classifyError(error) !== 'member') this.#o.events.emit('recoveryFailed', { member: member.name, attempt: 0, reason: (error as Error).message });
+    }
+  }
+
+  /** Logs a recovering member in as the group is; a refused PIN stops automatic attempts. */
+  async #matchLogin(member: Member): Promise<void> {
+    try {
+      await this.#o.login.match(member);
+    } catch (error) {
+      // Retrying a refused PIN could lock the token: stop until someone recovers it by hand.
+      if (isPinError(error)) this.#manualOnly.add(member.name);
+      throw error;
+    }
+  }
+
+  /** Brings a reconnected member back in step with the group (it takes no traffic meanwhile). */
+  async #restore(member: Member, fullSync: boolean): Promise<void> {
+    await this.#matchLogin(member);
+    try {
+      await this.#o.domain.admit(member);
+    } catch (error) {
+      if (error instanceof DomainError) this.#manualOnly.add(member.name);
+      throw error;
+    }
+    await this.#resync(member, fullSync);
+    await this.#o.discovery.scanMember(member);
+  }
+
+  /**
+   * Settles what a member owes (replicas, deletions, attribute changes) before it serves.
+   * With `fullSync` (a new member) every token object the group holds is owed first.
+   */
+  async #resync(member: Member, fullSync: boolean): Promise<void> {
+    const { membership, journal, catalog, domain, events } = this.#o;
+    const domainKey = domain.keyOf(member);
+    const others = membership.all.filter((m) => m.serving && m !== member).map((m) => ({ member: m, domainKey: domain.keyOf(m) }));
+    // Strays first: the replica of a creation retried elsewhere then lands on a clean member.
+    await removeStrays({ member, domainKey, journal, others });
+    if (fullSync) await this.#oweEverything(member);
+    await resyncMember({
+      member,
+      journal,
+      domainKey,
+      catalog,
+      onProgress: (done, total) => events.emit('resyncProgress', { member: member.name, done, total }),
+    });
+    await this.#o.sessions.restoreSessions(member, { domainKey: (m) => domain.keyOf(m) });
+  }
+
+  /**
+   * A new member owes every token object the group holds: finds them all (on every serving
+   * member) and records one replica debt each, read from a holder (keys wrapped under the
+   * domain key there).
+   */
+  async #oweEverything(member: Member): Promise<void> {
+    const { membership, journal, catalog, discovery, domain } = this.#o;
+    await discovery.findObjects([{ type: pkcs11js.CKA_TOKEN, value: true }]);
+    // What the new member already holds (same identity) it does not owe.
+    await discovery.scanMember(member);
+    for (const object of catalog.objects()) {
+      if (!object.identity.token || object.holders.has(member.index)) continue;
+      const [index, handle] = object.holders.entries().next().value ?? [];
+      const source = index === undefined ? undefined : membership.at(index);
+      if (source === undefined || handle === undefined) continue;
+      const sourceKey = domain.keyOf(source);
+      if (sourceKey === undefined && domain.checkValue === undefined) continue; // no domain: keys cannot travel
+      const copy = await readReplicaSource(source, handle, sourceKey, false);
+      if (copy.wrapped === undefined && copy.read.some((a) => a.type === pkcs11js.CKA_CLASS && a.value !== undefined && isKeyClass(a.value))) continue;
+      const ref = { handle: object.handle, name: object.identity.name, fingerprint: object.identity.fingerprint, search: object.identity.search, token: true };
+      // Recorded in memory at once; written together (group commit) by the flush below.
+      void journal.owe(member.name, { kind: 'replica', object: ref, wrapped: copy.wrapped, template: copy.template });
+    }
+    await journal.flush();
+  }
+}
+
+/** A secret or private key class (CK_ULONG, little-endian): such keys travel only wrapped. */
+function isKeyClass(value: Buffer): boolean {
+  const cls = Number(value.readBigUInt64LE(0));
+  return cls === pkcs11js.CKO_SECRET_KEY || cls === pkcs11js.CKO_PRIVATE_KEY;
+}
