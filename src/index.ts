@@ -14,6 +14,7 @@
 // --- The group, its slot and sessions ---------------------------------------------------
 export { HaGroup } from './group/ha-group.js';
 export type { GroupConfig, MemberConfig, ResolvedMemberConfig, TransportKind, SchedulerName, KeyCreation } from './group/group-config.js';
+export type { AdminOptions } from './admin/admin-server.js';
 export type { GroupStatus, MemberStatus, ObjectDescription } from './group/group-status.js';
 export type { DomainInitResult } from './replication/domain-ceremony.js';
 export type { UnextractablePolicy } from './replication/replica-template.js';
@@ -35,6 +36,7 @@ export type {
 } from './events/group-events.js';
 export { VirtualSlot } from './slot/virtual-slot.js';
 export { VirtualSession, type UserType } from './slot/virtual-session.js';
+export type { MultipartMode } from './slot/multipart-operation.js';
 export type { ObjectHandle } from './catalog/catalog.js';
 
 // --- Errors and return codes ------------------------------------------------------------
@@ -73,14 +75,17 @@ export {
 export { attributeType, type AttributeName, type ObjectClassName, type KeyTypeName, type CurveName } from './pkcs11/attribute-table.js';
 export {
   toMechanism,
+  PARAMETER_SHAPES,
   type MechanismInput,
   type FriendlyMechanism,
   type MechanismName,
+  type MechanismNameOfShape,
   type NoParameterMechanismName,
   type SimpleMechanismName,
   type RawMechanism,
 } from './pkcs11/mechanism-table.js';
-export type { HashName, MgfName, KdfName, RawParameter } from './pkcs11/mechanism-parameters.js';
+export type { HashName, MgfName, KdfName, ParameterShape, RawParameter } from './pkcs11/mechanism-parameters.js';
+export type { ConstantName } from './native/pkcs11js.js';
 
 // --- Load balancing and time --------------------------------------------------------------
 export type { Scheduler, Candidate } from './routing/scheduler.js';
@@ -93,4 +98,4 @@ export { CommandFailedError, type Transport, type TokenInfo } from './transport/
 export { InProcessTransport, type InProcessCalls, type InProcessTransportOptions, type TokenSelector } from './transport/in-process-transport.js';
 export { HostTransport, type HostTransportOptions, type HostStats, type EmulatedCapacity } from './host/host-transport.js';
 export type { HostCalls } from './host/host-ipc.js';
-export type { Command, CommandName, CommandResult, CommandMap, Handle, ReadAttribute, WireAttribute, WireError } from './pkcs11/commands.js';
+export type { Command, CommandName, CommandResult, CommandMap, Handle, ObjectKind, ReadAttribute, WireAttribute, WireError } from './pkcs11/commands.js';

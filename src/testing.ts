@@ -4,3 +4,4 @@
  * membership methods of `HaGroup`.
  */
 export { internalsOf, type GroupInternals } from './group/group-internals.js';
+export { seededRandom } from './routing/peak-ewma-scheduler.js';

@@ -1,92 +1,161 @@
 #!/usr/bin/env node
 /**
- * The `pkcs11-ha` command line.
+ * The `pkcs11-ha` command line: a subcommand per task, each acting on a group opened from
+ * `--config <group.json>` or on a running application's group through its admin endpoint
+ * (`--connect <socket>`). `pkcs11-ha <command> --help` tells each one's options.
  *
- *   pkcs11-ha init   --config group.json   give every member the group's domain key
- *   pkcs11-ha status --config group.json   open the group and print its status as JSON
- *   pkcs11-ha sync   --config group.json   settle what members owe (from the journal), print status
- *
- * The config file is a JSON `GroupConfig` (members with module, token, role, soPin,
- * userPin; see the README's configuration table). PINs are never printed.
+ * Exit codes: 0 healthy, 1 degraded (a member failed, was refused, or owes something),
+ * 2 bad usage or bad config; a failure prints one line on stderr, never a stack trace
+ * nor a PIN.
  */
-import { readFileSync } from 'node:fs';
-import { parseArgs } from 'node:util';
-import { HaGroup } from '../group/ha-group.js';
-import type { GroupConfig } from '../group/group-config.js';
-import { HaError } from '../errors/ha-error.js';
+import { realpathSync } from 'node:fs';
+import { pathToFileURL } from 'node:url';
+import { Argument, Command, CommanderError, Option } from 'commander';
+import { addMemberCommand, checkCommand, initCommand, npmScriptCommand, recoverCommand, removeMemberCommand, standbyCommand, statusCommand, syncCommand, version, type Output } from './commands.js';
+import { ExitCode, UsageError, exitCodeOf, reasonLine } from './exit-codes.js';
+import type { TargetOptions } from './group-access.js';
 
-const USAGE = `usage: pkcs11-ha <command> --config <group.json>
+const EXIT_CODES_HELP = `
+Exit codes: 0 healthy, 1 degraded (a member failed, was refused, or owes something),
+2 bad usage or bad configuration.`;
 
-commands:
-  init     give every member the group's domain key (needs each member's soPin)
-  status   open the group and print its status as JSON
-  sync     open the group, log in with the members' userPin and settle what members owe
-           (the journal at journalPath), then print the status; exit 1 if anything stays owed
-`;
+const TARGET_HELP = `
+Acts on the group opened from --config for this command only (steering it lasts as long
+as the command), or on the group a running application serves through its admin
+endpoint (--connect <socket>; see the group's \`admin\` option).`;
 
-function readConfig(path: string | undefined): GroupConfig {
-  if (path === undefined) throw new HaError('ERR_CONFIG', '--config <group.json> is required');
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (error) {
-    throw new HaError('ERR_CONFIG', `cannot read ${path}: ${(error as Error).message}`);
+function positiveInteger(what: string): (value: string) => number {
+  return (value) => {
+    const n = Number(value);
+    if (!Number.isInteger(n) || n < 1) throw new UsageError(`${what} must be a positive integer, got ${JSON.stringify(value)}`);
+    return n;
+  };
+}
+
+/** Adds `--config` and `--connect` to a command. */
+function targeted(command: Command): Command {
+  return command
+    .option('-c, --config <file>', 'the group configuration file (JSON) to open the group from')
+    .option('--connect <socket>', "a running application's admin endpoint (Unix socket)")
+    .addHelpText('after', TARGET_HELP + EXIT_CODES_HELP);
+}
+
+/** The program, with its actions writing to `io` and setting `exit`. */
+function program(io: Output, exit: { code: number }): Command {
+  const run = (act: () => Promise<number>) => async () => {
+    exit.code = await act();
+  };
+  const p = new Command('pkcs11-ha')
+    .description('Operate a pkcs11-ha group: several PKCS#11 tokens joined into one virtual slot.')
+    .version(version(), '-V, --version', 'print the version')
+    .helpOption('-h, --help', 'show help (also for each command: pkcs11-ha <command> --help)')
+    .exitOverride()
+    .configureOutput({
+      writeOut: (s) => void io.out.write(s),
+      writeErr: (s) => void io.err.write(s),
+      outputError: (s, write) => write(`pkcs11-ha: ${s.replace(/^error: /, '')}`),
+    })
+    .showSuggestionAfterError(true)
+    .addHelpText('after', EXIT_CODES_HELP);
+
+  p.command('init')
+    .description("give every member the group's domain key (the security domain ceremony; needs each member's soPin in the config)")
+    .option('-c, --config <file>', 'the group configuration file (JSON)')
+    .option('--connect <socket>', 'not accepted: the ceremony needs the soPins, which no admin endpoint takes')
+    .addHelpText('after', EXIT_CODES_HELP)
+    .action((o: TargetOptions) => run(() => initCommand(o, io))());
+
+  targeted(p.command('status').description('print the group status: a table on a terminal, JSON otherwise'))
+    .option('--json', 'JSON even on a terminal (one line per refresh with --watch)')
+    .addOption(new Option('-w, --watch [ms]', 'refresh every <ms> (default 1000) until Ctrl-C').argParser(positiveInteger('--watch')))
+    .addOption(new Option('--count <n>', 'with --watch: stop after n refreshes').argParser(positiveInteger('--count')))
+    .action((o: TargetOptions & { json?: boolean; watch?: number | true; count?: number }) => run(() => statusCommand({ ...o, watch: o.watch === true ? 1000 : o.watch }, io))());
+
+  targeted(p.command('check').description('health check: one line, exit 0 when healthy, 1 when degraded'))
+    .option('--json', 'print { healthy, problems, primary } as JSON')
+    .action((o: TargetOptions & { json?: boolean }) => run(() => checkCommand(o, io))());
+
+  targeted(
+    p
+      .command('sync')
+      .description("settle what members owe (the journal's replicas, deletions, attribute changes), with a progress bar on a terminal; then print the status. With --config it logs in with the members' userPin"),
+  ).action((o: TargetOptions) => run(() => syncCommand(o, io))());
+
+  targeted(p.command('recover').description('recover a failed member now: reconnect, log in, check its domain key, settle what it owes').argument('<member>', 'the member name')).action(
+    (member: string, o: TargetOptions) => run(() => recoverCommand(member, o, io))(),
+  );
+
+  targeted(
+    p
+      .command('standby')
+      .description('make a member standby (kept current, takes load only when no active member is left) or active again')
+      .argument('<member>', 'the member name')
+      .addArgument(new Argument('<on|off>', 'on: standby; off: active').choices(['on', 'off'])),
+  ).action((member: string, on: 'on' | 'off', o: TargetOptions) => run(() => standbyCommand(member, on, o, io))());
+
+  targeted(
+    p
+      .command('add-member')
+      .description("add a member online: every token object is copied to it before it serves. It takes no PIN: the group's login (or, with --config, the config's userPin) logs it in")
+      .option('--module <path>', 'its PKCS#11 module')
+      .option('--module-env <NAME=VALUE...>', 'environment its module reads at C_Initialize (repeatable)')
+      .option('--label <label>', 'its token label')
+      .option('--serial <serial>', 'its token serial')
+      .option('--name <name>', 'its member name (default: the label or serial)')
+      .addOption(new Option('--role <role>', 'its role').choices(['active', 'standby']))
+      .option('--member <json>', 'the member configuration as JSON instead (no PINs)'),
+  ).action((o) => run(() => addMemberCommand(o, io))());
+
+  targeted(p.command('remove-member').description('remove a member online: it takes no more traffic and its debts are forgotten').argument('<member>', 'the member name')).action(
+    (member: string, o: TargetOptions) => run(() => removeMemberCommand(member, o, io))(),
+  );
+
+  for (const [name, what] of [
+    ['demo', 'run the demo (npm run demo in a clone of the repository): SoftHSM2 tokens, member hosts, a member killed under load'],
+    ['bench', 'run the benchmarks (npm run bench in a clone of the repository; e.g. pkcs11-ha bench -- --quick)'],
+  ] as const) {
+    p.command(name)
+      .description(what)
+      .argument('[args...]', 'passed on to the script (after --)')
+      .option('--dry-run', 'print the command instead of running it')
+      .addHelpText('after', EXIT_CODES_HELP)
+      .action((args: string[], o: { dryRun?: boolean }) => run(() => npmScriptCommand(name, args, o.dryRun === true, io))());
   }
+  return p;
+}
+
+/**
+ * Runs the CLI with `argv` (without node and the script); returns the exit code.
+ *
+ * @example
+ * process.exitCode = await main(['status', '--connect', '/run/app/pkcs11-ha.sock']);
+ */
+export async function main(argv: readonly string[], io: Output = { out: process.stdout, err: process.stderr }): Promise<number> {
+  const exit = { code: ExitCode.ok as number };
+  const cli = program(io, exit);
   try {
-    return JSON.parse(text) as GroupConfig;
+    await cli.parseAsync([...argv], { from: 'user' });
+    return exit.code;
   } catch (error) {
-    // Node quotes a piece of the text in JSON errors, which may be a PIN: keep only where.
-    const where = /position \d+(?: \(line \d+ column \d+\))?/.exec((error as Error).message)?.[0];
-    throw new HaError('ERR_CONFIG', `${path} is not valid JSON${where ? ` (at ${where})` : ''}`);
+    if (error instanceof CommanderError) {
+      // Help and --version end with 0; any other parse failure was already told in one line.
+      return error.exitCode === 0 ? ExitCode.ok : ExitCode.usage;
+    }
+    const command = cli.args[0] ?? argv.find((a) => !a.startsWith('-')) ?? '';
+    io.err.write(reasonLine(command, error));
+    return exitCodeOf(error);
   }
 }
 
-/** Runs the CLI with `argv` (without node and script); returns the exit code. */
-export async function main(argv: readonly string[]): Promise<number> {
-  const { positionals, values } = parseArgs({ args: [...argv], allowPositionals: true, options: { config: { type: 'string', short: 'c' }, help: { type: 'boolean', short: 'h' } } });
-  const command = positionals[0];
-  if (values.help || command === undefined || command === 'help') {
-    process.stdout.write(USAGE);
-    return command === undefined && !values.help ? 2 : 0;
-  }
+/** True when this file is the process's entry (not when imported by a test or the bin launcher). */
+function isEntry(): boolean {
+  const script = process.argv[1];
+  if (script === undefined) return false;
   try {
-    if (command === 'init') {
-      const result = await HaGroup.initDomain(readConfig(values.config));
-      process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
-      return 0;
-    }
-    if (command === 'status') {
-      const group = await HaGroup.open(readConfig(values.config));
-      try {
-        process.stdout.write(`${JSON.stringify(group.status(), (_k, v: unknown) => (Buffer.isBuffer(v) ? v.toString('hex') : v), 2)}\n`);
-      } finally {
-        await group.close();
-      }
-      return 0;
-    }
-    if (command === 'sync') {
-      const config = readConfig(values.config);
-      const pin = config.members?.find((m) => m.userPin !== undefined)?.userPin;
-      if (pin === undefined) throw new HaError('ERR_CONFIG', 'sync needs a userPin in the members of the config, to log in');
-      const group = await HaGroup.open(config);
-      try {
-        // Logging in settles debts read back from the journal, before it returns.
-        await group.slot.openSession().login(pin);
-        const status = group.status();
-        process.stdout.write(`${JSON.stringify(status, (_k, v: unknown) => (Buffer.isBuffer(v) ? v.toString('hex') : v), 2)}\n`);
-        return Object.keys(status.owed).length === 0 ? 0 : 1;
-      } finally {
-        await group.close();
-      }
-    }
-    process.stderr.write(`unknown command ${JSON.stringify(command)}\n${USAGE}`);
-    return 2;
-  } catch (error) {
-    process.stderr.write(`pkcs11-ha ${command}: ${HaError.is(error) ? `${error.code}: ${error.message}` : String(error)}\n`);
-    return 1;
+    return pathToFileURL(realpathSync(script)).href === import.meta.url;
+  } catch {
+    return false;
   }
 }
 
-if (import.meta.url === `file://${process.argv[1]}` || process.argv[1]?.endsWith('/cli/main.ts') || process.argv[1]?.endsWith('/cli/main.js') || process.argv[1]?.endsWith('/pkcs11-ha')) {
-  process.exitCode = await main(process.argv.slice(2));
-}
+if (isEntry()) process.exitCode = await main(process.argv.slice(2));

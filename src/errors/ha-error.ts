@@ -21,7 +21,8 @@ export type HaErrorCode =
   | 'ERR_REPLICATION'
   | 'ERR_COMMAND'
   | 'ERR_JOURNAL'
-  | 'ERR_OPERATION_RESTART';
+  | 'ERR_OPERATION_RESTART'
+  | 'ERR_ADMIN';
 
 /** How a failure bears on a member's health. See `classification.ts`. */
 export type FaultClass = 'member' | 'caller' | 'ambiguous';

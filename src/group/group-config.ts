@@ -16,6 +16,9 @@ import type { Transport } from '../transport/transport.js';
 import type { UnextractablePolicy } from '../replication/replica-template.js';
 import type { HostCalls } from '../host/host-ipc.js';
 import type { RecoveryPolicy } from '../recovery/recovery-loop.js';
+import type { MultipartMode } from '../slot/multipart-operation.js';
+import { DEFAULT_GROUP_REPLAY_BYTES, DEFAULT_OPERATION_REPLAY_BYTES } from '../slot/multipart-session.js';
+import { resolveAdminOptions, type AdminOptions } from '../admin/admin-server.js';
 
 /** The built-in load-balancing strategies, by name. */
 export type SchedulerName = 'least-busy' | 'peak-ewma';
@@ -138,6 +141,30 @@ export interface GroupConfig {
    * when an active member serves again. @default true
    */
   readonly demoteStandbys?: boolean;
+  /**
+   * Where multi-part operations (encryptInit ... encryptFinal and the like) run: `'primary'`
+   * on the primary, as the reference does; `'least-busy'` on the least busy member holding
+   * the key at the Init. Either way the operation stays on that member for its life, and is
+   * replayed on another holder of the key if that member fails (see `multipartReplay`).
+   * @default 'primary'
+   */
+  readonly multipart?: MultipartMode;
+  /**
+   * What multi-part operations keep (parts sent, output returned) so that another member can
+   * take one up when its member fails. An operation past either bound, or whose result is
+   * random (ECDSA, RSA-PSS with a salt), fails with `ERR_OPERATION_RESTART` instead.
+   */
+  readonly multipartReplay?: {
+    /** Bytes one operation keeps at most (0 turns replays off). @default 1048576 (1 MiB) */
+    readonly operationBytes?: number;
+    /** Bytes all operations of the group keep at once. @default 4194304 (4 MiB) */
+    readonly groupBytes?: number;
+  };
+  /**
+   * An admin endpoint for the `pkcs11-ha` CLI (`--connect <socket>`): a Unix socket, mode
+   * 0600, removed on close. It accepts no PIN. @default none
+   */
+  readonly admin?: AdminOptions;
 }
 
 /** A member's configuration after defaults and validation. */
@@ -174,6 +201,9 @@ export interface ResolvedGroupConfig {
   readonly heartbeatIntervalMs: number;
   readonly recovery: RecoveryPolicy;
   readonly demoteStandbys: boolean;
+  readonly multipart: MultipartMode;
+  readonly multipartReplay: { readonly operationBytes: number; readonly groupBytes: number };
+  readonly admin: AdminOptions | undefined;
 }
 
 /** Echoes a bad value for an error message, with anything that looks like a PIN redacted. */
@@ -280,6 +310,9 @@ export function resolveGroupConfig(config: GroupConfig): ResolvedGroupConfig {
     'heartbeatIntervalMs',
     'recovery',
     'demoteStandbys',
+    'multipart',
+    'multipartReplay',
+    'admin',
   ]);
   for (const key of Object.keys(config)) if (!allowed.has(key)) throw new ConfigError(key, `unknown option (known: ${[...allowed].join(', ')})`);
   if (!Array.isArray(config.members) || config.members.length === 0) {
@@ -336,7 +369,18 @@ export function resolveGroupConfig(config: GroupConfig): ResolvedGroupConfig {
     throw new ConfigError('keyCreation', `must be 'parallel' or 'primary-first', got ${show(keyCreation)}`);
   }
   if (config.demoteStandbys !== undefined && typeof config.demoteStandbys !== 'boolean') throw new ConfigError('demoteStandbys', `must be a boolean, got ${show(config.demoteStandbys)}`);
+  const multipart = config.multipart ?? 'primary';
+  if (multipart !== 'primary' && multipart !== 'least-busy') throw new ConfigError('multipart', `must be 'primary' or 'least-busy', got ${show(multipart)}`);
+  const replayRaw: unknown = config.multipartReplay ?? {};
+  if (!isObject(replayRaw)) throw new ConfigError('multipartReplay', `must be an object, got ${show(replayRaw)}`);
+  for (const key of Object.keys(replayRaw)) if (key !== 'operationBytes' && key !== 'groupBytes') throw new ConfigError(`multipartReplay.${key}`, 'unknown option (known: operationBytes, groupBytes)');
+  const multipartReplay = {
+    operationBytes: integer(replayRaw.operationBytes, 'multipartReplay.operationBytes', 0, 2 ** 32, DEFAULT_OPERATION_REPLAY_BYTES),
+    groupBytes: integer(replayRaw.groupBytes, 'multipartReplay.groupBytes', 0, 2 ** 40, DEFAULT_GROUP_REPLAY_BYTES),
+  };
   return {
+    multipart,
+    multipartReplay,
     members,
     transport,
     deadlineMs,
@@ -354,5 +398,6 @@ export function resolveGroupConfig(config: GroupConfig): ResolvedGroupConfig {
     hostCalls,
     inProcessCalls,
     journalPath: config.journalPath,
+    admin: resolveAdminOptions(config.admin),
   };
 }

@@ -5,6 +5,7 @@
  * member state changes into elections, recovery and events.
  */
 import { EventEmitter } from 'eventemitter3';
+import { openAdminEndpoint } from '../admin/admin-server.js';
 import { Catalog, type ObjectHandle } from '../catalog/catalog.js';
 import { ObjectDiscovery } from '../catalog/object-discovery.js';
 import { ClosedError, ConfigError, HaError, InvalidArgumentError, MemberUnreachableError, NoMemberAvailableError } from '../errors/ha-error.js';
@@ -22,6 +23,7 @@ import { KeyManager } from '../replication/key-manager.js';
 import { FailoverPolicy } from '../routing/failover-policy.js';
 import { Router } from '../routing/router.js';
 import { VirtualSlot } from '../slot/virtual-slot.js';
+import { multipartSettings } from '../slot/multipart-session.js';
 import { memberConfig, resolveGroupConfig, type GroupConfig, type MemberConfig, type ResolvedGroupConfig } from './group-config.js';
 import { registerInternals } from './group-internals.js';
 import type { GroupStatus, ObjectDescription } from './group-status.js';
@@ -92,7 +94,7 @@ export class HaGroup extends EventEmitter<HaGroupEvents> {
       clock: config.clock,
       signal: this.#closed.signal,
     }));
-    this.slot = new VirtualSlot({ membership, router, catalog, discovery, keys, journal, login, recovery, openSessions, closed: this.#closed.signal });
+    this.slot = new VirtualSlot({ membership, router, catalog, discovery, keys, journal, login, recovery, openSessions, closed: this.#closed.signal, multipart: multipartSettings(config, failover, router) });
     registerInternals(this, { members: membership.all, membership, catalog, discovery, journal, domain: this.#domain, router, keys, recovery, openSessions });
   }
 
@@ -108,6 +110,7 @@ export class HaGroup extends EventEmitter<HaGroupEvents> {
   static async open(config: GroupConfig): Promise<HaGroup> {
     const group = await HaGroup.#connect(config);
     await group.#domain.check(group.#membership.all);
+    if (group.#config.admin) await openAdminEndpoint(group.#config.admin, group, { settle: () => group.#recovery.repairOwing(), signal: group.#closed.signal });
     return group;
   }
 

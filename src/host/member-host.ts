@@ -16,6 +16,9 @@
  * `calls: 'inline'` (the default), right on the main thread as they are read: no thread
  * hop, no re-encoding, one core per member; a hung one stops the heartbeats, so the
  * client's deadline catches it. Under `calls: 'threads'` they go to the worker threads too.
+ * The steps of multi-part operations (encryptUpdate, ...) run where the hot calls do. Each
+ * operation stays on one module session for its life: the client leases that session for
+ * it, names it in every step, and never sends two steps of it at once.
  *
  * Lifecycle: the host exits when its parent goes away (IPC 'disconnect') and on SIGTERM,
  * closing the module cleanly; SIGINT is ignored because the parent decides when its
@@ -29,7 +32,7 @@ import type { Duplex } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { systemClock, type Clock, type TimerHandle } from '../clock/clock.js';
 import { HaError } from '../errors/ha-error.js';
-import type { Command, CommandName } from '../pkcs11/commands.js';
+import { isMultipartCommand, type Command, type CommandName, type MultipartCommand } from '../pkcs11/commands.js';
 import { scratchOutput } from '../pkcs11/run-command.js';
 import type { HostStats, ReplyMessage } from '../rpc/host-protocol.js';
 import { isFrameCommand, type FrameCommand } from '../transport/frame-codec.js';
@@ -136,7 +139,7 @@ export class MemberHost implements ConnectionHost {
 
   /** Runs a command for a connection and answers it there. */
   run(connection: HostConnection, id: number, command: Command): void {
-    if (this.#inline && isFrameCommand(command)) {
+    if (this.#inline && (isFrameCommand(command) || isMultipartCommand(command))) {
       this.#runInline(connection, id, command);
       return;
     }
@@ -151,13 +154,13 @@ export class MemberHost implements ConnectionHost {
   }
 
   /** A short call made synchronously on this thread (see the file comment). */
-  #runInline(connection: HostConnection, id: number, command: FrameCommand): void {
+  #runInline(connection: HostConnection, id: number, command: FrameCommand | MultipartCommand): void {
     this.#depth++;
     const start = performance.now();
     let reply: ReplyMessage;
     try {
       // The result is a view of the scratch output; the answer's frame copies it at once.
-      reply = { t: 'reply', id, ok: true, value: this.#transport.runHere(command as Extract<Command, { op: CommandName }>, scratchOutput(command)) };
+      reply = { t: 'reply', id, ok: true, value: this.#transport.runHere(command as Extract<Command, { op: CommandName }>, isFrameCommand(command) ? scratchOutput(command) : undefined) };
     } catch (error) {
       reply = failureReply(id, error);
     }

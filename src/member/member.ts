@@ -3,12 +3,14 @@
  * its count of outstanding commands (queued + running), which is what "least busy" reads.
  */
 import type { Clock } from '../clock/clock.js';
-import { classifyAnswer, classifyError, isAlreadyLoggedIn, isNotLoggedIn, isPinError, takesMemberOut } from '../errors/classification.js';
-import { CommandError, HaError, InvalidArgumentError, MemberUnreachableError, Pkcs11Error } from '../errors/ha-error.js';
+import { classifyError, isAlreadyLoggedIn, isNotLoggedIn, isPinError, takesMemberOut } from '../errors/classification.js';
+import { InvalidArgumentError, MemberUnreachableError, Pkcs11Error, type HaError } from '../errors/ha-error.js';
+import { commandError } from './command-error.js';
 import type { Command, CommandName, CommandResult, Handle } from '../pkcs11/commands.js';
-import { CommandFailedError, type TokenInfo, type Transport } from '../transport/transport.js';
+import { NOT_NOW, type TokenInfo, type Transport } from '../transport/transport.js';
 import { isPromoted, isServing, roleOf, servingState, type MemberRole, type MemberState } from './member-state.js';
 import { SessionPool, type SessionPoolStats } from './session-pool.js';
+import { SessionLease } from './session-lease.js';
 import { CommandDeadlines, type DeadlineExpiry } from './command-deadlines.js';
 import { DeadlineError } from '../errors/ha-error.js';
 import type { Secret } from './secret.js';
@@ -182,6 +184,61 @@ export class Member {
     }
   }
 
+
+  /**
+   * Holds one pooled session for several commands in a row (a multi-part operation's
+   * steps). Waits for a session like {@link run}; counted as outstanding only while it
+   * waits and while a step runs.
+   */
+  async lease(): Promise<SessionLease> {
+    this.#outstanding++;
+    try {
+      const pool = this.#pool;
+      const session = pool.tryAcquire() ?? (await pool.acquire());
+      return new SessionLease(
+        this.name,
+        session,
+        pool,
+        this.#transport,
+        (command, transport) => this.#leased(command, transport),
+        (command, transport) => this.#leasedNow(command, transport),
+      );
+    } finally {
+      this.#outstanding--;
+    }
+  }
+
+  /** One step on a leased session. */
+  async #leased(command: Command, transport: Transport): Promise<unknown> {
+    this.#outstanding++;
+    try {
+      const result = await this.#send(command as Extract<Command, { op: CommandName }>, transport);
+      this.#served++;
+      return result;
+    } catch (error) {
+      if (classifyError(error) !== 'member') this.#served++;
+      throw error;
+    } finally {
+      this.#outstanding--;
+    }
+  }
+
+  /**
+   * One step on a leased session made synchronously by the transport, or NOT_NOW. No
+   * deadline: a call that returns before this does cannot outlive one.
+   */
+  #leasedNow(command: Command, transport: Transport): unknown {
+    let result: unknown;
+    try {
+      result = transport.runNow!(command as Extract<Command, { op: CommandName }>);
+    } catch (raw) {
+      const error = this.#failed(raw, command.op, transport);
+      if (classifyError(error) !== 'member') this.#served++;
+      throw error;
+    }
+    if (result !== NOT_NOW) this.#served++;
+    return result;
+  }
 
   /**
    * Asks the member a cheap question (one random byte) to tell whether it is sick after
@@ -431,27 +488,11 @@ export class Member {
 
   /** Types what a command threw, and fails the member on a member fault. */
   #failed(raw: unknown, op: CommandName, transport: Transport): HaError {
-    const error = this.#typed(raw, op);
+    const error = commandError(raw, op, this);
     // A late answer from a transport already replaced (by a reconnection) says nothing of the new one.
     if (transport !== this.#transport) return error;
     if (takesMemberOut(error)) this.fail(error.message, error);
     return error;
   }
 
-
-  #typed(raw: unknown, op: CommandName): HaError {
-    if (raw instanceof CommandFailedError) {
-      const { rv, fn, message } = raw.wire;
-      if (rv !== undefined) {
-        const { ckr, fault } = classifyAnswer(rv, this);
-        return new Pkcs11Error(ckr, rv, fn || `command ${op}`, this.name, fault);
-      }
-      // pkcs11js rejects malformed arguments (wrong types) before calling the module.
-      if (message.startsWith('TypeError')) return new InvalidArgumentError(`${op}: ${message.replace(/^TypeError: /, '')}`);
-      // The module answered, so the member is alive: whatever this is, it is not a member fault.
-      return new CommandError(this.name, `${op}: ${message}`);
-    }
-    if (HaError.is(raw)) return raw;
-    return new MemberUnreachableError(this.name, raw instanceof Error ? raw.message : String(raw), { cause: raw });
-  }
 }

@@ -80,6 +80,25 @@ export class SessionPool {
     else this.#idle.push(session);
   }
 
+  /**
+   * Closes a session that must not be used again (an operation may still be open in it),
+   * once its replacement is open: closing a token's last session would log the
+   * application out of it (PKCS#11, C_CloseSession). The replacement goes to the longest
+   * waiter or the idle sessions. Never throws.
+   */
+  async replace(session: Handle): Promise<void> {
+    if (!this.#closedReason) {
+      try {
+        this.release(await this.#source.open());
+      } catch {
+        this.#open--;
+      }
+    } else {
+      this.#open--;
+    }
+    await this.#source.close(session).catch(() => undefined);
+  }
+
   /** Forgets a session that is broken (its member lost it); does not try to close it. */
   discard(_session: Handle): void {
     this.#open--;

@@ -12,9 +12,9 @@ export const pkcs11js = require('pkcs11js') as typeof import('pkcs11js');
  * The names of the pkcs11js constants that start with `P`, without `P`:
  * `ConstantName<'CKM_'>` is `'RSA_PKCS_KEY_PAIR_GEN' | 'RSA_PKCS' | ...`.
  */
-export type ConstantName<P extends string> = StripPrefix<keyof typeof pkcs11js, P>;
-
-type StripPrefix<K, P extends string> = K extends `${P}${infer Rest}` ? Rest : never;
+export type ConstantName<P extends string> = {
+  [K in keyof typeof import('pkcs11js')]: K extends `${P}${infer Rest}` ? Rest : never;
+}[keyof typeof import('pkcs11js')];
 
 /**
  * Every numeric pkcs11js constant whose name starts with `prefix`, as name without the

@@ -6,6 +6,7 @@
 import { InvalidArgumentError } from '../errors/ha-error.js';
 import { closest, quote } from './argument-checks.js';
 import { pkcs11js } from '../native/pkcs11js.js';
+import type { FriendlyTemplate } from './template-codec.js';
 
 /** Reads a constant from pkcs11js, falling back to the PKCS#11 value when it is absent. */
 function constant(name: string, fallback: number): number {
@@ -17,13 +18,38 @@ function constant(name: string, fallback: number): number {
 const CKK_EC_EDWARDS = constant('CKK_EC_EDWARDS', 0x40);
 const CKK_EC_MONTGOMERY = constant('CKK_EC_MONTGOMERY', 0x41);
 
+/** Friendly names of object classes (CKO_*). */
+export type ObjectClassName = 'secretKey' | 'privateKey' | 'publicKey' | 'data' | 'certificate';
+
+/** Friendly names of key types (CKK_*). */
+export type KeyTypeName =
+  | 'aes'
+  | 'genericSecret'
+  | 'rsa'
+  | 'ec'
+  | 'ecEdwards'
+  | 'ecMontgomery'
+  | 'des3'
+  | 'dsa'
+  | 'dh'
+  | 'sha1Hmac'
+  | 'sha224Hmac'
+  | 'sha256Hmac'
+  | 'sha384Hmac'
+  | 'sha512Hmac';
+
+/** Named elliptic curves that `curve` maps to DER-encoded OIDs in CKA_EC_PARAMS. */
+export type CurveName = 'P-256' | 'P-384' | 'P-521';
+
+// The names above are written out (not derived from the tables) so that the API report
+// shows them; `satisfies` keeps each table to exactly its names.
 const OBJECT_CLASS_NUMBERS = {
   secretKey: pkcs11js.CKO_SECRET_KEY,
   privateKey: pkcs11js.CKO_PRIVATE_KEY,
   publicKey: pkcs11js.CKO_PUBLIC_KEY,
   data: pkcs11js.CKO_DATA,
   certificate: pkcs11js.CKO_CERTIFICATE,
-} as const;
+} as const satisfies Record<ObjectClassName, number>;
 
 const KEY_TYPE_NUMBERS = {
   aes: pkcs11js.CKK_AES,
@@ -40,23 +66,14 @@ const KEY_TYPE_NUMBERS = {
   sha256Hmac: pkcs11js.CKK_SHA256_HMAC,
   sha384Hmac: pkcs11js.CKK_SHA384_HMAC,
   sha512Hmac: pkcs11js.CKK_SHA512_HMAC,
-} as const;
+} as const satisfies Record<KeyTypeName, number>;
 
 /** DER encodings of the named-curve OIDs (OBJECT IDENTIFIER, tag 06), in hex. */
 const CURVE_OIDS = {
   'P-256': '06082a8648ce3d030107', // 1.2.840.10045.3.1.7 prime256v1
   'P-384': '06052b81040022', // 1.3.132.0.34 secp384r1
   'P-521': '06052b81040023', // 1.3.132.0.35 secp521r1
-} as const;
-
-/** Friendly names of object classes (CKO_*). */
-export type ObjectClassName = keyof typeof OBJECT_CLASS_NUMBERS;
-
-/** Friendly names of key types (CKK_*). */
-export type KeyTypeName = keyof typeof KEY_TYPE_NUMBERS;
-
-/** Named elliptic curves that `curve` maps to DER-encoded OIDs in CKA_EC_PARAMS. */
-export type CurveName = keyof typeof CURVE_OIDS;
+} as const satisfies Record<CurveName, string>;
 
 /** Object class name -> CKO_* number. */
 export const OBJECT_CLASSES: ReadonlyMap<ObjectClassName, number> = new Map(
@@ -135,10 +152,15 @@ const FIELDS = [
   { name: 'ecPoint', type: pkcs11js.CKA_EC_POINT, kind: 'bytes' },
   { name: 'keyGenMechanism', type: pkcs11js.CKA_KEY_GEN_MECHANISM, kind: 'mechanism' },
   { name: 'checkValue', type: pkcs11js.CKA_CHECK_VALUE, kind: 'bytes' },
-] as const satisfies readonly { name: string; type: number; kind: AttributeKind }[];
+] as const satisfies readonly { name: AttributeName; type: number; kind: AttributeKind }[];
 
-/** A friendly attribute name; the keys of `FriendlyTemplate` are exactly these. */
-export type AttributeName = (typeof FIELDS)[number]['name'];
+/** A friendly attribute name: a key of `FriendlyTemplate`; each has one row in the attribute table. */
+export type AttributeName = keyof FriendlyTemplate;
+
+/** FriendlyTemplate keys without a row in the table: none (`satisfies` above: no row without a key). */
+type KeysWithoutRow = Exclude<AttributeName, (typeof FIELDS)[number]['name']>;
+// A key without a row fails to compile here, naming the key.
+true satisfies [KeysWithoutRow] extends [never] ? true : KeysWithoutRow;
 
 /** One row of the attribute table. */
 export interface AttributeField {

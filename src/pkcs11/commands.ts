@@ -23,6 +23,12 @@ export interface ReadAttribute {
   readonly value: Buffer | undefined;
 }
 
+/** An object's class and key type (CKO_*, CKK_*; no key type for data objects). */
+export interface ObjectKind {
+  readonly objectClass: number;
+  readonly keyType?: number | undefined;
+}
+
 /** The commands every transport understands, keyed by name: arguments and result. */
 export interface CommandMap {
   openSession: { args: { slot: Handle }; result: Handle };
@@ -36,7 +42,8 @@ export interface CommandMap {
   digest: { args: { session: Handle; mechanism: Mechanism; data: Buffer }; result: Buffer };
   generateRandom: { args: { session: Handle; length: number }; result: Buffer };
   findObjects: { args: { session: Handle; template: readonly WireAttribute[] }; result: Handle[] };
-  getAttributes: { args: { session: Handle; object: Handle; types: readonly number[] }; result: ReadAttribute[] };
+  /** `kind`: the object's class and key type when the caller knows them (a creation): spares the module two reads. */
+  getAttributes: { args: { session: Handle; object: Handle; types: readonly number[]; kind?: ObjectKind }; result: ReadAttribute[] };
   setAttributes: { args: { session: Handle; object: Handle; template: readonly WireAttribute[] }; result: void };
   createObject: { args: { session: Handle; template: readonly WireAttribute[] }; result: Handle };
   copyObject: { args: { session: Handle; object: Handle; template: readonly WireAttribute[] }; result: Handle };
@@ -54,6 +61,56 @@ export interface CommandMap {
   deriveKey: { args: { session: Handle; mechanism: Mechanism; baseKey: Handle; template: readonly WireAttribute[] }; result: Handle };
   /** SHA-256 (or another digest mechanism) over a key's value, computed inside the token. */
   digestKey: { args: { session: Handle; mechanism: Mechanism; key: Handle }; result: Buffer };
+  // Multi-part operations: each step on the session the operation began on (a lease).
+  encryptInit: { args: { session: Handle; mechanism: Mechanism; key: Handle }; result: void };
+  encryptUpdate: { args: { session: Handle; data: Buffer }; result: Buffer };
+  /** `pending`: input bytes not yet given back as output, so the Final's buffer fits at once. */
+  encryptFinal: { args: { session: Handle; pending: number }; result: Buffer };
+  decryptInit: { args: { session: Handle; mechanism: Mechanism; key: Handle }; result: void };
+  decryptUpdate: { args: { session: Handle; data: Buffer }; result: Buffer };
+  decryptFinal: { args: { session: Handle; pending: number }; result: Buffer };
+  signInit: { args: { session: Handle; mechanism: Mechanism; key: Handle }; result: void };
+  signUpdate: { args: { session: Handle; data: Buffer }; result: void };
+  signFinal: { args: { session: Handle }; result: Buffer };
+  verifyInit: { args: { session: Handle; mechanism: Mechanism; key: Handle }; result: void };
+  verifyUpdate: { args: { session: Handle; data: Buffer }; result: void };
+  /** False for a wrong signature, as `verify`. */
+  verifyFinal: { args: { session: Handle; signature: Buffer }; result: boolean };
+  digestInit: { args: { session: Handle; mechanism: Mechanism }; result: void };
+  digestUpdate: { args: { session: Handle; data: Buffer }; result: void };
+  /** C_DigestKey: a key's value as the next part of an open digest. */
+  digestUpdateKey: { args: { session: Handle; key: Handle }; result: void };
+  digestFinal: { args: { session: Handle }; result: Buffer };
+}
+
+/** The steps of multi-part operations: they need the session their Init ran on. */
+export const MULTIPART_OPS = [
+  'encryptInit',
+  'encryptUpdate',
+  'encryptFinal',
+  'decryptInit',
+  'decryptUpdate',
+  'decryptFinal',
+  'signInit',
+  'signUpdate',
+  'signFinal',
+  'verifyInit',
+  'verifyUpdate',
+  'verifyFinal',
+  'digestInit',
+  'digestUpdate',
+  'digestUpdateKey',
+  'digestFinal',
+] as const;
+
+/** A step of a multi-part operation. */
+export type MultipartCommand = Extract<Command, { op: (typeof MULTIPART_OPS)[number] }>;
+
+const MULTIPART = new Set<string>(MULTIPART_OPS);
+
+/** True for a step of a multi-part operation. */
+export function isMultipartCommand(c: Command): c is MultipartCommand {
+  return MULTIPART.has(c.op);
 }
 
 /** Name of a command. */

@@ -19,6 +19,9 @@ const CKZ_DATA_SPECIFIED = 0x1;
 /** sizeof(CK_ULONG): 8 on 64-bit Unix (LP64), 4 on Windows and 32-bit platforms. */
 const ULONG_SIZE = process.platform !== 'win32' && /64|s390x/.test(process.arch) ? 8 : 4;
 
+/** A digest for `hashAlg`, by its CKM_ name without the prefix. */
+export type HashName = 'SHA_1' | 'SHA224' | 'SHA256' | 'SHA384' | 'SHA512';
+
 /** Digests that OAEP and PSS can name, with their MGF1 and output length (the default salt). */
 const HASHES = {
   SHA_1: { mechanism: pkcs11js.CKM_SHA_1, mgf: pkcs11js.CKG_MGF1_SHA1, bytes: 20 },
@@ -26,10 +29,7 @@ const HASHES = {
   SHA256: { mechanism: pkcs11js.CKM_SHA256, mgf: pkcs11js.CKG_MGF1_SHA256, bytes: 32 },
   SHA384: { mechanism: pkcs11js.CKM_SHA384, mgf: pkcs11js.CKG_MGF1_SHA384, bytes: 48 },
   SHA512: { mechanism: pkcs11js.CKM_SHA512, mgf: pkcs11js.CKG_MGF1_SHA512, bytes: 64 },
-} as const;
-
-/** A digest for `hashAlg`, by its CKM_ name without the prefix. */
-export type HashName = keyof typeof HASHES;
+} as const satisfies Record<HashName, { readonly mechanism: number; readonly mgf: number; readonly bytes: number }>;
 
 /** A mask generation function for `mgf`, by its CKG_ name without the prefix (e.g. `'MGF1_SHA256'`). */
 export type MgfName = ConstantName<'CKG_'>;

@@ -35,8 +35,11 @@ const MAC = { kind: 'macLength' } as const;
 const RAW = { kind: 'raw' } as const;
 const OPTIONAL_RAW = { kind: 'optionalRaw' } as const;
 
-/** The mechanisms that take a parameter, and its shape (see {@link ParameterShape}). */
-const PARAMETER_SHAPES = {
+/**
+ * The mechanisms that take a parameter, by name, and the shape of their parameter (see
+ * {@link ParameterShape}). Every mechanism not listed takes none. Read-only.
+ */
+export const PARAMETER_SHAPES = {
   // AES
   AES_CBC: IV16, AES_CBC_PAD: IV16, AES_CTS: IV16, AES_OFB: IV16, AES_CFB8: IV16, AES_CFB64: IV16, AES_CFB128: IV16,
   AES_CTR: { kind: 'ctr' },
@@ -107,13 +110,16 @@ const PARAMETER_SHAPES = {
   VENDOR_DEFINED: OPTIONAL_RAW,
 } as const satisfies { readonly [N in MechanismName]?: ParameterShape };
 
-type Shapes = typeof PARAMETER_SHAPES;
-type NamesOf<S> = { [N in keyof Shapes]: Shapes[N] extends S ? N : never }[keyof Shapes];
+/**
+ * The mechanisms whose parameter has the shape `S` in {@link PARAMETER_SHAPES}:
+ * `MechanismNameOfShape<{ kind: 'gcm' }>` is `'AES_GCM'`.
+ */
+export type MechanismNameOfShape<S> = {
+  [N in keyof typeof PARAMETER_SHAPES]: (typeof PARAMETER_SHAPES)[N] extends S ? N : never;
+}[keyof typeof PARAMETER_SHAPES];
 
 /** Mechanisms that take no parameter. */
-export type NoParameterMechanismName = Exclude<MechanismName, keyof Shapes>;
-
-type Bytes = Buffer | Uint8Array;
+export type NoParameterMechanismName = Exclude<MechanismName, keyof typeof PARAMETER_SHAPES>;
 
 /**
  * A mechanism by name, with its parameter as named fields. The name is a CKM_ name without
@@ -129,49 +135,49 @@ export type FriendlyMechanism =
     }
   | {
       /** A block cipher mode with an IV of one block (8, 16 or 24 bytes). */
-      name: NamesOf<{ kind: 'iv' }>;
+      name: MechanismNameOfShape<{ kind: 'iv' }>;
       /** The IV, exactly one block. */
-      iv: Bytes;
+      iv: Buffer | Uint8Array;
     }
   | {
       /** CKM_AES_KEY_WRAP, CKM_AES_KEY_WRAP_PAD. */
-      name: NamesOf<{ kind: 'optionalIv' }>;
+      name: MechanismNameOfShape<{ kind: 'optionalIv' }>;
       /** The 8-byte initial value; left out, the default of RFC 3394 is used. */
-      iv?: Bytes;
+      iv?: Buffer | Uint8Array;
     }
   | {
       /** CKM_AES_GCM (CK_GCM_PARAMS). */
-      name: NamesOf<{ kind: 'gcm' }>;
+      name: MechanismNameOfShape<{ kind: 'gcm' }>;
       /** The IV (nonce), usually 12 bytes. Must be unique per key. */
-      iv: Bytes;
+      iv: Buffer | Uint8Array;
       /** Additional authenticated data. */
-      aad?: Bytes;
+      aad?: Buffer | Uint8Array;
       /** Tag length in bits, a multiple of 8 in 32..128. @default 128 */
       tagBits?: number;
     }
   | {
       /** CKM_AES_CCM (CK_CCM_PARAMS). */
-      name: NamesOf<{ kind: 'ccm' }>;
+      name: MechanismNameOfShape<{ kind: 'ccm' }>;
       /** Length of the data in bytes. */
       dataLength: number;
       /** The nonce, 7 to 13 bytes. */
-      nonce: Bytes;
+      nonce: Buffer | Uint8Array;
       /** Additional authenticated data. */
-      aad?: Bytes;
+      aad?: Buffer | Uint8Array;
       /** Tag length in bytes: 4, 6, ..., 16. */
       macLength: number;
     }
   | {
       /** CKM_AES_CTR, CKM_CAMELLIA_CTR (CK_AES_CTR_PARAMS). */
-      name: NamesOf<{ kind: 'ctr' }>;
+      name: MechanismNameOfShape<{ kind: 'ctr' }>;
       /** How many low-order bits of the counter block are the counter, 1..128. */
       counterBits: number;
       /** The 16-byte initial counter block. */
-      counterBlock: Bytes;
+      counterBlock: Buffer | Uint8Array;
     }
   | {
       /** CKM_RSA_PKCS_OAEP (CK_RSA_PKCS_OAEP_PARAMS). */
-      name: NamesOf<{ kind: 'oaep' }>;
+      name: MechanismNameOfShape<{ kind: 'oaep' }>;
       /** The digest. @default 'SHA_1' (the only one SoftHSM unwraps with) */
       hashAlg?: HashName | number;
       /** The mask generation function. @default MGF1 with `hashAlg` */
@@ -179,11 +185,11 @@ export type FriendlyMechanism =
       /** CKZ_* source of the encoding parameter. @default 1 (CKZ_DATA_SPECIFIED) */
       source?: number;
       /** The label (encoding parameter). @default none */
-      sourceData?: Bytes;
+      sourceData?: Buffer | Uint8Array;
     }
   | {
       /** A hashed RSA PSS mechanism (CK_RSA_PKCS_PSS_PARAMS); the digest is its own. */
-      name: NamesOf<{ kind: 'pss'; hash: HashName }>;
+      name: MechanismNameOfShape<{ kind: 'pss'; hash: HashName }>;
       /** The digest; must be the mechanism's own. @default the mechanism's digest */
       hashAlg?: HashName | number;
       /** The mask generation function. @default MGF1 with the mechanism's digest */
@@ -203,42 +209,40 @@ export type FriendlyMechanism =
     }
   | {
       /** CKM_ECDH1_DERIVE, CKM_ECDH1_COFACTOR_DERIVE (CK_ECDH1_DERIVE_PARAMS). */
-      name: NamesOf<{ kind: 'ecdh' }>;
+      name: MechanismNameOfShape<{ kind: 'ecdh' }>;
       /** Key derivation function on the shared secret. @default 'NULL' */
       kdf?: KdfName | number;
       /** The other party's public point (DER octet string or raw, as the token expects). */
-      publicData: Bytes;
+      publicData: Buffer | Uint8Array;
       /** Data shared by both parties; must be left out with kdf NULL. */
-      sharedData?: Bytes;
+      sharedData?: Buffer | Uint8Array;
     }
   | {
       /** A MAC mechanism with a chosen output length (CK_MAC_GENERAL_PARAMS). */
-      name: NamesOf<{ kind: 'macLength' }>;
+      name: MechanismNameOfShape<{ kind: 'macLength' }>;
       /** Length of the MAC in bytes. */
       macLength: number;
     }
   | {
       /** A mechanism whose parameter has no friendly form here. */
-      name: NamesOf<{ kind: 'raw' }>;
+      name: MechanismNameOfShape<{ kind: 'raw' }>;
       /** The parameter as pkcs11js takes it: a Buffer, a number or a CK_PARAMS_* object. */
       parameter: RawParameter;
     }
   | {
       /** A mechanism whose parameter is optional and has no friendly form here. */
-      name: NamesOf<{ kind: 'optionalRaw' }>;
+      name: MechanismNameOfShape<{ kind: 'optionalRaw' }>;
       /** The parameter as pkcs11js takes it, if any. */
       parameter?: RawParameter;
     };
 
-/** The names of the mechanisms that `{ name }` alone describes: no required field. */
-type BareName<M> = M extends { name: infer N } ? ({ name: N } extends M ? N : never) : never;
-
 /**
  * Mechanisms that can be given by name alone: those without a parameter, and those whose
  * parameter fields all have defaults (`'SHA256_RSA_PKCS_PSS'`, `'RSA_PKCS_OAEP'`,
- * `'AES_KEY_WRAP_PAD'`, ...).
+ * `'AES_KEY_WRAP_PAD'`, ...): the names of the {@link FriendlyMechanism} forms that
+ * `{ name }` alone describes.
  */
-export type SimpleMechanismName = BareName<FriendlyMechanism>;
+export type SimpleMechanismName = FriendlyMechanism extends infer M ? (M extends { name: infer N } ? ({ name: N } extends M ? N : never) : never) : never;
 
 /**
  * A `{ mechanism, parameter }` object as pkcs11js takes it, typed loosely enough to write a

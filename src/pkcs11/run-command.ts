@@ -6,7 +6,7 @@
 import type { Mechanism, PKCS11, Template } from 'pkcs11js';
 import { pkcs11js } from '../native/pkcs11js.js';
 import { ckrValue } from '../errors/return-codes.js';
-import type { Command, CommandName, CommandResult, Handle, ReadAttribute, WireAttribute, WireError } from './commands.js';
+import type { Command, CommandName, CommandResult, Handle, ObjectKind, ReadAttribute, WireAttribute, WireError } from './commands.js';
 
 /** Output room beyond the input length: a GCM tag, a CBC pad block, an RSA-8192 block. */
 export const OUTPUT_SLACK = 1024;
@@ -64,7 +64,7 @@ const RUNNERS: RunnerTable = {
     }
     return found;
   },
-  getAttributes: (p, c) => readAttributes(p, c.session, c.object, c.types),
+  getAttributes: (p, c) => readAttributes(p, c.session, c.object, c.types, c.kind),
   setAttributes: (p, c) => p.C_SetAttributeValue(c.session, c.object, tpl(c.template)),
   createObject: (p, c) => p.C_CreateObject(c.session, tpl(c.template)),
   copyObject: (p, c) => p.C_CopyObject(c.session, c.object, tpl(c.template)),
@@ -82,7 +82,50 @@ const RUNNERS: RunnerTable = {
     p.C_DigestKey(c.session, c.key);
     return p.C_DigestFinal(c.session, Buffer.allocUnsafeSlow(128));
   },
+  encryptInit: (p, c) => p.C_EncryptInit(c.session, mech(c.mechanism), c.key),
+  encryptUpdate: (p, c) => withRoom(c.data.length + OUTPUT_SLACK, (out) => p.C_EncryptUpdate(c.session, c.data, out)),
+  encryptFinal: (p, c) => withRoom(c.pending + OUTPUT_SLACK, (out) => p.C_EncryptFinal(c.session, out)),
+  decryptInit: (p, c) => p.C_DecryptInit(c.session, mech(c.mechanism), c.key),
+  decryptUpdate: (p, c) => withRoom(c.data.length + OUTPUT_SLACK, (out) => p.C_DecryptUpdate(c.session, c.data, out)),
+  decryptFinal: (p, c) => withRoom(c.pending + OUTPUT_SLACK, (out) => p.C_DecryptFinal(c.session, out)),
+  signInit: (p, c) => p.C_SignInit(c.session, mech(c.mechanism), c.key),
+  signUpdate: (p, c) => p.C_SignUpdate(c.session, c.data),
+  signFinal: (p, c) => withRoom(OUTPUT_SLACK, (out) => p.C_SignFinal(c.session, out)),
+  verifyInit: (p, c) => p.C_VerifyInit(c.session, mech(c.mechanism), c.key),
+  verifyUpdate: (p, c) => p.C_VerifyUpdate(c.session, c.data),
+  verifyFinal: (p, c) => {
+    try {
+      return p.C_VerifyFinal(c.session, c.signature);
+    } catch (error) {
+      if ((error as { code?: number }).code === pkcs11js.CKR_SIGNATURE_INVALID) return false;
+      throw error;
+    }
+  },
+  digestInit: (p, c) => p.C_DigestInit(c.session, mech(c.mechanism)),
+  digestUpdate: (p, c) => p.C_DigestUpdate(c.session, c.data),
+  digestUpdateKey: (p, c) => p.C_DigestKey(c.session, c.key),
+  digestFinal: (p, c) => withRoom(128, (out) => p.C_DigestFinal(c.session, out)),
 };
+
+/** The most output room an Update or Final is given, after growing from its first guess. */
+const MAX_OUTPUT = 64 * 1024 * 1024;
+
+/**
+ * Calls `call` with an output buffer of `size` bytes, and again with 4 times the room while
+ * the module answers CKR_BUFFER_TOO_SMALL (which leaves the operation active): the caller
+ * never sees that dance, only the whole result. The first guess is right unless a token
+ * holds back more than the input so far: pkcs11js does not give the length asked for.
+ */
+function withRoom(size: number, call: (out: Buffer) => Buffer): Buffer {
+  for (let room = size; ; room = Math.min(room * 8, MAX_OUTPUT)) {
+    try {
+      return call(Buffer.allocUnsafeSlow(room));
+    } catch (error) {
+      // pkcs11js reports this one as a plain Error ("CKR_BUFFER_TOO_SMALL:336"), with no code.
+      if (toWireError(error).rv !== pkcs11js.CKR_BUFFER_TOO_SMALL || room >= MAX_OUTPUT) throw error;
+    }
+  }
+}
 
 /** Most entries in each learning cache: kinds of objects times attribute lists in use are few. */
 const LEARNED_MAX = 256;
@@ -95,6 +138,12 @@ const isAbsent = (error: unknown): boolean => {
   const rv = (error as { code?: number }).code;
   return rv === pkcs11js.CKR_ATTRIBUTE_TYPE_INVALID || rv === pkcs11js.CKR_ATTRIBUTE_SENSITIVE;
 };
+
+/** A CK_ULONG attribute value as text ('-' when absent), so that a kind read and a kind given name the same entry. */
+function ulongText(value: Buffer | undefined): string {
+  if (value === undefined || value.length === 0) return '-';
+  return String(value.length >= 8 ? value.readBigUInt64LE(0) : value.readUInt32LE(0));
+}
 
 /** Reads one attribute; `value` undefined when the object does not have it (`invalid`) or hides it. */
 function readOne(p: PKCS11, session: Handle, object: Handle, type: number): { readonly value: Buffer | undefined; readonly invalid: boolean } {
@@ -113,7 +162,7 @@ function readOne(p: PKCS11, session: Handle, object: Handle, type: number): { re
  * replica attributes); so the types that objects of one kind (class and key type) have are
  * learned, and the next object of that kind is read in three calls (class, key type, the rest).
  */
-function readAttributes(p: PKCS11, session: Handle, object: Handle, types: readonly number[]): ReadAttribute[] {
+function readAttributes(p: PKCS11, session: Handle, object: Handle, types: readonly number[], kind?: ObjectKind): ReadAttribute[] {
   const signature = types.join(',');
   if (!failsWhole.has(signature)) {
     try {
@@ -123,9 +172,10 @@ function readAttributes(p: PKCS11, session: Handle, object: Handle, types: reado
       if (failsWhole.size < LEARNED_MAX) failsWhole.add(signature);
     }
   }
-  const objectClass = readOne(p, session, object, pkcs11js.CKA_CLASS).value;
-  const keyType = readOne(p, session, object, pkcs11js.CKA_KEY_TYPE).value;
-  const key = `${objectClass?.toString('hex') ?? '-'}:${keyType?.toString('hex') ?? '-'}|${signature}`;
+  // The kind, when the caller does not know it, costs two reads.
+  const objectClass = kind?.objectClass ?? ulongText(readOne(p, session, object, pkcs11js.CKA_CLASS).value);
+  const keyType = kind !== undefined ? (kind.keyType ?? '-') : ulongText(readOne(p, session, object, pkcs11js.CKA_KEY_TYPE).value);
+  const key = `${objectClass}:${keyType}|${signature}`;
   const known = answeredByKind.get(key);
   if (known !== undefined) {
     try {

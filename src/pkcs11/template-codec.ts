@@ -123,16 +123,21 @@ export interface FriendlyTemplate {
   checkValue?: Buffer | Uint8Array;
 }
 
-/** How a value written in a template reads back: bytes (whatever was written) as a Buffer, a mechanism as its number. */
-type ReadBack<V> = [Extract<V, Uint8Array>] extends [never] ? ([Extract<V, MechanismName>] extends [never] ? V : number) : Buffer;
-
 /**
  * Attributes read back from a token, decoded by {@link fromRawAttributes}: the keys of
  * {@link FriendlyTemplate}, byte values as Buffers, CKA_KEY_GEN_MECHANISM as a number,
  * class and key type as names when known (numbers otherwise). Assignable to
  * {@link FriendlyTemplate}.
  */
-export type FriendlyAttributes = { [K in keyof FriendlyTemplate]?: ReadBack<Exclude<FriendlyTemplate[K], undefined>> };
+export type FriendlyAttributes = {
+  // How a value written in a template reads back: bytes (whatever was written) as a
+  // Buffer, a mechanism as its number, anything else as written.
+  [K in keyof FriendlyTemplate]?: [Extract<FriendlyTemplate[K], Uint8Array>] extends [never]
+    ? [Extract<FriendlyTemplate[K], MechanismName>] extends [never]
+      ? Exclude<FriendlyTemplate[K], undefined>
+      : number
+    : Buffer;
+};
 
 /** A template in either form. */
 export type TemplateInput = FriendlyTemplate | RawTemplate;

@@ -52,6 +52,8 @@ export class MemberRecovery {
   readonly #manualOnly = new Set<string>();
   /** Members added online that have not completed their first synchronisation. */
   readonly #needsFullSync = new Set<Member>();
+  /** Members whose first attempt (joining the group) is running: no background attempt meanwhile. */
+  readonly #joining = new Set<string>();
 
   constructor(options: MemberRecoveryOptions) {
     this.#o = options;
@@ -61,14 +63,24 @@ export class MemberRecovery {
       attempt: (name) => this.attempt(name),
       failedAttempts: (name) => {
         const state = options.membership.byName(name)?.state;
-        return state?.kind === 'failed' && !this.#manualOnly.has(name) ? state.attempts : undefined;
+        return state?.kind === 'failed' && this.#automatic(name) ? state.attempts : undefined;
       },
     });
   }
 
   /** A member became failed: schedules its next automatic attempt, if it may have one. */
   failed(member: Member, attempts: number): void {
-    if (!this.#o.signal.aborted && !this.#manualOnly.has(member.name)) this.#loop.failed(member.name, attempts);
+    if (!this.#o.signal.aborted && this.#automatic(member.name)) this.#loop.failed(member.name, attempts);
+  }
+
+  /** Whether an automatic attempt of this member is scheduled or running. */
+  pending(member: Member): boolean {
+    return this.#loop.busy(member.name);
+  }
+
+  /** Whether the loop may try this member on its own. */
+  #automatic(name: string): boolean {
+    return !this.#manualOnly.has(name) && !this.#joining.has(name);
   }
 
   /**
@@ -90,14 +102,15 @@ export class MemberRecovery {
    */
   async join(member: Member): Promise<boolean> {
     this.#needsFullSync.add(member);
-    this.#manualOnly.add(member.name); // no background attempt before the first one
+    this.#joining.add(member.name); // no background attempt before the first one
     try {
       await this.attempt(member.name);
     } finally {
-      this.#manualOnly.delete(member.name);
+      this.#joining.delete(member.name);
     }
+    // A refused PIN or another domain key (manual only now) is not retried in the background.
     const state = member.state;
-    if (state.kind === 'failed') this.#loop.failed(member.name, state.attempts);
+    if (state.kind === 'failed') this.failed(member, state.attempts);
     return member.serving;
   }
 
@@ -106,6 +119,7 @@ export class MemberRecovery {
     this.#loop.cancel(member.name);
     this.#needsFullSync.delete(member);
     this.#manualOnly.delete(member.name);
+    this.#joining.delete(member.name);
   }
 
   /** Stops every timer (the group is closing). */

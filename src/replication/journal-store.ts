@@ -52,7 +52,7 @@ export type JournalFault = 'corrupt' | 'truncated' | 'version' | 'missing' | 'io
 /** The journal cannot be read back or written. Carries no journal content. */
 export class JournalError extends HaError {
   /**
-   * @param path the journal file (a store's {@link JournalStore.location})
+   * @param path the journal file (a store's `JournalStore.location`)
    * @param fault what is wrong with it
    * @param previous the previous good copy, when one exists and verifies
    */

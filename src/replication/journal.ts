@@ -136,6 +136,7 @@ export class Journal implements DebtJournal {
   #writing: { readonly upTo: number; readonly done: Promise<void> } | undefined;
   #draining = false;
   #closing: Promise<void> | undefined;
+  #storeClosed = false;
 
   /**
    * Touches no store: call {@link Journal.load} (or use {@link Journal.open}).
@@ -268,7 +269,7 @@ export class Journal implements DebtJournal {
   }
 
   flush(): Promise<void> {
-    if (this.#store === undefined || this.#durable === this.#changes) return Promise.resolve();
+    if (this.#store === undefined || this.#durable === this.#changes || this.#storeClosed) return Promise.resolve();
     if (this.#next === undefined && this.#writing?.upTo === this.#changes) return this.#writing.done;
     return this.#enqueue();
   }
@@ -284,6 +285,8 @@ export class Journal implements DebtJournal {
     try {
       await this.flush();
     } finally {
+      // Nothing is written after this: a late flush (a recovery outliving the group) is a no-op.
+      this.#storeClosed = true;
       await this.#store?.close();
     }
   }

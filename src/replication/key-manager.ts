@@ -12,7 +12,7 @@ import { outcomeUnknown } from '../errors/classification.js';
 import { NoMemberAvailableError, ReplicationError } from '../errors/ha-error.js';
 import type { Member } from '../member/member.js';
 import { FailoverPolicy } from '../routing/failover-policy.js';
-import type { Command, CommandName, CommandResult, Handle, WireAttribute } from '../pkcs11/commands.js';
+import type { Command, CommandName, CommandResult, Handle, ObjectKind, WireAttribute } from '../pkcs11/commands.js';
 import { pkcs11js } from '../native/pkcs11js.js';
 import type { Pkcs11Attribute } from '../pkcs11/template-codec.js';
 import type { Mechanism } from 'pkcs11js';
@@ -21,6 +21,7 @@ import type { Membership } from '../member/membership.js';
 import type { HolderResolver } from '../routing/router.js';
 import type { Debt, DebtJournal, ObjectRef, TentativeEntry } from './journal.js';
 import { placeReplica, readReplicaSource, type ReplicaSource } from './replica-copy.js';
+import { isShortCreation, markShort, shortIf } from '../pkcs11/short-commands.js';
 import { asSessionObject, asTokenCopy, creationSearch, KEY_TYPE_OF_MECHANISM, StagingRefused, stageable } from './creation-plan.js';
 import { boolValue, isTokenTemplate, replicatedKeyTemplate, type UnextractablePolicy } from './replica-template.js';
 
@@ -54,6 +55,21 @@ export interface KeyManagerOptions {
   readonly discovery: HolderResolver;
   /** Decides whether a failed attempt runs again, where and how often. @default a `new FailoverPolicy()` */
   readonly failover?: FailoverPolicy;
+}
+
+/** The command, marked short when it makes session objects with a fast mechanism (see short-commands.ts). */
+function shortCreation<C extends Command>(command: C): C {
+  return isShortCreation(command) ? markShort(command) : command;
+}
+
+/** The class and key type a creation search names, when it names both (or a class without key type); else undefined. */
+function kindOf(search: readonly WireAttribute[] | undefined): ObjectKind | undefined {
+  const objectClass = search?.find((a) => a.type === pkcs11js.CKA_CLASS)?.value;
+  const keyType = search?.find((a) => a.type === pkcs11js.CKA_KEY_TYPE)?.value;
+  if (typeof objectClass !== 'number' || (keyType !== undefined && typeof keyType !== 'number')) return undefined;
+  const isKey = objectClass === pkcs11js.CKO_SECRET_KEY || objectClass === pkcs11js.CKO_PRIVATE_KEY || objectClass === pkcs11js.CKO_PUBLIC_KEY;
+  if (isKey && keyType === undefined) return undefined;
+  return { objectClass, keyType };
 }
 
 /** A reference to an object that survives in the journal. */
@@ -152,7 +168,9 @@ export class KeyManager {
    */
   async destroyObject(object: VirtualObject): Promise<void> {
     await this.#ensureHolders([object]);
-    const first = await this.#onFirstHolder(object, (m, handle) => m.run<'destroyObject'>((session) => ({ op: 'destroyObject', session, object: handle })));
+    // A session object's destroy touches no token file: short (see short-commands.ts).
+    const short = !object.identity.token;
+    const first = await this.#onFirstHolder(object, (m, handle) => m.run<'destroyObject'>((session) => shortIf(short, { op: 'destroyObject', session, object: handle })));
     const ref = objectRef(object);
     await Promise.all(
       this.#others(first).map(async (m) => {
@@ -164,7 +182,7 @@ export class KeyManager {
           return;
         }
         try {
-          await m.run<'destroyObject'>((session) => ({ op: 'destroyObject', session, object: handle }));
+          await m.run<'destroyObject'>((session) => shortIf(short, { op: 'destroyObject', session, object: handle }));
         } catch (error) {
           await this.#owe(m, { kind: 'destroy', object: ref }, (error as Error).message);
         }
@@ -296,11 +314,13 @@ export class KeyManager {
       if (creator === undefined) throw this.#noHolder(inputs, run.lastError);
       const staged = stage && tokens.every((t) => t) && this.#others(creator).some((m) => m.serving);
       const exec = this.#executor(scope, tokens.every((t) => t));
+      // Making only session objects (staged ones included) with a fast mechanism is short.
+      const sessionOnly = staged || tokens.every((t) => !t);
       const tentative = durable.length > 0 && !staged ? await this.#o.journal.markTentative(creator.name, durable) : undefined;
       const made = staged ? asSessionObject : (template: readonly Pkcs11Attribute[]) => [...template];
       let created: Handle[];
       try {
-        created = await make((build) => exec(creator, build), inputs.map((o) => o.holders.get(creator.index)!), made);
+        created = await make((build) => exec(creator, sessionOnly ? (session) => shortCreation(build(session)) : build), inputs.map((o) => o.holders.get(creator.index)!), made);
       } catch (error) {
         // Nothing was acknowledged, so the failover policy may run the creation again. When
         // the module answered, it made nothing; after a member fault what it made is unknown
@@ -314,7 +334,7 @@ export class KeyManager {
       }
       // Replicate every created object in parallel; roll all back if one falls short.
       // (#replicate cleans up after itself when it fails.)
-      const results = await Promise.allSettled(created.map((h, i) => this.#replicate(scope, creator, h, tokens[i] ?? tokens[0]!, staged)));
+      const results = await Promise.allSettled(created.map((h, i) => this.#replicate(scope, creator, h, tokens[i] ?? tokens[0]!, staged, kindOf(searches[i]))));
       const objects = results.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
       const failure = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
       if (failure === undefined) {
@@ -366,12 +386,14 @@ export class KeyManager {
    * included, when `handle` is a staged session object: see {@link KeyManager.#create});
    * returns it as a virtual object.
    */
-  async #replicate(scope: SessionScope, source: Member, handle: Handle, token: boolean, staged: boolean): Promise<VirtualObject> {
+  async #replicate(scope: SessionScope, source: Member, handle: Handle, token: boolean, staged: boolean, kind?: ObjectKind): Promise<VirtualObject> {
     const targets = staged ? this.#o.membership.all.filter((m) => m.state.kind !== 'removed') : this.#others(source);
-    const destroySource = () => source.run<'destroyObject'>((session) => ({ op: 'destroyObject', session, object: handle })).catch(() => undefined);
+    const sessionObject = staged || !token;
+    const destroySource = () => source.run<'destroyObject'>((session) => shortIf(sessionObject, { op: 'destroyObject', session, object: handle })).catch(() => undefined);
     let copy: ReplicaSource;
     try {
-      copy = await readReplicaSource(source, handle, this.#o.domain.keyOf(source), targets.length > 0);
+      // With no member to copy to, only the identity is read (the read was most of a session key's creation).
+      copy = await readReplicaSource(source, handle, this.#o.domain.keyOf(source), targets.length > 0, { sessionObject, kind, identityOnly: targets.length === 0 });
     } catch (error) {
       await destroySource();
       throw error;
@@ -434,7 +456,7 @@ export class KeyManager {
       [...object.holders].map(async ([index, handle]) => {
         const member = this.#o.membership.all[index]!;
         try {
-          await member.run<'destroyObject'>((session) => ({ op: 'destroyObject', session, object: handle }));
+          await member.run<'destroyObject'>((session) => shortIf(!object.identity.token, { op: 'destroyObject', session, object: handle }));
         } catch (error) {
           // Not acknowledged and not removed: record it, or the next search would bring it back.
           await this.#owe(member, { kind: 'destroy', object: ref }, `rollback: ${(error as Error).message}`);

@@ -7,11 +7,12 @@
  */
 import { IDENTITY_ATTRIBUTES } from '../catalog/object-identity.js';
 import type { Member } from '../member/member.js';
-import type { Command, CommandName, CommandResult, Handle, ReadAttribute, WireAttribute } from '../pkcs11/commands.js';
+import type { Command, CommandName, CommandResult, Handle, ObjectKind, ReadAttribute, WireAttribute } from '../pkcs11/commands.js';
 import { pkcs11js } from '../native/pkcs11js.js';
 import { toMechanism } from '../pkcs11/mechanism-table.js';
 import type { Mechanism } from 'pkcs11js';
 import { DomainError } from './domain-key.js';
+import { makesSessionObject, shortIf } from '../pkcs11/short-commands.js';
 import { CLASS, REPLICA_ATTRIBUTES, replicaTemplate, travelsWrapped, ulongOf } from './replica-template.js';
 
 /** The mechanism every replica travels under. */
@@ -30,6 +31,20 @@ export interface ReplicaSource {
   readonly template: WireAttribute[];
 }
 
+/** What a caller of {@link readReplicaSource} knows of the object, and what it needs. */
+export interface ReadHow {
+  /** A session object: its reads are short (see `short-commands.ts`). */
+  readonly sessionObject?: boolean;
+  /** Its class and key type, when known (a creation): spares the module two reads. */
+  readonly kind?: ObjectKind | undefined;
+  /**
+   * Only its identity is needed, no copy will be made from this read: the identity
+   * attributes are read (6 or 7 instead of 20 or more: the read was most of a session
+   * key's creation) and the template is empty.
+   */
+  readonly identityOnly?: boolean;
+}
+
 /** Runs one command somewhere on a member: a pooled session, or a session the caller owns. */
 export type Exec = <N extends CommandName>(member: Member, build: (session: Handle) => Extract<Command, { op: N }>) => Promise<CommandResult<N>>;
 
@@ -43,22 +58,27 @@ export const pooled: Exec = (member, build) => member.run(build);
  *
  * @param domainKey the source's handle of the domain key
  * @param requireDomain whether a key without a domain key is an error (false when no other member needs a copy)
+ * @param how what the caller knows of the object, and whether it needs a template (see {@link ReadHow})
  * @throws {@link DomainError} when a key must travel and the source has no domain key
  */
-export async function readReplicaSource(source: Member, handle: Handle, domainKey: Handle | undefined, requireDomain = true): Promise<ReplicaSource> {
+export async function readReplicaSource(source: Member, handle: Handle, domainKey: Handle | undefined, requireDomain = true, how: ReadHow = {}): Promise<ReplicaSource> {
+  const sessionObject = how.sessionObject === true;
+  const kind = how.kind !== undefined ? { kind: how.kind } : {};
   // Read and wrap at once (one round trip less on every creation): the wrap of an object
   // that is no key fails harmlessly and is ignored.
   const [attributes, speculative] = await Promise.all([
-    source.run<'getAttributes'>((session) => ({ op: 'getAttributes', session, object: handle, types: READ_TYPES })),
+    source.run<'getAttributes'>((session) => shortIf(sessionObject, { op: 'getAttributes', session, object: handle, types: how.identityOnly === true ? IDENTITY_ATTRIBUTES : READ_TYPES, ...kind })),
     domainKey === undefined
       ? undefined
-      : source.run<'wrapKey'>((session) => ({ op: 'wrapKey', session, mechanism: KWP(), wrappingKey: domainKey, key: handle })).catch((error: unknown) => error as Error),
+      : source
+          .run<'wrapKey'>((session) => shortIf(sessionObject, { op: 'wrapKey', session, mechanism: KWP(), wrappingKey: domainKey, key: handle }))
+          .catch((error: unknown) => error as Error),
   ]);
   const read = [...attributes];
   const objectClass = ulongOf(read.find((a) => a.type === pkcs11js.CKA_CLASS)?.value);
-  // CKA_VALUE is read only for data objects: key values have no business in this process.
-  if (objectClass === CLASS.data) {
-    read.push(...(await source.run<'getAttributes'>((session) => ({ op: 'getAttributes', session, object: handle, types: [pkcs11js.CKA_VALUE] }))));
+  // CKA_VALUE is read only for data objects (for their copies): key values have no business in this process.
+  if (objectClass === CLASS.data && how.identityOnly !== true) {
+    read.push(...(await source.run<'getAttributes'>((session) => shortIf(sessionObject, { op: 'getAttributes', session, object: handle, types: [pkcs11js.CKA_VALUE] }))));
   }
   let wrapped: Buffer | undefined;
   if (travelsWrapped(objectClass)) {
@@ -68,7 +88,7 @@ export async function readReplicaSource(source: Member, handle: Handle, domainKe
     if (speculative instanceof Error) throw speculative;
     wrapped = speculative;
   }
-  return { read, wrapped, template: replicaTemplate(read) };
+  return { read, wrapped, template: how.identityOnly === true ? [] : replicaTemplate(read) };
 }
 
 /**
@@ -78,7 +98,9 @@ export async function readReplicaSource(source: Member, handle: Handle, domainKe
  * @throws {@link DomainError} when a blob must be unwrapped and the target has no domain key
  */
 export function placeReplica(exec: Exec, target: Member, domainKey: Handle | undefined, wrapped: Buffer | undefined, template: readonly WireAttribute[]): Promise<Handle> {
-  if (wrapped === undefined) return exec<'createObject'>(target, (session) => ({ op: 'createObject', session, template }));
+  // A session object's copy touches no token file: short (see `short-commands.ts`).
+  const short = makesSessionObject(template);
+  if (wrapped === undefined) return exec<'createObject'>(target, (session) => shortIf(short, { op: 'createObject', session, template }));
   if (domainKey === undefined) return Promise.reject(new DomainError(`member ${target.name} has no domain key: a wrapped key cannot be placed there`));
-  return exec<'unwrapKey'>(target, (session) => ({ op: 'unwrapKey', session, mechanism: KWP(), unwrappingKey: domainKey, wrapped, template }));
+  return exec<'unwrapKey'>(target, (session) => shortIf(short, { op: 'unwrapKey', session, mechanism: KWP(), unwrappingKey: domainKey, wrapped, template }));
 }

@@ -91,7 +91,12 @@ export async function resyncMember(options: ResyncOptions): Promise<ResyncResult
     } else {
       try {
         const outcome = await settleOne(options, next, counts);
-        if (outcome === undefined) {
+        if (outcome === undefined && next.kind === 'replica' && !journal.debts(member.name).includes(next)) {
+          // The object was destroyed while its copy was being placed, and the destroy dropped
+          // this debt ("it never got it"): the copy exists now and must not outlive the
+          // object. Owe its destruction instead; this loop settles that next.
+          await journal.owe(member.name, { kind: 'destroy', object: next.object });
+        } else if (outcome === undefined) {
           // Durable by the flush before returning: settlements coalesce into a few writes.
           void journal.settle(member.name, next);
           counts.settled++;

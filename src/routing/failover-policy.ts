@@ -161,6 +161,8 @@ export interface PinnedOperation<M extends FailoverMember> {
    * nothing behind that the operation needs.
    */
   readonly replay?: (member: M) => Promise<void>;
+  /** Why the operation has no replay (now), for the {@link OperationRestartError}'s message. */
+  readonly unreplayable?: string;
 }
 
 /** Where a pinned operation may be taken up, for {@link FailoverPolicy.pin}. */
@@ -216,7 +218,20 @@ export class PinnedExecution<M extends FailoverMember> {
    * @throws {@link NoMemberAvailableError} when no member is left to take it up
    */
   async run<T>(step: (member: M) => Promise<T>): Promise<T> {
-    const run = this.#policy.begin(this.#target.size);
+    // The common case first, with nothing allocated: a step per part of a stream.
+    try {
+      return await step(this.#member);
+    } catch (error) {
+      const run = this.#policy.begin(this.#target.size);
+      const next = await run.failed(this.#member, error);
+      if (next === 'throw') throw error;
+      await this.#takeUp(run, next, error);
+      return this.#retry(run, step);
+    }
+  }
+
+  /** Runs the step again after the operation moved, as often as the policy allows. */
+  async #retry<T>(run: FailoverRun, step: (member: M) => Promise<T>): Promise<T> {
     for (;;) {
       let failure: unknown;
       try {
@@ -232,10 +247,10 @@ export class PinnedExecution<M extends FailoverMember> {
 
   /** Moves the operation to another member by its replay, or throws. */
   async #takeUp(run: FailoverRun, step: FailoverStep, cause: unknown): Promise<void> {
-    const { name, replay } = this.#operation;
+    const { name, replay, unreplayable } = this.#operation;
     const from = this.#member;
     if (replay === undefined) {
-      throw new OperationRestartError(name, from.name, 'its member failed, and its result depends on the member it began on', { cause });
+      throw new OperationRestartError(name, from.name, `its member failed, and ${unreplayable ?? 'its result depends on the member it began on'}`, { cause });
     }
     for (;;) {
       const member = step === 'exhausted' ? undefined : this.#target.pick(run);

@@ -46,8 +46,8 @@ export interface PeakEwmaOptions {
    */
   readonly clock?: Clock;
   /**
-   * Uniform random numbers in [0, 1) for drawing the challenger. Inject
-   * {@link seededRandom} for a reproducible sequence.
+   * Uniform random numbers in [0, 1) for drawing the challenger. Inject a seeded generator
+   * (`seededRandom` of `pkcs11-ha/testing`) for a reproducible sequence.
    * @default Math.random
    */
   readonly random?: () => number;
@@ -77,7 +77,7 @@ const INITIAL_MEMBERS = 16;
 /**
  * Latency-aware power of two choices (peak-EWMA cost), with round-robin as the first
  * choice. Pass it as the group's scheduler; the router reports each command's latency
- * through {@link observe}.
+ * through {@link PeakEwmaScheduler.observe}.
  *
  * @example
  * const clock = systemClock;

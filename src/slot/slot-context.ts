@@ -12,6 +12,7 @@ import type { OpenSessions } from '../recovery/open-sessions.js';
 import type { KeyManager } from '../replication/key-manager.js';
 import type { DebtJournal } from '../replication/journal.js';
 import type { Router } from '../routing/router.js';
+import type { MultipartSettings } from './multipart-operation.js';
 
 /** The group as its sessions see it. */
 export interface SlotContext {
@@ -28,4 +29,6 @@ export interface SlotContext {
   readonly openSessions: OpenSessions;
   /** Aborted once the group is closed. */
   readonly closed: AbortSignal;
+  /** Where multi-part operations run and how much they keep for a replay. @default the primary, 1 MiB per operation, 4 MiB per session */
+  readonly multipart?: MultipartSettings;
 }

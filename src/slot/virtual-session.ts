@@ -11,25 +11,15 @@ import { toMechanism, type MechanismInput } from '../pkcs11/mechanism-table.js';
 import { fromRawAttributes, toRawTemplate, type FriendlyAttributes, type FriendlyTemplate, type TemplateInput } from '../pkcs11/template-codec.js';
 import { pkcs11js } from '../native/pkcs11js.js';
 import type { SlotContext } from './slot-context.js';
+import { MultipartSession } from './multipart-session.js';
 import { ClosedError } from '../errors/ha-error.js';
-import PQueue from 'p-queue';
 import type { Member } from '../member/member.js';
-import type { Command, CommandName, CommandResult, Handle } from '../pkcs11/commands.js';
+import type { Handle } from '../pkcs11/commands.js';
 import type { SessionScope } from '../replication/key-manager.js';
-import type { Transport } from '../transport/transport.js';
+import { BackingSessions } from './session-objects.js';
 import { classifyError } from '../errors/classification.js';
 import { placeReplica, readReplicaSource } from '../replication/replica-copy.js';
 import type { SessionRestoreOptions, SessionRestoreResult } from '../recovery/open-sessions.js';
-
-/** This session's own session on one member: its session objects live there. */
-interface MemberSession {
-  readonly member: Member;
-  /** The transport the session was opened on: after a reconnect the handle means nothing (or another session). */
-  readonly transport: Transport;
-  readonly session: Promise<Handle>;
-  /** One call at a time on a member session: two at once crash SoftHSM. */
-  readonly queue: PQueue;
-}
 
 /** Who logs in: the normal user, the security officer, or a raw CKU_* number. */
 export type UserType = 'user' | 'so' | number;
@@ -61,20 +51,20 @@ export class VirtualSession {
   #closed = false;
   /** Unregisters this session from recovery's list of open sessions. */
   readonly #unregister: () => void;
-  /** This session's own session on each member (by member index): its session objects live there. */
-  readonly #own = new Map<number, MemberSession>();
+  /** This session's own sessions on each member, several per member: its session objects live there. */
+  readonly #backing = new BackingSessions();
   /** Session objects made through this session. */
   readonly #objects = new Set<VirtualObject>();
   /** Key management calls under way: `close` waits for them before it cleans up. */
   readonly #inFlight = new Set<Promise<unknown>>();
+  /** Open multi-part operations, each pinned to a member (src/slot/multipart-session.ts). */
+  readonly #multipart = new MultipartSession(() => (this.#check(), this.#context));
   readonly #scope: SessionScope = {
-    // One call at a time on a member session: two at once crash SoftHSM.
-    exec: <N extends CommandName>(member: Member, build: (session: Handle) => Extract<Command, { op: N }>): Promise<CommandResult<N>> => {
-      const { session, queue } = this.#memberSession(member);
-      return queue.add(async () => member.runOn<N>(build(await session))) as Promise<CommandResult<N>>;
-    },
+    // Each call holds one backing session alone (two calls at once on one crash SoftHSM).
+    exec: (member, build) => this.#backing.exec(member, build),
     own: (object) => {
       this.#objects.add(object);
+      this.#backing.own(object);
     },
   };
 
@@ -109,6 +99,7 @@ export class VirtualSession {
   /** Logs out of every member. */
   async logout(): Promise<void> {
     this.#check();
+    await this.#multipart.endAll();
     await this.#context.login.logout();
   }
 
@@ -143,6 +134,71 @@ export class VirtualSession {
     const m = toMechanism(mechanism);
     const d = bytes(data, 'data');
     return this.#context.router.run<'digest'>(undefined, (session) => ({ op: 'digest', session, mechanism: m, data: d }));
+  }
+
+  /** C_EncryptInit: starts a multi-part encryption with `key`, pinned to one member (README, "Multi-part operations"). */
+  async encryptInit(mechanism: MechanismInput, key: ObjectHandle): Promise<void> {
+    return this.#multipart.init('encrypt', mechanism, key);
+  }
+  /** C_EncryptUpdate: the next part; resolves to the output it gave (possibly empty). */
+  async encryptUpdate(data: Uint8Array): Promise<Buffer> {
+    return (await this.#multipart.update('encrypt', data)) ?? Buffer.alloc(0);
+  }
+  /** C_EncryptFinal: ends the operation with its last output, whole. */
+  async encryptFinal(): Promise<Buffer> {
+    return this.#multipart.final('encrypt') as Promise<Buffer>;
+  }
+  /** C_DecryptInit: starts a multi-part decryption with `key`, pinned to one member (README, "Multi-part operations"). */
+  async decryptInit(mechanism: MechanismInput, key: ObjectHandle): Promise<void> {
+    return this.#multipart.init('decrypt', mechanism, key);
+  }
+  /** C_DecryptUpdate: the next part; resolves to the output it gave (possibly empty). */
+  async decryptUpdate(data: Uint8Array): Promise<Buffer> {
+    return (await this.#multipart.update('decrypt', data)) ?? Buffer.alloc(0);
+  }
+  /** C_DecryptFinal: ends the operation with its last output, whole. */
+  async decryptFinal(): Promise<Buffer> {
+    return this.#multipart.final('decrypt') as Promise<Buffer>;
+  }
+  /** C_SignInit: starts a multi-part signature or MAC with `key`, pinned to one member (README, "Multi-part operations"). */
+  async signInit(mechanism: MechanismInput, key: ObjectHandle): Promise<void> {
+    return this.#multipart.init('sign', mechanism, key);
+  }
+  /** C_SignUpdate: the next part of the data. */
+  async signUpdate(data: Uint8Array): Promise<void> {
+    await this.#multipart.update('sign', data);
+  }
+  /** C_SignFinal: ends the operation with the signature or MAC, whole. */
+  async signFinal(): Promise<Buffer> {
+    return this.#multipart.final('sign') as Promise<Buffer>;
+  }
+  /** C_VerifyInit: starts a multi-part verification with `key`, pinned to one member (README, "Multi-part operations"). */
+  async verifyInit(mechanism: MechanismInput, key: ObjectHandle): Promise<void> {
+    return this.#multipart.init('verify', mechanism, key);
+  }
+  /** C_VerifyUpdate: the next part of the data. */
+  async verifyUpdate(data: Uint8Array): Promise<void> {
+    await this.#multipart.update('verify', data);
+  }
+  /** C_VerifyFinal: ends the operation; resolves false for a wrong signature. */
+  async verifyFinal(signature: Uint8Array): Promise<boolean> {
+    return this.#multipart.final('verify', signature) as Promise<boolean>;
+  }
+  /** C_DigestInit: starts a multi-part digest, pinned to one member. */
+  async digestInit(mechanism: MechanismInput): Promise<void> {
+    return this.#multipart.init('digest', mechanism);
+  }
+  /** C_DigestUpdate: the next part of the data. */
+  async digestUpdate(data: Uint8Array): Promise<void> {
+    await this.#multipart.update('digest', data);
+  }
+  /** C_DigestKey: the value of a secret key as the next part of the open digest. */
+  async digestKey(key: ObjectHandle): Promise<void> {
+    return this.#multipart.digestKey(key);
+  }
+  /** C_DigestFinal: ends the digest with its value. */
+  async digestFinal(): Promise<Buffer> {
+    return this.#multipart.final('digest') as Promise<Buffer>;
   }
 
   /** Random bytes from the least busy member's generator. */
@@ -239,6 +295,7 @@ export class VirtualSession {
     const o = this.#object(object);
     await this.#track(this.#context.keys.destroyObject(o));
     this.#objects.delete(o);
+    this.#backing.forget(o);
   }
 
   /** Changes attributes on every member holding the object. */
@@ -268,19 +325,11 @@ export class VirtualSession {
     if (this.#closed) return;
     this.#closed = true;
     this.#unregister();
+    await this.#multipart.endAll();
     // New calls are refused from here; calls under way finish (and register what they made).
     await Promise.allSettled([...this.#inFlight]);
-    // Closing our member sessions ends the session objects made in them, on each member.
-    const own = [...this.#own.values()];
-    this.#own.clear();
-    await Promise.allSettled(
-      own.map(async (o) => {
-        await o.queue.onIdle();
-        // A session of a failed member, or of a transport since replaced, is gone already.
-        if (!isCurrent(o) || o.member.state.kind === 'failed' || o.member.state.kind === 'removed') return;
-        await o.member.runOn<'closeSession'>({ op: 'closeSession', session: await o.session });
-      }),
-    );
+    // Closing our backing sessions ends the session objects made in them, on each member.
+    await this.#backing.closeAll();
     for (const object of this.#objects) {
       void this.#context.journal.forgetObject(object.handle); // session objects: their debts are never stored
       this.#context.catalog.remove(object);
@@ -307,10 +356,10 @@ export class VirtualSession {
 
   async #restore(member: Member, options: SessionRestoreOptions): Promise<SessionRestoreResult> {
     const { journal } = this.#context;
-    const own = this.#own.get(member.index);
-    // Dead if opened on another transport, or if it holds none of our objects any more (a
-    // member reconnected on the same transport object): a restored one holds them and stays.
-    if (own !== undefined && (!isCurrent(own) || ![...this.#objects].some((o) => o.holders.has(member.index)))) this.#own.delete(member.index);
+    // Backing sessions are dead if opened on another transport, or if they hold none of our
+    // objects any more (a member reconnected on the same transport object): one that
+    // holds a live object (a restored one) stays.
+    this.#backing.dropStale(member, (o) => this.#objects.has(o) && o.holders.has(member.index));
     const failed: { object: ObjectHandle; reason: string }[] = [];
     const tried = new Set<VirtualObject>();
     let restored = 0;
@@ -361,21 +410,10 @@ export class VirtualSession {
         return 'destroyed meanwhile';
       }
       catalog.link(object, member.index, placed);
+      this.#backing.own(object);
       return undefined;
     }
     return reason;
-  }
-
-  /** This session's session on `member`, opened on first use; a stale one (the member reconnected since) is replaced. */
-  #memberSession(member: Member): MemberSession {
-    const current = this.#own.get(member.index);
-    if (current !== undefined && current.member === member && isCurrent(current)) return current;
-    const own: MemberSession = { member, transport: member.transport, session: member.openSession(), queue: new PQueue({ concurrency: 1 }) };
-    own.session.catch(() => {
-      if (this.#own.get(member.index) === own) this.#own.delete(member.index);
-    });
-    this.#own.set(member.index, own);
-    return own;
   }
 
   #track<T>(work: Promise<T>): Promise<T> {
@@ -404,7 +442,3 @@ export class VirtualSession {
   }
 }
 
-/** True while the member still runs on the transport the session was opened on. */
-function isCurrent(own: MemberSession): boolean {
-  return own.member.transport === own.transport;
-}

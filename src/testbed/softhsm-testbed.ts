@@ -78,7 +78,7 @@ export interface TestbedToken {
   readonly confPath: string;
   /** The SoftHSM token directory (`directories.tokendir`) holding this token. */
   readonly tokenDir: string;
-  /** Environment to set before `C_Initialize` of {@link modulePath}. */
+  /** Environment to set before `C_Initialize` of {@link TestbedToken.modulePath}. */
   readonly env: { readonly SOFTHSM2_CONF: string };
   /** User PIN. */
   readonly userPin: string;
@@ -104,7 +104,7 @@ export interface TestbedMemberConfig {
 
 /** A set of freshly initialised SoftHSM2 tokens in a temporary directory. */
 export interface Testbed extends AsyncDisposable {
-  /** The temporary directory holding everything; removed by {@link dispose}. */
+  /** The temporary directory holding everything; removed by {@link Testbed.dispose}. */
   readonly dir: string;
   /** The layout the tokens were created with. */
   readonly layout: TestbedLayout;
@@ -117,7 +117,7 @@ export interface Testbed extends AsyncDisposable {
   memberConfigs(options?: { roles?: readonly TestbedRole[] }): TestbedMemberConfig[];
   /** Removes the temporary directory. Idempotent; safe to call concurrently. */
   dispose(): Promise<void>;
-  /** Same as {@link dispose}, for `await using`. */
+  /** Same as {@link Testbed.dispose}, for `await using`. */
   [Symbol.asyncDispose](): Promise<void>;
 }
 

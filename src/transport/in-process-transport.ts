@@ -5,7 +5,7 @@
  * `inline-slicer.ts` for why). A crash in the module still takes the whole process down,
  * and a hung inline call the event loop with it; only a member host process isolates that.
  */
-import type { Command, CommandName, CommandResult } from '../pkcs11/commands.js';
+import { isMultipartCommand, type Command, type CommandName, type CommandResult } from '../pkcs11/commands.js';
 import { acquireModule, releaseModule, type LoadedModule } from '../pkcs11/module-registry.js';
 import { pkcs11js } from '../native/pkcs11js.js';
 import { MemberUnreachableError } from '../errors/ha-error.js';
@@ -13,9 +13,10 @@ import type { TokenInfo, Transport } from './transport.js';
 import { availableParallelism } from 'node:os';
 import { WorkerPool } from './worker-pool.js';
 import { runCommand, scratchOutput, toWireError } from '../pkcs11/run-command.js';
-import { CommandFailedError } from './transport.js';
+import { CommandFailedError, NOT_NOW } from './transport.js';
 import { isFrameCommand, type FrameCommand } from './frame-codec.js';
 import { threadSlicer, type InlineSlicer } from './inline-slicer.js';
+import { isShort } from '../pkcs11/short-commands.js';
 
 /**
  * Where an in-process member makes its short cryptographic calls (encrypt, decrypt, sign,
@@ -43,7 +44,7 @@ export interface InProcessTransportOptions {
   readonly configPath: string;
   /** Where short cryptographic calls run. @default 'threads' */
   readonly calls?: InProcessCalls;
-  /** The slicer inline calls share the event loop through. @default this thread's */
+  /** @internal The slicer inline calls share the event loop through (tests hand in one on fake time). @default this thread's */
   readonly slicer?: InlineSlicer;
 }
 
@@ -69,7 +70,7 @@ const LONG_RETRY_MS = 10_000;
 /** Kinds of call tracked, at most (the map is cleared when full). */
 const MAX_TRACKED_KINDS = 1024;
 
-/** How many calls ran where. */
+/** @internal How many calls ran where. */
 export interface InProcessCallCounts {
   /** Made on the calling thread. */
   readonly inline: number;
@@ -103,7 +104,7 @@ export class InProcessTransport implements Transport {
     this.#slicer = options.slicer ?? threadSlicer;
   }
 
-  /** How many calls ran inline and how many on the worker threads, since this transport was made. */
+  /** @internal How many calls ran inline and how many on the worker threads, since this transport was made. */
   get calls(): InProcessCallCounts {
     return { inline: this.#inlineCalls, threads: this.#threadCalls };
   }
@@ -150,8 +151,46 @@ export class InProcessTransport implements Transport {
       this.#threadCalls++;
       return pool.run(command, { long: true }) as Promise<CommandResult<N>>;
     }
+    // Key management its caller marked short (session objects: src/pkcs11/short-commands.ts).
+    // Steps of multi-part operations too: a thread's wake-up per 64 KiB part cost more than
+    // it saved, and one operation's steps run one at a time anyway (its session is leased).
+    if (this.#inline && (isShort(command) || isMultipartCommand(command)) && !this.#isLong(command)) return this.#short(command) as Promise<CommandResult<N>>;
     this.#threadCalls++;
     return pool.run(command) as Promise<CommandResult<N>>;
+  }
+
+  /**
+   * A step of a multi-part operation made right now on this thread, as `execute` would
+   * make it (inline, in the current slice); {@link NOT_NOW} when `execute` would defer it
+   * or send it to the threads.
+   *
+   * @internal
+   */
+  runNow<N extends CommandName>(command: Extract<Command, { op: N }>): CommandResult<N> | typeof NOT_NOW {
+    if (!this.#inline || this.#pool === undefined || !isMultipartCommand(command) || this.#isLong(command) || !this.#slicer.mayRun()) return NOT_NOW;
+    const start = this.#slicer.now();
+    try {
+      return this.runHere(command);
+    } finally {
+      this.#inlineCalls++;
+      this.#timed(command, this.#slicer.now() - start);
+    }
+  }
+
+  /**
+   * A command marked short: inline now or in the next slice, never handed off (SoftHSM
+   * makes session keys no faster on two threads than on one, and a hand-off costs a
+   * wake-up); one that proved long (see #timed) goes to the threads like any other.
+   */
+  #short(command: Command): Promise<unknown> {
+    if (this.#slicer.mayRun()) return this.#inlineNow(command);
+    this.#waitingInline++;
+    return new Promise((resolve) => {
+      this.#slicer.defer(() => {
+        this.#waitingInline--;
+        resolve(this.#pool === undefined ? Promise.reject(new MemberUnreachableError(this.#options.member, 'transport closed', { unsent: true })) : this.#inlineNow(command));
+      });
+    });
   }
 
   /** A hot command under `calls: 'inline'`: to the threads when callers queue up, else inline now or in the next slice. */
@@ -196,8 +235,8 @@ export class InProcessTransport implements Transport {
   }
 
   /** Runs a hot command here, timed; a byte result is copied out of the thread's scratch output. */
-  #inlineNow(command: FrameCommand): Promise<unknown> {
-    const output = scratchOutput(command);
+  #inlineNow(command: FrameCommand | Command): Promise<unknown> {
+    const output = isFrameCommand(command) ? scratchOutput(command) : undefined;
     const start = this.#slicer.now();
     try {
       const result: unknown = this.runHere(command as Extract<Command, { op: CommandName }>, output);
@@ -210,7 +249,7 @@ export class InProcessTransport implements Transport {
     }
   }
 
-  #isLong(command: FrameCommand): boolean {
+  #isLong(command: FrameCommand | Command): boolean {
     if (this.#longUntil.size === 0) return false;
     const kind = kindOf(command);
     const until = this.#longUntil.get(kind);
@@ -223,7 +262,7 @@ export class InProcessTransport implements Transport {
   }
 
   /** Counts a slow inline call against its kind; a fast one clears its kind's strikes. */
-  #timed(command: FrameCommand, ms: number): void {
+  #timed(command: FrameCommand | Command, ms: number): void {
     if (ms <= LONG_INLINE_CALL_MS) {
       if (this.#strikes.size > 0) this.#strikes.delete(kindOf(command));
       return;
@@ -241,6 +280,7 @@ export class InProcessTransport implements Transport {
   }
 
   /**
+   * @internal For the member host, which answers short calls on its main thread.
    * Runs a command on the calling thread with a synchronous call (the caller's thread
    * blocks for its whole length). Throws {@link CommandFailedError} when the module
    * answers with an error.
@@ -274,8 +314,8 @@ export class InProcessTransport implements Transport {
 }
 
 /** What makes a call's length: the operation, the mechanism and the key. */
-function kindOf(command: FrameCommand): string {
-  return `${command.op}:${command.mechanism.mechanism}:${'key' in command ? command.key.toString('hex') : ''}`;
+function kindOf(command: FrameCommand | Command): string {
+  return `${command.op}:${'mechanism' in command ? command.mechanism.mechanism : ''}:${'key' in command ? command.key.toString('hex') : ''}`;
 }
 
 function findToken(module: LoadedModule, selector: TokenSelector, member: string): TokenInfo {

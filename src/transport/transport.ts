@@ -15,6 +15,9 @@ export interface TokenInfo {
   readonly model: string;
 }
 
+/** What {@link Transport.runNow} gives when it cannot run the command on the calling thread now. */
+export const NOT_NOW: unique symbol = Symbol('not now');
+
 /** A command failed where it ran: the module answered, the connection is fine. */
 export class CommandFailedError extends Error {
   constructor(readonly wire: WireError) {
@@ -36,6 +39,16 @@ export interface Transport {
   connect(): Promise<TokenInfo>;
   /** Runs one command. */
   execute<N extends CommandName>(command: Extract<Command, { op: N }>): Promise<CommandResult<N>>;
+  /**
+   * Runs a step of a multi-part operation synchronously, when the transport would make that
+   * very call on the calling thread now anyway (in-process, inline, budget left in the
+   * slice): spares the promise layers of `execute` for each part of a stream. Gives
+   * {@link NOT_NOW} otherwise, and the caller uses `execute`. Throws what `execute` rejects
+   * with. Transports that never call on the calling thread leave this out.
+   *
+   * @internal an optimisation of the in-process transport, not for other transports yet
+   */
+  runNow?<N extends CommandName>(command: Extract<Command, { op: N }>): CommandResult<N> | typeof NOT_NOW;
   /** Commands this transport holds, queued or running (its own view of "busy"). */
   readonly pending: number;
   /** Called at most once, when the connection drops on its own (not on `close`). */

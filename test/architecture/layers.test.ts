@@ -28,6 +28,7 @@ const LAYERS = [
   'login',
   'recovery',
   'slot',
+  'admin',
   'group',
   'testbed',
   'cli',

@@ -197,3 +197,27 @@ describe('PINs never show', () => {
     expect(r.members.map((m) => m.userPin?.reveal())).toEqual([PIN, PIN]);
   });
 });
+
+describe('multi-part options', () => {
+  it('default to the primary and a replay bound of 1 MiB per operation, 4 MiB per group', () => {
+    const resolved = resolveGroupConfig(valid() as GroupConfig);
+    expect(resolved.multipart).toBe('primary');
+    expect(resolved.multipartReplay).toEqual({ operationBytes: 1024 * 1024, groupBytes: 4 * 1024 * 1024 });
+    expect(resolveGroupConfig({ ...valid(), multipart: 'least-busy', multipartReplay: { operationBytes: 0 } } as GroupConfig)).toMatchObject({
+      multipart: 'least-busy',
+      multipartReplay: { operationBytes: 0, groupBytes: 4 * 1024 * 1024 },
+    });
+  });
+
+  it.each([
+    [{ multipart: 'round-robin' }, 'multipart', '"round-robin"'],
+    [{ multipartReplay: 5 }, 'multipartReplay', '5'],
+    [{ multipartReplay: { operationBytes: -1 } }, 'multipartReplay.operationBytes', '-1'],
+    [{ multipartReplay: { groupBytes: 1.5 } }, 'multipartReplay.groupBytes', '1.5'],
+    [{ multipartReplay: { bytes: 1 } }, 'multipartReplay.bytes', 'unknown option'],
+  ])('refuses %j at %s, echoing %s', (bad, path, echo) => {
+    const error = refusal({ ...valid(), ...bad });
+    expect(error.path).toBe(path);
+    expect(error.message).toContain(echo);
+  });
+});

@@ -2,12 +2,11 @@
  * Failover with real member host processes on real SoftHSM2 tokens: hosts are killed
  * (SIGKILL) or frozen (SIGSTOP) by their pid while the application works, and the
  * application must see no error for anything another member can serve. Real processes
- * are waited on with bounded polling; deadlines here are short real ones.
+ * are waited on with bounded polling; deadlines here are short real ones. Recovery on
+ * member hosts (a journal read back, a member added online) is in
+ * test/recovery/member-recovery.test.ts.
  */
 import { createHmac, randomBytes } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { HaGroup } from '../../src/group/ha-group.js';
 import type { GroupConfig } from '../../src/group/group-config.js';
@@ -15,7 +14,7 @@ import type { MemberStateKind } from '../../src/member/member-state.js';
 import type { VirtualSession } from '../../src/slot/virtual-session.js';
 import { createTestbed, type Testbed, type TestbedRole } from '../../src/testbed/softhsm-testbed.js';
 import { provisionKeys, standardKeys } from '../../src/testbed/provision.js';
-import { HostTransport } from '../../src/host/host-transport.js';
+import { hostPid as pidOf } from '../helpers/host-pid.js';
 import { until } from '../helpers/until.js';
 import { internalsOf } from '../../src/testing.js';
 
@@ -26,7 +25,6 @@ const EXPECTED_MAC = createHmac('sha256', HMAC_VALUE).update(DATA).digest();
 
 let bed: Testbed;
 let group: HaGroup | undefined;
-let journalDir: string;
 /** Host processes this file stopped, to be sure none is left frozen. */
 const stopped = new Set<number>();
 
@@ -34,7 +32,6 @@ beforeAll(async () => {
   bed = await createTestbed({ count: 3 });
   provisionKeys(bed.tokens, KEYS);
   await HaGroup.initDomain({ members: bed.memberConfigs() });
-  journalDir = await mkdtemp(join(tmpdir(), 'pkcs11-ha-journal-'));
 }, 60_000);
 afterEach(async () => {
   await group?.close();
@@ -50,7 +47,6 @@ afterEach(async () => {
 });
 afterAll(async () => {
   await bed?.dispose();
-  await rm(journalDir, { recursive: true, force: true });
 });
 
 async function open(options: { roles?: readonly TestbedRole[]; extra?: Partial<GroupConfig> } = {}): Promise<{ group: HaGroup; session: VirtualSession; key: number }> {
@@ -67,11 +63,6 @@ async function open(options: { roles?: readonly TestbedRole[]; extra?: Partial<G
   return { group, session, key: key! };
 }
 
-const pidOf = (g: HaGroup, index: number): number => {
-  const t = internalsOf(g).members[index]!.transport;
-  if (!(t instanceof HostTransport) || t.pid === undefined) throw new Error(`member ${index} has no host process`);
-  return t.pid;
-};
 const states = (g: HaGroup): MemberStateKind[] => g.status().members.map((m) => m.state.kind);
 
 /**
@@ -213,64 +204,5 @@ describe('member host processes', () => {
     const before = served();
     await load(session, key, 100, 8);
     expect(served()).toBe(before);
-  }, 60_000);
-
-  it('keys created while a member was down work on it after it recovers by itself, and a journal repairs it after the application restarts', async () => {
-    const journalPath = join(journalDir, 'journal.json');
-    let { group: g, session } = await open({ extra: { deadlineMs: 120_000, journalPath, recovery: { intervalMs: 100 } } });
-    // Down, then back on its own: the key made meanwhile is replicated to it before it serves.
-    process.kill(pidOf(g, 2), 'SIGKILL');
-    await until(() => states(g)[2] !== 'active', 'member-3 to fail');
-    const label1 = `h-down-${randomBytes(4).toString('hex')}`;
-    const k1 = await session.generateKey('AES_KEY_GEN', { label: label1, valueLen: 32, token: true, encrypt: true, decrypt: true });
-    await until(() => states(g)[2] === 'active', 'member-3 to recover');
-    await until(() => g.describeObject(k1)!.holders.includes('member-3'), 'member-3 to hold the new key');
-    expect(g.status().owed).toEqual({});
-
-    // Now the application goes away while member-3 owes a key, and comes back.
-    await g.close();
-    group = undefined;
-    ({ group: g, session } = await open({ extra: { deadlineMs: 120_000, journalPath, recovery: { maxAttempts: 0 } } }));
-    process.kill(pidOf(g, 2), 'SIGKILL');
-    await until(() => states(g)[2] === 'failed', 'member-3 to fail');
-    const label2 = `h-restart-${randomBytes(4).toString('hex')}`;
-    await session.generateKey('AES_KEY_GEN', { label: label2, valueLen: 32, token: true, encrypt: true, decrypt: true });
-    expect(g.status().owed).toEqual({ 'member-3': 1 });
-    await g.close();
-    group = undefined;
-
-    ({ group: g, session } = await open({ extra: { deadlineMs: 120_000, journalPath } }));
-    await until(() => Object.keys(g.status().owed).length === 0, 'member-3 to be repaired from the journal');
-    const [k2] = await session.findObjects({ label: label2 });
-    expect(k2).toBeDefined();
-    await until(() => g.describeObject(k2!)!.holders.length === 3, 'every member to hold the key');
-    const iv = randomBytes(12);
-    const ct = await session.encrypt({ name: 'AES_GCM', iv }, k2!, DATA);
-    expect(await session.decrypt({ name: 'AES_GCM', iv }, k2!, ct)).toEqual(DATA);
-  }, 120_000);
-
-  it('a member added online receives every token key before it serves, and removing it takes it out at once', async () => {
-    group = await HaGroup.open({ members: bed.memberConfigs().slice(0, 2), transport: 'host' });
-    const g = group;
-    const session = g.slot.openSession();
-    await expect(g.addMember(bed.memberConfigs()[2]!)).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT' });
-    await session.login(bed.tokens[0]!.userPin);
-    const label = `h-add-${randomBytes(4).toString('hex')}`;
-    const pair = await session.generateKeyPair('EC_KEY_PAIR_GEN', { label, curve: 'P-256', token: true, verify: true }, { label, token: true, sign: true });
-    const progress: number[] = [];
-    g.on('resyncProgress', (e) => e.member === 'member-3' && progress.push(e.done));
-    expect(await g.addMember(bed.memberConfigs()[2]!)).toBe('member-3');
-    // Both halves (and whatever earlier tests left on the tokens) reached it before it served.
-    expect(progress.length).toBeGreaterThanOrEqual(2);
-    expect(g.describeObject(pair.privateKey)!.holders).toEqual(['member-1', 'member-2', 'member-3']);
-    expect(g.describeObject(pair.publicKey)!.holders).toEqual(['member-1', 'member-2', 'member-3']);
-    // Signatures made on the new member verify with the group's public key.
-    await g.removeMember('member-1');
-    await g.removeMember('member-2');
-    const digest = randomBytes(32);
-    const sig = await session.sign('ECDSA', pair.privateKey, digest);
-    expect(g.status().members[2]!.served).toBeGreaterThan(0);
-    expect(await session.verify('ECDSA', pair.publicKey, digest, sig)).toBe(true);
-    expect(states(g)).toEqual(['removed', 'removed', 'active']);
   }, 60_000);
 });

@@ -42,6 +42,22 @@ const FUNCTION_OF: { readonly [N in CommandName]: string } = {
   unwrapKey: 'C_UnwrapKey',
   deriveKey: 'C_DeriveKey',
   digestKey: 'C_DigestKey',
+  encryptInit: 'C_EncryptInit',
+  encryptUpdate: 'C_EncryptUpdate',
+  encryptFinal: 'C_EncryptFinal',
+  decryptInit: 'C_DecryptInit',
+  decryptUpdate: 'C_DecryptUpdate',
+  decryptFinal: 'C_DecryptFinal',
+  signInit: 'C_SignInit',
+  signUpdate: 'C_SignUpdate',
+  signFinal: 'C_SignFinal',
+  verifyInit: 'C_VerifyInit',
+  verifyUpdate: 'C_VerifyUpdate',
+  verifyFinal: 'C_VerifyFinal',
+  digestInit: 'C_DigestInit',
+  digestUpdate: 'C_DigestUpdate',
+  digestUpdateKey: 'C_DigestKey',
+  digestFinal: 'C_DigestFinal',
 };
 
 interface Hung {

@@ -68,3 +68,57 @@ describe('getAttributes with types an object lacks or hides', () => {
     }
   });
 });
+
+describe('multi-part steps', () => {
+  const aes = (): Handle =>
+    runCommand(module.pkcs11, {
+      op: 'generateKey',
+      session,
+      mechanism: toMechanism('AES_KEY_GEN'),
+      template: [
+        { type: pkcs11js.CKA_VALUE_LEN, value: 32 },
+        { type: pkcs11js.CKA_ENCRYPT, value: true },
+        { type: pkcs11js.CKA_DECRYPT, value: true },
+      ],
+    });
+
+  it('a Final gives its whole output however much the token held back (the buffer grows unseen)', () => {
+    const key = aes();
+    const iv = Buffer.alloc(12, 1);
+    const mechanism = toMechanism({ name: 'AES_GCM', iv });
+    const data = Buffer.alloc(300_000, 7);
+    const ct = runCommand(module.pkcs11, { op: 'encrypt', session, mechanism, key, data });
+    runCommand(module.pkcs11, { op: 'decryptInit', session, mechanism, key });
+    const held = runCommand(module.pkcs11, { op: 'decryptUpdate', session, data: ct });
+    // pending 0: a first guess of 1 KiB for an output of 300 000 bytes.
+    const rest = runCommand(module.pkcs11, { op: 'decryptFinal', session, pending: 0 });
+    expect(Buffer.concat([held, rest])).toEqual(data);
+  });
+
+  it('digest steps, C_DigestKey among them, and a verify Final that answers false for a wrong MAC', () => {
+    runCommand(module.pkcs11, { op: 'digestInit', session, mechanism: toMechanism('SHA256') });
+    runCommand(module.pkcs11, { op: 'digestUpdate', session, data: Buffer.from('abc') });
+    const digest = runCommand(module.pkcs11, { op: 'digestFinal', session });
+    expect(digest.toString('hex')).toBe('ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad');
+    const key = runCommand(module.pkcs11, {
+      op: 'generateKey',
+      session,
+      mechanism: toMechanism('GENERIC_SECRET_KEY_GEN'),
+      template: [
+        { type: pkcs11js.CKA_VALUE_LEN, value: 32 },
+        { type: pkcs11js.CKA_SIGN, value: true },
+        { type: pkcs11js.CKA_VERIFY, value: true },
+      ],
+    });
+    runCommand(module.pkcs11, { op: 'signInit', session, mechanism: toMechanism('SHA256_HMAC'), key });
+    runCommand(module.pkcs11, { op: 'signUpdate', session, data: Buffer.from('abc') });
+    const mac = runCommand(module.pkcs11, { op: 'signFinal', session });
+    runCommand(module.pkcs11, { op: 'verifyInit', session, mechanism: toMechanism('SHA256_HMAC'), key });
+    runCommand(module.pkcs11, { op: 'verifyUpdate', session, data: Buffer.from('abd') });
+    expect(runCommand(module.pkcs11, { op: 'verifyFinal', session, signature: mac })).toBe(false);
+    // The false answer ended the operation: a new Init is accepted.
+    runCommand(module.pkcs11, { op: 'digestInit', session, mechanism: toMechanism('SHA256') });
+    runCommand(module.pkcs11, { op: 'digestUpdateKey', session, key });
+    expect(runCommand(module.pkcs11, { op: 'digestFinal', session })).toHaveLength(32);
+  });
+});

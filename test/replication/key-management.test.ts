@@ -197,6 +197,36 @@ describe('key management replicated under the domain key (3 active + 1 standby S
     expect(await session.findObjects({ label: 'km-session' })).toEqual([]);
   });
 
+  it('session key pairs made at once through one virtual session use several of its member sessions, all work, and all go with the session', async () => {
+    const s = group.slot.openSession();
+    const before = log.length;
+    const pairs = await Promise.all(
+      Array.from({ length: 8 }, (_, i) =>
+        s.generateKeyPair('EC_KEY_PAIR_GEN', { label: `km-burst-${i}`, curve: 'P-256', token: false, verify: true }, { label: `km-burst-${i}`, token: false, sign: true }),
+      ),
+    );
+    // The pairs were made (and copied) in more than one of the session's own sessions per member.
+    const made = log.slice(before).filter((e) => e.command.op === 'generateKeyPair' || e.command.op === 'unwrapKey');
+    for (const name of ['member-1', 'member-2']) {
+      const sessions = new Set(made.filter((e) => e.member === name).map((e) => (e.command as { session: Buffer }).session.toString('hex')));
+      expect(sessions.size, name).toBeGreaterThan(1);
+    }
+    const msg = Buffer.from('burst');
+    const digest = createHash('sha256').update(msg).digest();
+    for (const pair of pairs) {
+      expect(group.describeObject(pair.privateKey)?.holders).toHaveLength(4);
+      const { ecPoint } = await s.getAttributes(pair.publicKey, ['ecPoint']);
+      for (let i = 0; i < 4; i++) {
+        const sig = await s.sign('ECDSA', pair.privateKey, digest);
+        expect(cryptoVerify('sha256', msg, { key: ecPublicKey(ecPoint as Buffer), dsaEncoding: 'ieee-p1363' }, sig)).toBe(true);
+      }
+    }
+    await s.close();
+    for (const pair of pairs) expect(group.describeObject(pair.privateKey)).toBeUndefined();
+    expect(await session.findObjects({ label: 'km-burst-0' })).toEqual([]);
+    expect(await session.findObjects({ label: 'km-burst-7' })).toEqual([]);
+  });
+
   it('CKA_EXTRACTABLE=false becomes "extractable only under the trusted domain key"; a non-trusted key cannot wrap it out', async () => {
     const key = await session.generateKey('AES_KEY_GEN', { label: 'km-unx', valueLen: 32, token: false, encrypt: true, extractable: false });
     expect(await session.getAttributes(key, ['extractable', 'wrapWithTrusted'])).toMatchObject({ extractable: true, wrapWithTrusted: true });

@@ -74,6 +74,22 @@ describe('host protocol frames', () => {
     );
   });
 
+  it('carries the steps of multi-part operations and their answers, Buffers included', () => {
+    const session = Buffer.alloc(8, 9);
+    const messages: HostMessage[] = [
+      { t: 'request', id: 1, command: { op: 'encryptInit', session, mechanism: { mechanism: pkcs11js.CKM_AES_CBC, parameter: Buffer.alloc(16, 4) }, key: Buffer.alloc(8, 5) } },
+      { t: 'request', id: 2, command: { op: 'encryptUpdate', session, data: Buffer.alloc(65536, 6) } },
+      { t: 'request', id: 3, command: { op: 'encryptFinal', session, pending: 15 } },
+      { t: 'request', id: 4, command: { op: 'digestUpdateKey', session, key: Buffer.alloc(8, 7) } },
+      { t: 'request', id: 5, command: { op: 'verifyFinal', session, signature: Buffer.from('sig') } },
+      { t: 'reply', id: 2, ok: true, value: Buffer.alloc(65536, 8) },
+      { t: 'reply', id: 6, ok: true, value: undefined },
+      { t: 'reply', id: 7, ok: false, error: { rv: pkcs11js.CKR_OPERATION_NOT_INITIALIZED, fn: 'C_DigestUpdate', message: 'CKR_OPERATION_NOT_INITIALIZED' } },
+    ];
+    const stream = Buffer.concat(messages.map(encodeFrame));
+    expect(decodeAll(split(stream, [3, 70000, 70001, 140000]))).toEqual(messages);
+  });
+
   it('decodes byte by byte and with many frames in one chunk alike', () => {
     const messages: HostMessage[] = [
       { t: 'heartbeat', queueDepth: 3 },

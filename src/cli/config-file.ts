@@ -1,0 +1,37 @@
+/**
+ * Reads a group configuration file (`--config <file>`). The one place the CLI turns a
+ * file into a `GroupConfig`: a JSON schema check plugs in here.
+ */
+import { readFileSync } from 'node:fs';
+import { HaError } from '../errors/ha-error.js';
+import { resolveGroupConfig, type GroupConfig } from '../group/group-config.js';
+
+/**
+ * Reads, parses and validates a group configuration file.
+ *
+ * @throws {@link HaError} `ERR_CONFIG` when the file cannot be read, is not JSON, or is not a valid
+ * configuration (the message names the file and the bad value's path, never a PIN)
+ */
+export function loadConfigFile(path: string): GroupConfig {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (error) {
+    throw new HaError('ERR_CONFIG', `cannot read ${path} (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`);
+  }
+  let config: unknown;
+  try {
+    config = JSON.parse(text);
+  } catch (error) {
+    // Node quotes a piece of the text in JSON errors, which may be a PIN: keep only where.
+    const where = /position \d+(?: \(line \d+ column \d+\))?/.exec((error as Error).message)?.[0];
+    throw new HaError('ERR_CONFIG', `${path} is not valid JSON${where ? ` (at ${where})` : ''}`);
+  }
+  try {
+    // Validated once here, so a mistake is told before any member is touched.
+    resolveGroupConfig(config as GroupConfig);
+  } catch (error) {
+    throw HaError.is(error) ? new HaError(error.code, `${path}: ${error.message}`) : error;
+  }
+  return config as GroupConfig;
+}

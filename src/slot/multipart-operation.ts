@@ -1,0 +1,317 @@
+/**
+ * One multi-part operation (C_EncryptInit ... C_EncryptFinal and the like) of a virtual
+ * session: pinned at its Init to one member (the primary, or the least busy holder of the
+ * key), on one session of that member leased for its whole life. When that member fails
+ * under a step, the {@link FailoverPolicy} takes the operation up on another holder of the
+ * key by replaying what it kept (the Init and every part so far, see `replay-buffer.ts`),
+ * checks that the output already returned equals the replay's, and runs the step there.
+ * An operation that cannot be replayed (past the bound, or a random result: see
+ * `replay-rules.ts`) ends with an {@link OperationRestartError}, never a wrong result.
+ */
+import type { Mechanism } from 'pkcs11js';
+import type { VirtualObject } from '../catalog/catalog.js';
+import { NoMemberAvailableError, OperationRestartError, Pkcs11Error } from '../errors/ha-error.js';
+import type { Member } from '../member/member.js';
+import type { SessionLease } from '../member/session-lease.js';
+import { NOT_NOW } from '../transport/transport.js';
+import { pkcs11js } from '../native/pkcs11js.js';
+import type { Command, Handle, MultipartCommand } from '../pkcs11/commands.js';
+import type { FailoverPolicy, FailoverRun, PinnedExecution, PinnedOperation } from '../routing/failover-policy.js';
+import { eligible, type Scheduler } from '../routing/scheduler.js';
+import { ReplayBuffer, type KeptPart, type ReplayBudget } from './replay-buffer.js';
+import { mechanismName, unreplayableReason, type OperationKind } from './replay-rules.js';
+
+/**
+ * Where a multi-part operation runs: `'primary'` on the group's primary (as the reference
+ * does), `'least-busy'` on the least busy member holding the key at its Init.
+ */
+export type MultipartMode = 'primary' | 'least-busy';
+
+/** What operations need from their group. */
+export interface MultipartSettings {
+  readonly mode: MultipartMode;
+  /** Bytes one operation may keep for a replay (parts and output). */
+  readonly operationBytes: number;
+  /** Bytes all operations of the group may keep at once. */
+  readonly budget: ReplayBudget;
+  readonly failover: FailoverPolicy;
+  readonly scheduler: Scheduler;
+}
+
+/** The group as an operation sees it. */
+export interface OperationEnv extends MultipartSettings {
+  /** All members, in member order. */
+  readonly members: readonly Member[];
+  readonly primary: Member | undefined;
+}
+
+const CAPITAL: Record<OperationKind, string> = { encrypt: 'Encrypt', decrypt: 'Decrypt', sign: 'Sign', verify: 'Verify', digest: 'Digest' };
+
+/** The PKCS#11 function of a step, for errors: `C_EncryptUpdate`. */
+export const functionName = (kind: OperationKind, step: 'Init' | 'Update' | 'Final' | 'Key'): string => `C_${CAPITAL[kind]}${step}`;
+
+/** A PKCS#11 error of the virtual session itself (the caller's fault): no member saw the call. */
+export function sessionError(ckr: 'CKR_OPERATION_ACTIVE' | 'CKR_OPERATION_NOT_INITIALIZED' | 'CKR_KEY_HANDLE_INVALID', fn: string): Pkcs11Error {
+  return new Pkcs11Error(ckr, pkcs11js[ckr], fn, undefined, 'caller');
+}
+
+/** A multi-part operation pinned to one member, replayed elsewhere when it fails. */
+export class MultipartOperation implements PinnedOperation<Member> {
+  readonly kind: OperationKind;
+  readonly #env: OperationEnv;
+  readonly #mechanism: Mechanism;
+  /** The operation's key and the keys given to C_DigestKey: a member taking it up must hold all. */
+  readonly #objects: VirtualObject[];
+  readonly #buffer: ReplayBuffer;
+  readonly #random: string | undefined;
+  #lease!: SessionLease;
+  #pinned!: PinnedExecution<Member>;
+  /** Input bytes not yet given back as output: room for the Final's output. */
+  #pending = 0;
+  #tail: Promise<unknown> = Promise.resolve();
+  /** Steps queued or running. */
+  #queued = 0;
+  #ended = false;
+
+  private constructor(env: OperationEnv, kind: OperationKind, mechanism: Mechanism, key: VirtualObject | undefined) {
+    this.#env = env;
+    this.kind = kind;
+    this.#mechanism = mechanism;
+    this.#objects = key === undefined ? [] : [key];
+    this.#buffer = new ReplayBuffer(env.operationBytes, env.budget);
+    this.#random = unreplayableReason(kind, mechanism);
+  }
+
+  /**
+   * Runs the Init on the member the mode picks (another holder of the key if that one
+   * fails under it) and pins the operation there.
+   *
+   * @throws what the Init threw where it would throw anywhere (the caller's fault)
+   * @throws {@link NoMemberAvailableError} when no serving member holds the key
+   */
+  static async begin(env: OperationEnv, kind: OperationKind, mechanism: Mechanism, key: VirtualObject | undefined): Promise<MultipartOperation> {
+    const op = new MultipartOperation(env, kind, mechanism, key);
+    const first = env.mode === 'primary' && env.primary?.serving === true && op.#holds(env.primary) ? env.primary : undefined;
+    const member = await env.failover.execute<Member, Member>(
+      {
+        size: env.members.length,
+        pick: (run) => (run.failures === 0 && first !== undefined ? first : op.#pick(run)),
+        none: (cause) => new NoMemberAvailableError(`no serving member can run ${op.name}${key === undefined ? '' : ` with object ${key.handle}`}`, { cause }),
+      },
+      async (m) => {
+        op.#lease = await op.#open(m);
+        return m;
+      },
+    );
+    op.#pinned = env.failover.pin(member, op, { size: env.members.length, pick: (run) => op.#pick(run) });
+    return op;
+  }
+
+  /** What the operation is, for errors: `C_EncryptInit (CKM_AES_CBC)`. */
+  get name(): string {
+    return `${functionName(this.kind, 'Init')} (${mechanismName(this.#mechanism)})`;
+  }
+
+  /** The member the operation runs on now. */
+  get member(): Member {
+    return this.#pinned.member;
+  }
+
+  /** How often the operation was taken up by another member. */
+  get replays(): number {
+    return this.#pinned.replays;
+  }
+
+  /** Why it cannot be replayed now, if it cannot. */
+  get unreplayable(): string | undefined {
+    if (this.#random !== undefined) return this.#random;
+    if (!this.#buffer.complete) return `it went past the replay bound (${this.#env.operationBytes} bytes per operation, ${this.#env.budget.limit} per group)`;
+    return undefined;
+  }
+
+  /** The replay hook of {@link PinnedOperation}: absent while the operation cannot be replayed. */
+  get replay(): ((member: Member) => Promise<void>) | undefined {
+    return this.unreplayable === undefined ? (member) => this.#replay(member) : undefined;
+  }
+
+  /** Feeds one part; gives the output of encrypt and decrypt (possibly empty). */
+  update(data: Buffer): Promise<Buffer | undefined> {
+    const fn = functionName(this.kind, 'Update');
+    const build = (session: Handle): MultipartCommand => this.#updateCommand(session, { data });
+    // The usual step (no other queued, the member's transport calls on this thread now):
+    // made at once, with one promise instead of a chain of them per part.
+    if (this.#queued === 0 && !this.#ended && data.length > 0) {
+      let out: unknown;
+      try {
+        out = this.#lease.runNow(build);
+      } catch (error) {
+        // The policy decides as for any failed step: take the operation up elsewhere, or end it.
+        let failed = true;
+        return this.#serial(async () => {
+          const again = await this.#step((lease) => {
+            if (!failed) return lease.run(build);
+            failed = false;
+            return Promise.reject(error as Error);
+          }, fn);
+          return this.#kept(data, again);
+        });
+      }
+      if (out !== NOT_NOW) return Promise.resolve(this.#kept(data, out));
+    }
+    return this.#serial(async () => {
+      // An empty part changes nothing; SoftHSM answers CKR_BUFFER_TOO_SMALL to an empty
+      // C_DecryptUpdate under CBC-PAD whatever the room (an unsigned underflow).
+      if (data.length === 0) {
+        if (this.#ended) throw sessionError('CKR_OPERATION_NOT_INITIALIZED', fn);
+        return this.kind === 'encrypt' || this.kind === 'decrypt' ? Buffer.alloc(0) : undefined;
+      }
+      return this.#kept(data, await this.#step((lease) => lease.run(build), fn));
+    });
+  }
+
+  /** Keeps a part that went through and what it gave; gives its output. */
+  #kept(data: Buffer, out: unknown): Buffer | undefined {
+    const output = Buffer.isBuffer(out) ? out : undefined;
+    this.#pending += data.length - (output?.length ?? 0);
+    this.#buffer.keep({ data }, output);
+    return output;
+  }
+
+  /** Feeds a key's value to an open digest (C_DigestKey). */
+  digestKey(key: VirtualObject): Promise<void> {
+    return this.#serial(async () => {
+      if (!this.#objects.includes(key)) this.#objects.push(key);
+      await this.#step((lease) => {
+        const handle = key.holders.get(this.member.index);
+        if (handle === undefined) throw sessionError('CKR_KEY_HANDLE_INVALID', 'C_DigestKey');
+        return lease.run((session) => ({ op: 'digestUpdateKey', session, key: handle }));
+      }, 'C_DigestKey');
+      this.#buffer.keep({ key });
+    });
+  }
+
+  /** Ends the operation with its result: the last output, the signature or digest, or whether the signature verified. */
+  final(signature?: Buffer): Promise<Buffer | boolean> {
+    return this.#serial(async () => {
+      const result = await this.#step((lease) => lease.run((session) => this.#finalCommand(session, signature)), functionName(this.kind, 'Final'));
+      // A wrong signature ends the operation too; the session is closed rather than trusted.
+      await this.end(result === false);
+      return result as Buffer | boolean;
+    });
+  }
+
+  /**
+   * Ends the operation: its session goes back to the pool after a clean Final, else it is
+   * closed on its member (which ends what is open in it). Idempotent.
+   */
+  async end(abort = true): Promise<void> {
+    if (this.#ended) return;
+    this.#ended = true;
+    this.#buffer.release();
+    if (abort) await this.#lease.abort();
+    else this.#lease.release();
+  }
+
+  /** Whether `member` holds every key of the operation. */
+  #holds(member: Member): boolean {
+    return this.#objects.every((o) => o.holders.has(member.index));
+  }
+
+  /** The least busy serving holder of the keys that `run` has not excluded. */
+  #pick(run: FailoverRun): Member | undefined {
+    const candidates = eligible(this.#env.members, (m) => !run.excludes(m.index) && this.#holds(m));
+    return candidates.length > 0 ? this.#env.scheduler.pick(candidates) : undefined;
+  }
+
+  /** Leases a session of `member` and runs the Init there. */
+  async #open(member: Member): Promise<SessionLease> {
+    const lease = await member.lease();
+    try {
+      await lease.run((session) => this.#initCommand(session, member));
+      return lease;
+    } catch (error) {
+      await lease.abort();
+      throw error;
+    }
+  }
+
+  /** Takes the operation up on `member`: its Init and every kept part, the output checked. */
+  async #replay(member: Member): Promise<void> {
+    const lease = await this.#open(member);
+    try {
+      const outputs: Buffer[] = [];
+      for (const part of this.#buffer.parts) {
+        const out = await lease.run((session) => this.#updateCommand(session, part, member));
+        if (Buffer.isBuffer(out)) outputs.push(out);
+      }
+      if (!Buffer.concat(outputs).equals(this.#buffer.output())) {
+        throw new OperationRestartError(this.name, member.name, 'the replay gave other output than what was already returned');
+      }
+      // Ended (session closed, logout) while the replay ran: its session must not stay held.
+      if (this.#ended) throw sessionError('CKR_OPERATION_NOT_INITIALIZED', functionName(this.kind, 'Update'));
+    } catch (error) {
+      await lease.abort();
+      throw error;
+    }
+    const old = this.#lease;
+    this.#lease = lease;
+    // The failed member's session: forgotten (its transport is gone) or closed.
+    void old.abort();
+  }
+
+  /** One step under the policy; any error ends the operation (PKCS#11: an error in Update or Final ends it). */
+  async #step<T>(run: (lease: SessionLease) => Promise<T>, fn: string): Promise<T> {
+    if (this.#ended) throw sessionError('CKR_OPERATION_NOT_INITIALIZED', fn);
+    let result: T;
+    try {
+      result = await this.#pinned.run(() => run(this.#lease));
+    } catch (error) {
+      await this.end(true);
+      throw error;
+    }
+    // Ended while the step ran (the session closed, a logout): its answer comes too late.
+    if (this.#ended) throw sessionError('CKR_OPERATION_NOT_INITIALIZED', fn);
+    return result;
+  }
+
+  /** Steps of one operation run one after the other, whatever the caller does. */
+  #serial<T>(work: () => Promise<T>): Promise<T> {
+    // A caller that awaits each step (the usual one) queues behind nothing.
+    if (this.#queued === 0) return this.#counted(work());
+    const next = this.#tail.then(work, work);
+    return this.#counted(next);
+  }
+
+  #counted<T>(running: Promise<T>): Promise<T> {
+    this.#queued++;
+    const settled = (): void => {
+      this.#queued--;
+    };
+    this.#tail = running.then(settled, settled);
+    return running;
+  }
+
+  #initCommand(session: Handle, member: Member): Command {
+    const mechanism = this.#mechanism;
+    if (this.kind === 'digest') return { op: 'digestInit', session, mechanism };
+    const key = this.#objects[0]!.holders.get(member.index)!;
+    return { op: `${this.kind}Init`, session, mechanism, key };
+  }
+
+  #updateCommand(session: Handle, part: KeptPart, member: Member = this.member): MultipartCommand {
+    if ('key' in part) return { op: 'digestUpdateKey', session, key: part.key.holders.get(member.index)! };
+    return { op: `${this.kind}Update`, session, data: part.data };
+  }
+
+  #finalCommand(session: Handle, signature: Buffer | undefined): MultipartCommand {
+    switch (this.kind) {
+      case 'encrypt':
+      case 'decrypt':
+        return { op: `${this.kind}Final`, session, pending: this.#pending };
+      case 'verify':
+        return { op: 'verifyFinal', session, signature: signature ?? Buffer.alloc(0) };
+      default:
+        return { op: `${this.kind}Final`, session };
+    }
+  }
+}

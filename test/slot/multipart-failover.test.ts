@@ -1,0 +1,207 @@
+/**
+ * Multi-part operations when their member host dies or hangs between two Update calls,
+ * on real member host processes and SoftHSM2 tokens: replayable operations complete with
+ * the right result and no error; one past the replay bound, and an ECDSA one, end with the
+ * typed restart error. Hosts are killed (SIGKILL) or frozen (SIGSTOP) by pid; waits are
+ * bounded polls.
+ */
+import { createCipheriv, createHash, createHmac, randomBytes, sign as nodeSign, type KeyObject } from 'node:crypto';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import type { GroupConfig } from '../../src/group/group-config.js';
+import { HaGroup } from '../../src/group/ha-group.js';
+import { HostTransport } from '../../src/host/host-transport.js';
+import type { VirtualSession } from '../../src/slot/virtual-session.js';
+import { provisionKeys, standardKeys } from '../../src/testbed/provision.js';
+import { createTestbed, type Testbed } from '../../src/testbed/softhsm-testbed.js';
+import { internalsOf } from '../../src/testing.js';
+import { until } from '../helpers/until.js';
+
+const KEYS = standardKeys('mf');
+const AES = (KEYS.find((k) => k.kind === 'aes') as { value: Buffer }).value;
+const HMAC = (KEYS.find((k) => k.kind === 'hmac') as { value: Buffer }).value;
+const RSA = (KEYS.find((k) => k.kind === 'rsa') as { privateKey: KeyObject }).privateKey;
+/** The replay bound per operation here: every case below keeps less, the bound case more. */
+const BOUND = 4096;
+
+let bed: Testbed;
+let group: HaGroup | undefined;
+const stopped = new Set<number>();
+
+beforeAll(async () => {
+  bed = await createTestbed({ count: 3 });
+  provisionKeys(bed.tokens, KEYS);
+}, 60_000);
+afterEach(async () => {
+  await group?.close();
+  group = undefined;
+  for (const pid of stopped) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // gone already
+    }
+  }
+  stopped.clear();
+});
+afterAll(async () => {
+  await bed?.dispose();
+});
+
+interface Opened {
+  readonly g: HaGroup;
+  readonly session: VirtualSession;
+  readonly key: Record<'aes' | 'hmac' | 'rsa' | 'ec', number>;
+}
+
+async function open(extra: Partial<GroupConfig>): Promise<Opened> {
+  const g = (group = await HaGroup.open({ members: bed.memberConfigs(), transport: 'host', multipartReplay: { operationBytes: BOUND }, ...extra }));
+  const session = g.slot.openSession();
+  await session.login(bed.tokens[0]!.userPin);
+  const one = async (template: Record<string, unknown>): Promise<number> => (await session.findObjects(template))[0]!;
+  const key = {
+    aes: await one({ label: 'mf-aes' }),
+    hmac: await one({ label: 'mf-hmac' }),
+    rsa: await one({ label: 'mf-rsa', class: 'privateKey' }),
+    ec: await one({ label: 'mf-ec', class: 'privateKey' }),
+  };
+  return { g, session, key };
+}
+
+/** The pid of the host of the member the group's multi-part operations run on (the primary). */
+function primaryPid(g: HaGroup): number {
+  const t = internalsOf(g).membership.primary!.transport;
+  if (!(t instanceof HostTransport) || t.pid === undefined) throw new Error('the primary has no host process');
+  return t.pid;
+}
+
+type Fault = (pid: number) => void;
+const kill: Fault = (pid) => process.kill(pid, 'SIGKILL');
+const stop: Fault = (pid) => {
+  stopped.add(pid);
+  process.kill(pid, 'SIGSTOP');
+};
+
+/** One replayable operation: Init, parts, Final through the session, and node:crypto's answer. */
+interface Case {
+  readonly name: string;
+  run(o: Opened, parts: Buffer[], between: () => void): Promise<Buffer>;
+  expected(data: Buffer): Buffer;
+}
+
+const iv = randomBytes(16);
+const gcmIv = randomBytes(12);
+
+const CASES: Case[] = [
+  {
+    name: 'SHA-256 digest',
+    async run({ session }, parts, between) {
+      await session.digestInit('SHA256');
+      await session.digestUpdate(parts[0]!);
+      await session.digestUpdate(parts[1]!);
+      between();
+      await session.digestUpdate(parts[2]!);
+      return session.digestFinal();
+    },
+    expected: (data) => createHash('sha256').update(data).digest(),
+  },
+  {
+    name: 'HMAC-SHA256',
+    async run({ session, key }, parts, between) {
+      await session.signInit('SHA256_HMAC', key.hmac);
+      await session.signUpdate(parts[0]!);
+      await session.signUpdate(parts[1]!);
+      between();
+      await session.signUpdate(parts[2]!);
+      return session.signFinal();
+    },
+    expected: (data) => createHmac('sha256', HMAC).update(data).digest(),
+  },
+  {
+    name: 'AES-CBC-PAD encryption (output returned before the failure is checked against the replay)',
+    async run({ session, key }, parts, between) {
+      const out: Buffer[] = [];
+      await session.encryptInit({ name: 'AES_CBC_PAD', iv }, key.aes);
+      out.push(await session.encryptUpdate(parts[0]!));
+      out.push(await session.encryptUpdate(parts[1]!));
+      between();
+      out.push(await session.encryptUpdate(parts[2]!));
+      out.push(await session.encryptFinal());
+      return Buffer.concat(out);
+    },
+    expected: (data) => {
+      const c = createCipheriv('aes-256-cbc', AES, iv);
+      return Buffer.concat([c.update(data), c.final()]);
+    },
+  },
+  {
+    name: 'AES-GCM encryption',
+    async run({ session, key }, parts, between) {
+      const out: Buffer[] = [];
+      await session.encryptInit({ name: 'AES_GCM', iv: gcmIv }, key.aes);
+      out.push(await session.encryptUpdate(parts[0]!));
+      out.push(await session.encryptUpdate(parts[1]!));
+      between();
+      out.push(await session.encryptUpdate(parts[2]!));
+      out.push(await session.encryptFinal());
+      return Buffer.concat(out);
+    },
+    expected: (data) => {
+      const c = createCipheriv('aes-256-gcm', AES, gcmIv);
+      return Buffer.concat([c.update(data), c.final(), c.getAuthTag()]);
+    },
+  },
+  {
+    name: 'RSA PKCS#1 v1.5 signature (SHA256_RSA_PKCS)',
+    async run({ session, key }, parts, between) {
+      await session.signInit('SHA256_RSA_PKCS', key.rsa);
+      await session.signUpdate(parts[0]!);
+      await session.signUpdate(parts[1]!);
+      between();
+      await session.signUpdate(parts[2]!);
+      return session.signFinal();
+    },
+    expected: (data) => nodeSign('sha256', data, RSA),
+  },
+];
+
+const allActive = (g: HaGroup): boolean => g.status().members.every((m) => m.state.kind === 'active');
+
+describe.each([
+  ['SIGKILL', kill, { deadlineMs: 120_000, recovery: { intervalMs: 100 } }],
+  ['SIGSTOP past the deadline', stop, { deadlineMs: 400, heartbeatIntervalMs: 100, recovery: { intervalMs: 100 } }],
+] as const)('the pinned member host %s between two Updates', (_, fault, extra) => {
+  it('digest, HMAC, AES-CBC, AES-GCM and RSA PKCS#1 v1.5 signing complete with the right result and zero errors', async () => {
+    const o = await open(extra);
+    const failures: string[] = [];
+    o.g.on('memberFailed', (e) => failures.push(e.member));
+    for (const c of CASES) {
+      await until(() => allActive(o.g), 'every member to serve', 30_000);
+      const parts = [randomBytes(500), randomBytes(777), randomBytes(300)];
+      const pid = primaryPid(o.g);
+      const result = await c.run(o, parts, () => fault(pid));
+      expect(result, c.name).toEqual(c.expected(Buffer.concat(parts)));
+    }
+    // Each case failed the member its operation ran on, and nothing else failed.
+    expect(failures).toHaveLength(CASES.length);
+  }, 120_000);
+
+  it('past the replay bound: the typed restart error; an ECDSA operation: the typed restart error', async () => {
+    const o = await open(extra);
+    const { session, key } = o;
+    await session.digestInit('SHA256');
+    await session.digestUpdate(randomBytes(BOUND));
+    await session.digestUpdate(randomBytes(10)); // past the bound: nothing kept any more
+    fault(primaryPid(o.g));
+    await expect(session.digestUpdate(randomBytes(10))).rejects.toMatchObject({ code: 'ERR_OPERATION_RESTART', message: expect.stringMatching(/replay bound/) });
+    // The operation is over; a new one runs.
+    await expect(session.digestFinal()).rejects.toMatchObject({ ckr: 'CKR_OPERATION_NOT_INITIALIZED' });
+    await session.digestInit('SHA256');
+    await session.digestUpdate(Buffer.from('again'));
+    expect(await session.digestFinal()).toEqual(createHash('sha256').update('again').digest());
+
+    await until(() => allActive(o.g), 'every member to serve', 30_000);
+    await session.signInit('ECDSA', key.ec);
+    fault(primaryPid(o.g));
+    await expect(session.signUpdate(randomBytes(32))).rejects.toMatchObject({ code: 'ERR_OPERATION_RESTART', message: expect.stringMatching(/CKM_ECDSA signatures are random/) });
+  }, 120_000);
+});
