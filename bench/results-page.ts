@@ -28,7 +28,7 @@ export interface Target {
   /** How the target column names the figure, when not `ratio` / `value`. */
   readonly label?: string;
   /** Where it comes from. */
-  readonly source: 'issue 4' | 'issue 5' | 'virtual slot issue';
+  readonly source: 'issue 4' | 'issue 5' | 'issue 12' | 'issue 13' | 'virtual slot issue';
 }
 
 /**
@@ -64,6 +64,10 @@ export const TARGETS: readonly Target[] = [
   { id: 'hetero/peak-ewma/equal-load', on: 'field', field: 'maxShareDeviation', cmp: '<=', threshold: SCHEDULER_RULES.maxShareDeviation, label: 'largest share - 1/3', source: 'issue 5' },
   { id: 'keygen/ec-p256/members3', on: 'ratio', cmp: '<=', threshold: 1.5, source: 'virtual slot issue' },
   { id: 'keygen/rsa2048/members3', on: 'ratio', cmp: '<=', threshold: 1.5, source: 'virtual slot issue' },
+  { id: 'overhead/ec-p256-keygen/c16', on: 'ratio', cmp: '>=', threshold: 0.8, source: 'issue 12' },
+  { id: 'multipart/sha256-1m/c1', on: 'ratio', cmp: '>=', threshold: 0.9, source: 'issue 13' },
+  { id: 'multipart/sha256-1m/c16', on: 'ratio', cmp: '>=', threshold: 0.9, source: 'issue 13' },
+  { id: 'multipart/aes-cbc-1m/c16', on: 'ratio', cmp: '>=', threshold: 0.9, source: 'issue 13' },
 ];
 
 /** Ids issue 5 asks for that need parts not built yet, with what they need (none left today; kept for the next ones). */
