@@ -7,14 +7,15 @@
  * test/recovery/member-recovery.test.ts.
  */
 import { createHmac, randomBytes } from 'node:crypto';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { HaGroup } from '../../src/group/ha-group.js';
+import { describe, expect, it } from 'vitest';
+import type { HaGroup } from '../../src/group/ha-group.js';
 import type { GroupConfig } from '../../src/group/group-config.js';
 import type { MemberStateKind } from '../../src/member/member-state.js';
 import type { VirtualSession } from '../../src/slot/virtual-session.js';
-import { createTestbed, type Testbed, type TestbedRole } from '../../src/testbed/softhsm-testbed.js';
-import { provisionKeys, standardKeys } from '../../src/testbed/provision.js';
+import type { TestbedRole } from '../../src/testbed/softhsm-testbed.js';
+import { standardKeys } from '../../src/testbed/provision.js';
 import { hostPid as pidOf } from '../helpers/host-pid.js';
+import { hostGroups } from '../helpers/host-groups.js';
 import { until } from '../helpers/until.js';
 import { internalsOf } from '../../src/testing.js';
 
@@ -23,41 +24,17 @@ const HMAC_VALUE = (KEYS.find((k) => k.kind === 'hmac') as { value: Buffer }).va
 const DATA = Buffer.from('host failover');
 const EXPECTED_MAC = createHmac('sha256', HMAC_VALUE).update(DATA).digest();
 
-let bed: Testbed;
-let group: HaGroup | undefined;
-/** Host processes this file stopped, to be sure none is left frozen. */
-const stopped = new Set<number>();
-
-beforeAll(async () => {
-  bed = await createTestbed({ count: 3 });
-  provisionKeys(bed.tokens, KEYS);
-  await HaGroup.initDomain({ members: bed.memberConfigs() });
-}, 60_000);
-afterEach(async () => {
-  await group?.close();
-  group = undefined;
-  for (const pid of stopped) {
-    try {
-      process.kill(pid, 'SIGKILL');
-    } catch {
-      // already gone: close() killed it
-    }
-  }
-  stopped.clear();
-});
-afterAll(async () => {
-  await bed?.dispose();
-});
+const hosts = hostGroups(KEYS, { initDomain: true });
 
 async function open(options: { roles?: readonly TestbedRole[]; extra?: Partial<GroupConfig> } = {}): Promise<{ group: HaGroup; session: VirtualSession; key: number }> {
-  group = await HaGroup.open({
-    members: bed.memberConfigs(options.roles ? { roles: options.roles } : undefined),
+  const group = await hosts.open({
+    members: hosts.bed.memberConfigs(options.roles ? { roles: options.roles } : undefined),
     transport: 'host',
     recovery: { intervalMs: 100 },
     ...options.extra,
   });
   const session = group.slot.openSession();
-  await session.login(bed.tokens[0]!.userPin);
+  await session.login(hosts.bed.tokens[0]!.userPin);
   const [key] = await session.findObjects({ label: 'h-hmac' });
   expect(key).toBeDefined();
   return { group, session, key: key! };
@@ -118,10 +95,7 @@ describe('member host processes', () => {
     const result = await load(session, key, 1200, 16, [
       {
         at: 200,
-        run: () => {
-          stopped.add(victim);
-          process.kill(victim, 'SIGSTOP');
-        },
+        run: () => hosts.freeze(victim),
       },
     ]);
     expect(result).toEqual({ errors: [], wrong: 0 });

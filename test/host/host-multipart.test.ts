@@ -14,7 +14,7 @@ import { toRawTemplate } from '../../src/pkcs11/template-codec.js';
 import type { ProvisionedKey } from '../../src/testbed/provision.js';
 import type { Testbed, TestbedToken } from '../../src/testbed/softhsm-testbed.js';
 import { CommandFailedError } from '../../src/transport/transport.js';
-import { keyedToken } from '../helpers/keyed-token.js';
+import { keyedToken, memberOptions } from '../helpers/keyed-token.js';
 
 describe('member host: multi-part operations', () => {
   let bed: Testbed;
@@ -31,7 +31,7 @@ describe('member host: multi-part operations', () => {
   });
 
   it.each(['inline', 'threads'] as const)('keeps each operation on its module session for its life, interleaved with other work (calls %s)', async (calls) => {
-    const t = new HostTransport({ member: token.label, modulePath: token.modulePath, moduleEnv: token.env, token: { label: token.label }, threads: 2, configPath: 'members[0]', calls });
+    const t = new HostTransport({ ...memberOptions(token), calls });
     transports.push(t);
     const info = await t.connect();
     const sessions = await Promise.all(Array.from({ length: 4 }, () => t.execute({ op: 'openSession', slot: info.slot })));

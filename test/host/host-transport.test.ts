@@ -25,7 +25,7 @@ import { InProcessTransport } from '../../src/transport/in-process-transport.js'
 import { CommandFailedError, type TokenInfo } from '../../src/transport/transport.js';
 import { isGone } from '../helpers/processes.js';
 import { until } from '../helpers/until.js';
-import { keyedToken } from '../helpers/keyed-token.js';
+import { keyedToken, memberOptions } from '../helpers/keyed-token.js';
 
 
 const template = (t: FriendlyTemplate) => toRawTemplate(t);
@@ -36,14 +36,7 @@ describe('HostTransport: a member in its own process', () => {
   let keys: Map<string, ProvisionedKey>;
   const transports: HostTransport[] = [];
 
-  const base = (): HostTransportOptions => ({
-    member: token.label,
-    modulePath: token.modulePath,
-    moduleEnv: token.env,
-    token: { label: token.label },
-    threads: 2,
-    configPath: 'members[0]',
-  });
+  const base = (): HostTransportOptions => memberOptions(token);
   const open = (extra: Partial<HostTransportOptions> = {}): HostTransport => {
     const t = new HostTransport({ ...base(), ...extra });
     transports.push(t);

@@ -34,19 +34,22 @@ const read = (object: Handle, types: readonly number[]) => runCommand(module.pkc
 /** The reference: each type on its own. */
 const oneByOne = (object: Handle, types: readonly number[]) => types.map((type) => ({ type, value: read(object, [type])[0]!.value }));
 
-const aesKey = (sensitive: boolean, label: string): Handle =>
+/** A new 32-byte secret key, with the attributes of `template` besides its length. */
+const secretKey = (mechanism: 'AES_KEY_GEN' | 'GENERIC_SECRET_KEY_GEN', template: { type: number; value: boolean | string }[]): Handle =>
   runCommand(module.pkcs11, {
     op: 'generateKey',
     session,
-    mechanism: toMechanism('AES_KEY_GEN'),
-    template: [
-      { type: pkcs11js.CKA_VALUE_LEN, value: 32 },
-      { type: pkcs11js.CKA_LABEL, value: label },
-      { type: pkcs11js.CKA_SENSITIVE, value: sensitive },
-      { type: pkcs11js.CKA_EXTRACTABLE, value: true },
-      { type: pkcs11js.CKA_TOKEN, value: false },
-    ],
+    mechanism: toMechanism(mechanism),
+    template: [{ type: pkcs11js.CKA_VALUE_LEN, value: 32 }, ...template],
   });
+
+const aesKey = (sensitive: boolean, label: string): Handle =>
+  secretKey('AES_KEY_GEN', [
+    { type: pkcs11js.CKA_LABEL, value: label },
+    { type: pkcs11js.CKA_SENSITIVE, value: sensitive },
+    { type: pkcs11js.CKA_EXTRACTABLE, value: true },
+    { type: pkcs11js.CKA_TOKEN, value: false },
+  ]);
 
 describe('getAttributes with types an object lacks or hides', () => {
   // CKA_MODULUS and CKA_EC_POINT: no AES key has them; CKA_VALUE: hidden when sensitive.
@@ -71,16 +74,10 @@ describe('getAttributes with types an object lacks or hides', () => {
 
 describe('multi-part steps', () => {
   const aes = (): Handle =>
-    runCommand(module.pkcs11, {
-      op: 'generateKey',
-      session,
-      mechanism: toMechanism('AES_KEY_GEN'),
-      template: [
-        { type: pkcs11js.CKA_VALUE_LEN, value: 32 },
-        { type: pkcs11js.CKA_ENCRYPT, value: true },
-        { type: pkcs11js.CKA_DECRYPT, value: true },
-      ],
-    });
+    secretKey('AES_KEY_GEN', [
+      { type: pkcs11js.CKA_ENCRYPT, value: true },
+      { type: pkcs11js.CKA_DECRYPT, value: true },
+    ]);
 
   it('a Final gives its whole output however much the token held back (the buffer grows unseen)', () => {
     const key = aes();
@@ -100,16 +97,10 @@ describe('multi-part steps', () => {
     runCommand(module.pkcs11, { op: 'digestUpdate', session, data: Buffer.from('abc') });
     const digest = runCommand(module.pkcs11, { op: 'digestFinal', session });
     expect(digest.toString('hex')).toBe('ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad');
-    const key = runCommand(module.pkcs11, {
-      op: 'generateKey',
-      session,
-      mechanism: toMechanism('GENERIC_SECRET_KEY_GEN'),
-      template: [
-        { type: pkcs11js.CKA_VALUE_LEN, value: 32 },
-        { type: pkcs11js.CKA_SIGN, value: true },
-        { type: pkcs11js.CKA_VERIFY, value: true },
-      ],
-    });
+    const key = secretKey('GENERIC_SECRET_KEY_GEN', [
+      { type: pkcs11js.CKA_SIGN, value: true },
+      { type: pkcs11js.CKA_VERIFY, value: true },
+    ]);
     runCommand(module.pkcs11, { op: 'signInit', session, mechanism: toMechanism('SHA256_HMAC'), key });
     runCommand(module.pkcs11, { op: 'signUpdate', session, data: Buffer.from('abc') });
     const mac = runCommand(module.pkcs11, { op: 'signFinal', session });

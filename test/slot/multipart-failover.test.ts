@@ -6,14 +6,14 @@
  * bounded polls.
  */
 import { createCipheriv, createHash, createHmac, randomBytes, sign as nodeSign, type KeyObject } from 'node:crypto';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { GroupConfig } from '../../src/group/group-config.js';
-import { HaGroup } from '../../src/group/ha-group.js';
+import type { HaGroup } from '../../src/group/ha-group.js';
 import { HostTransport } from '../../src/host/host-transport.js';
 import type { VirtualSession } from '../../src/slot/virtual-session.js';
-import { provisionKeys, standardKeys } from '../../src/testbed/provision.js';
-import { createTestbed, type Testbed } from '../../src/testbed/softhsm-testbed.js';
+import { standardKeys } from '../../src/testbed/provision.js';
 import { internalsOf } from '../../src/testing.js';
+import { hostGroups } from '../helpers/host-groups.js';
 import { until } from '../helpers/until.js';
 
 const KEYS = standardKeys('mf');
@@ -23,29 +23,7 @@ const RSA = (KEYS.find((k) => k.kind === 'rsa') as { privateKey: KeyObject }).pr
 /** The replay bound per operation here: every case below keeps less, the bound case more. */
 const BOUND = 4096;
 
-let bed: Testbed;
-let group: HaGroup | undefined;
-const stopped = new Set<number>();
-
-beforeAll(async () => {
-  bed = await createTestbed({ count: 3 });
-  provisionKeys(bed.tokens, KEYS);
-}, 60_000);
-afterEach(async () => {
-  await group?.close();
-  group = undefined;
-  for (const pid of stopped) {
-    try {
-      process.kill(pid, 'SIGKILL');
-    } catch {
-      // gone already
-    }
-  }
-  stopped.clear();
-});
-afterAll(async () => {
-  await bed?.dispose();
-});
+const hosts = hostGroups(KEYS);
 
 interface Opened {
   readonly g: HaGroup;
@@ -54,9 +32,9 @@ interface Opened {
 }
 
 async function open(extra: Partial<GroupConfig>): Promise<Opened> {
-  const g = (group = await HaGroup.open({ members: bed.memberConfigs(), transport: 'host', multipartReplay: { operationBytes: BOUND }, ...extra }));
+  const g = await hosts.open({ members: hosts.bed.memberConfigs(), transport: 'host', multipartReplay: { operationBytes: BOUND }, ...extra });
   const session = g.slot.openSession();
-  await session.login(bed.tokens[0]!.userPin);
+  await session.login(hosts.bed.tokens[0]!.userPin);
   const one = async (template: Record<string, unknown>): Promise<number> => (await session.findObjects(template))[0]!;
   const key = {
     aes: await one({ label: 'mf-aes' }),
@@ -76,16 +54,40 @@ function primaryPid(g: HaGroup): number {
 
 type Fault = (pid: number) => void;
 const kill: Fault = (pid) => process.kill(pid, 'SIGKILL');
-const stop: Fault = (pid) => {
-  stopped.add(pid);
-  process.kill(pid, 'SIGSTOP');
-};
+const stop: Fault = (pid) => hosts.freeze(pid);
 
-/** One replayable operation: Init, parts, Final through the session, and node:crypto's answer. */
+/** One replayable operation: its Init, the kind of its Updates and Final, and node:crypto's answer. */
 interface Case {
   readonly name: string;
-  run(o: Opened, parts: Buffer[], between: () => void): Promise<Buffer>;
+  readonly steps: 'digest' | 'sign' | 'encrypt';
+  init(o: Opened): Promise<void>;
   expected(data: Buffer): Buffer;
+}
+
+/**
+ * Runs a case through the session: Init, parts 0 and 1, `between`, part 2, Final. Gives
+ * what the Updates and the Final returned, concatenated (encryption output returned before
+ * the failure is part of it).
+ */
+async function run(c: Case, o: Opened, parts: Buffer[], between: () => void): Promise<Buffer> {
+  const { session } = o;
+  const [update, final] = {
+    digest: [(p: Buffer) => session.digestUpdate(p), () => session.digestFinal()],
+    sign: [(p: Buffer) => session.signUpdate(p), () => session.signFinal()],
+    encrypt: [(p: Buffer) => session.encryptUpdate(p), () => session.encryptFinal()],
+  }[c.steps] as [(p: Buffer) => Promise<Buffer | void>, () => Promise<Buffer>];
+  const out: Buffer[] = [];
+  const step = async (part: Buffer): Promise<void> => {
+    const got = await update(part);
+    if (got) out.push(got);
+  };
+  await c.init(o);
+  await step(parts[0]!);
+  await step(parts[1]!);
+  between();
+  await step(parts[2]!);
+  out.push(await final());
+  return Buffer.concat(out);
 }
 
 const iv = randomBytes(16);
@@ -94,40 +96,20 @@ const gcmIv = randomBytes(12);
 const CASES: Case[] = [
   {
     name: 'SHA-256 digest',
-    async run({ session }, parts, between) {
-      await session.digestInit('SHA256');
-      await session.digestUpdate(parts[0]!);
-      await session.digestUpdate(parts[1]!);
-      between();
-      await session.digestUpdate(parts[2]!);
-      return session.digestFinal();
-    },
+    steps: 'digest',
+    init: ({ session }) => session.digestInit('SHA256'),
     expected: (data) => createHash('sha256').update(data).digest(),
   },
   {
     name: 'HMAC-SHA256',
-    async run({ session, key }, parts, between) {
-      await session.signInit('SHA256_HMAC', key.hmac);
-      await session.signUpdate(parts[0]!);
-      await session.signUpdate(parts[1]!);
-      between();
-      await session.signUpdate(parts[2]!);
-      return session.signFinal();
-    },
+    steps: 'sign',
+    init: ({ session, key }) => session.signInit('SHA256_HMAC', key.hmac),
     expected: (data) => createHmac('sha256', HMAC).update(data).digest(),
   },
   {
     name: 'AES-CBC-PAD encryption (output returned before the failure is checked against the replay)',
-    async run({ session, key }, parts, between) {
-      const out: Buffer[] = [];
-      await session.encryptInit({ name: 'AES_CBC_PAD', iv }, key.aes);
-      out.push(await session.encryptUpdate(parts[0]!));
-      out.push(await session.encryptUpdate(parts[1]!));
-      between();
-      out.push(await session.encryptUpdate(parts[2]!));
-      out.push(await session.encryptFinal());
-      return Buffer.concat(out);
-    },
+    steps: 'encrypt',
+    init: ({ session, key }) => session.encryptInit({ name: 'AES_CBC_PAD', iv }, key.aes),
     expected: (data) => {
       const c = createCipheriv('aes-256-cbc', AES, iv);
       return Buffer.concat([c.update(data), c.final()]);
@@ -135,16 +117,8 @@ const CASES: Case[] = [
   },
   {
     name: 'AES-GCM encryption',
-    async run({ session, key }, parts, between) {
-      const out: Buffer[] = [];
-      await session.encryptInit({ name: 'AES_GCM', iv: gcmIv }, key.aes);
-      out.push(await session.encryptUpdate(parts[0]!));
-      out.push(await session.encryptUpdate(parts[1]!));
-      between();
-      out.push(await session.encryptUpdate(parts[2]!));
-      out.push(await session.encryptFinal());
-      return Buffer.concat(out);
-    },
+    steps: 'encrypt',
+    init: ({ session, key }) => session.encryptInit({ name: 'AES_GCM', iv: gcmIv }, key.aes),
     expected: (data) => {
       const c = createCipheriv('aes-256-gcm', AES, gcmIv);
       return Buffer.concat([c.update(data), c.final(), c.getAuthTag()]);
@@ -152,14 +126,8 @@ const CASES: Case[] = [
   },
   {
     name: 'RSA PKCS#1 v1.5 signature (SHA256_RSA_PKCS)',
-    async run({ session, key }, parts, between) {
-      await session.signInit('SHA256_RSA_PKCS', key.rsa);
-      await session.signUpdate(parts[0]!);
-      await session.signUpdate(parts[1]!);
-      between();
-      await session.signUpdate(parts[2]!);
-      return session.signFinal();
-    },
+    steps: 'sign',
+    init: ({ session, key }) => session.signInit('SHA256_RSA_PKCS', key.rsa),
     expected: (data) => nodeSign('sha256', data, RSA),
   },
 ];
@@ -178,7 +146,7 @@ describe.each([
       await until(() => allActive(o.g), 'every member to serve', 30_000);
       const parts = [randomBytes(500), randomBytes(777), randomBytes(300)];
       const pid = primaryPid(o.g);
-      const result = await c.run(o, parts, () => fault(pid));
+      const result = await run(c, o, parts, () => fault(pid));
       expect(result, c.name).toEqual(c.expected(Buffer.concat(parts)));
     }
     // Each case failed the member its operation ran on, and nothing else failed.

@@ -4,19 +4,16 @@
  * Slice time is fake where a test needs to steer it; the calls themselves are real.
  */
 import { createCipheriv, createHmac, randomBytes } from 'node:crypto';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { MemberUnreachableError } from '../../src/errors/ha-error.js';
 import type { Handle } from '../../src/pkcs11/commands.js';
 import { pkcs11js } from '../../src/native/pkcs11js.js';
 import { toMechanism } from '../../src/pkcs11/mechanism-table.js';
 import { toRawTemplate } from '../../src/pkcs11/template-codec.js';
-import type { ProvisionedKey } from '../../src/testbed/provision.js';
-import type { Testbed, TestbedToken } from '../../src/testbed/softhsm-testbed.js';
-import { InProcessTransport, type InProcessCalls } from '../../src/transport/in-process-transport.js';
 import { InlineSlicer, eventLoopTurns, type SliceTiming } from '../../src/transport/inline-slicer.js';
-import { CommandFailedError, type TokenInfo } from '../../src/transport/transport.js';
+import { CommandFailedError } from '../../src/transport/transport.js';
 import { WorkerPool } from '../../src/transport/worker-pool.js';
-import { keyedToken } from '../helpers/keyed-token.js';
+import { inProcessToken } from '../helpers/in-process-token.js';
 
 /** Real turns of the event loop, but a clock that moves `step` ms at every reading (and `jump`s when told). */
 const steppingTime = (step: number): SliceTiming & { jump(ms: number): void } => {
@@ -31,47 +28,7 @@ const steppingTime = (step: number): SliceTiming & { jump(ms: number): void } =>
 };
 
 describe('InProcessTransport: inline calls', () => {
-  let bed: Testbed;
-  let token: TestbedToken;
-  let keys: Map<string, ProvisionedKey>;
-  const transports: InProcessTransport[] = [];
-
-  const open = async (calls: InProcessCalls, slicer?: InlineSlicer): Promise<{ t: InProcessTransport; info: TokenInfo }> => {
-    const t = new InProcessTransport({
-      member: token.label,
-      modulePath: token.modulePath,
-      moduleEnv: token.env,
-      token: { label: token.label },
-      threads: 2,
-      configPath: 'members[0]',
-      calls,
-      ...(slicer ? { slicer } : {}),
-    });
-    transports.push(t);
-    return { t, info: await t.connect() };
-  };
-  const sessionsOf = async (t: InProcessTransport, info: TokenInfo, n: number): Promise<Handle[]> => {
-    const sessions = await Promise.all(Array.from({ length: n }, () => t.execute({ op: 'openSession', slot: info.slot })));
-    try {
-      await t.execute({ op: 'login', session: sessions[0]!, userType: pkcs11js.CKU_USER, pin: token.userPin });
-    } catch (error) {
-      if (!(error instanceof CommandFailedError && error.wire.rv === pkcs11js.CKR_USER_ALREADY_LOGGED_IN)) throw error;
-    }
-    return sessions;
-  };
-  const find = async (t: InProcessTransport, session: Handle, kind: 'aes' | 'hmac'): Promise<{ key: Handle; value: Buffer }> => {
-    const k = keys.get(kind) as Extract<ProvisionedKey, { kind: 'aes' | 'hmac' }>;
-    const [key] = await t.execute({ op: 'findObjects', session, template: toRawTemplate({ label: k.label, class: 'secretKey' }) });
-    return { key: key!, value: k.value };
-  };
-
-  beforeAll(async () => {
-    ({ bed, token, keys } = await keyedToken('ip'));
-  });
-  afterAll(async () => {
-    await Promise.all(transports.map((t) => t.close()));
-    await bed?.dispose();
-  });
+  const { open, loggedIn: sessionsOf, secret: find } = inProcessToken('ip');
 
   it.each(['inline', 'threads'] as const)('gives the module\'s answers and its typed errors (calls %s)', async (calls) => {
     const { t, info } = await open(calls);

@@ -5,50 +5,15 @@
  * interleaved on two sessions each stay on their own session.
  */
 import { createCipheriv, createHash, createHmac, randomBytes } from 'node:crypto';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { pkcs11js } from '../../src/native/pkcs11js.js';
-import type { Command, CommandName, CommandResult, Handle } from '../../src/pkcs11/commands.js';
+import type { Command, CommandName, CommandResult } from '../../src/pkcs11/commands.js';
 import { toMechanism } from '../../src/pkcs11/mechanism-table.js';
-import { toRawTemplate } from '../../src/pkcs11/template-codec.js';
-import type { ProvisionedKey } from '../../src/testbed/provision.js';
-import type { Testbed, TestbedToken } from '../../src/testbed/softhsm-testbed.js';
-import { InProcessTransport, type InProcessCalls } from '../../src/transport/in-process-transport.js';
-import { CommandFailedError, NOT_NOW, type TokenInfo } from '../../src/transport/transport.js';
-import { keyedToken } from '../helpers/keyed-token.js';
+import { NOT_NOW } from '../../src/transport/transport.js';
+import { inProcessToken } from '../helpers/in-process-token.js';
 
 describe('InProcessTransport: steps of multi-part operations', () => {
-  let bed: Testbed;
-  let token: TestbedToken;
-  let keys: Map<string, ProvisionedKey>;
-  const transports: InProcessTransport[] = [];
-
-  const open = async (calls: InProcessCalls): Promise<{ t: InProcessTransport; info: TokenInfo }> => {
-    const t = new InProcessTransport({ member: token.label, modulePath: token.modulePath, moduleEnv: token.env, token: { label: token.label }, threads: 2, configPath: 'members[0]', calls });
-    transports.push(t);
-    return { t, info: await t.connect() };
-  };
-  const loggedIn = async (t: InProcessTransport, info: TokenInfo, n: number): Promise<Handle[]> => {
-    const sessions = await Promise.all(Array.from({ length: n }, () => t.execute({ op: 'openSession', slot: info.slot })));
-    try {
-      await t.execute({ op: 'login', session: sessions[0]!, userType: pkcs11js.CKU_USER, pin: token.userPin });
-    } catch (error) {
-      if (!(error instanceof CommandFailedError && error.wire.rv === pkcs11js.CKR_USER_ALREADY_LOGGED_IN)) throw error;
-    }
-    return sessions;
-  };
-  const secret = async (t: InProcessTransport, session: Handle, kind: 'aes' | 'hmac'): Promise<{ key: Handle; value: Buffer }> => {
-    const k = keys.get(kind) as Extract<ProvisionedKey, { kind: 'aes' | 'hmac' }>;
-    const [key] = await t.execute({ op: 'findObjects', session, template: toRawTemplate({ label: k.label, class: 'secretKey' }) });
-    return { key: key!, value: k.value };
-  };
-
-  beforeAll(async () => {
-    ({ bed, token, keys } = await keyedToken('mps'));
-  });
-  afterAll(async () => {
-    await Promise.all(transports.map((t) => t.close()));
-    await bed?.dispose();
-  });
+  const { open, loggedIn, secret } = inProcessToken('mps');
 
   it.each(['inline', 'threads'] as const)('carries Init, Updates and Final through execute and runNow, interleaved on two sessions (calls %s)', async (calls) => {
     const { t, info } = await open(calls);
