@@ -13,7 +13,18 @@
 
 // --- The group, its slot and sessions ---------------------------------------------------
 export { HaGroup } from './group/ha-group.js';
-export type { GroupConfig, MemberConfig, ResolvedMemberConfig, TransportKind, SchedulerName, KeyCreation } from './group/group-config.js';
+export type {
+  GroupConfig,
+  GroupFileConfig,
+  CodeOptions,
+  MemberConfig,
+  MemberOrder,
+  PinSource,
+  ResolvedMemberConfig,
+  TransportKind,
+  SchedulerName,
+  KeyCreation,
+} from './group/group-config.js';
 export type { AdminOptions } from './admin/admin-server.js';
 export type { GroupStatus, MemberStatus, ObjectDescription } from './group/group-status.js';
 export type { DomainInitResult } from './replication/domain-ceremony.js';

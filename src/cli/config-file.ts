@@ -1,10 +1,11 @@
 /**
  * Reads a group configuration file (`--config <file>`). The one place the CLI turns a
- * file into a `GroupConfig`: a JSON schema check plugs in here.
+ * file into a `GroupConfig`, checked by the same zod definition that gives the shipped JSON
+ * schema (src/group/config-schema.ts); `{ env }` and `{ file }` PINs are read when it is checked.
  */
 import { readFileSync } from 'node:fs';
 import { HaError } from '../errors/ha-error.js';
-import { resolveGroupConfig, type GroupConfig } from '../group/group-config.js';
+import { resolveGroupConfig, type GroupFileConfig } from '../group/group-config.js';
 
 /**
  * Reads, parses and validates a group configuration file.
@@ -12,7 +13,7 @@ import { resolveGroupConfig, type GroupConfig } from '../group/group-config.js';
  * @throws {@link HaError} `ERR_CONFIG` when the file cannot be read, is not JSON, or is not a valid
  * configuration (the message names the file and the bad value's path, never a PIN)
  */
-export function loadConfigFile(path: string): GroupConfig {
+export function loadConfigFile(path: string): GroupFileConfig {
   let text: string;
   try {
     text = readFileSync(path, 'utf8');
@@ -29,9 +30,9 @@ export function loadConfigFile(path: string): GroupConfig {
   }
   try {
     // Validated once here, so a mistake is told before any member is touched.
-    resolveGroupConfig(config as GroupConfig);
+    resolveGroupConfig(config as GroupFileConfig);
   } catch (error) {
     throw HaError.is(error) ? new HaError(error.code, `${path}: ${error.message}`) : error;
   }
-  return config as GroupConfig;
+  return config as GroupFileConfig;
 }

@@ -6,7 +6,7 @@
 import { AdminClient } from '../admin/admin-client.js';
 import { HaError } from '../errors/ha-error.js';
 import type { ResyncProgressEvent } from '../events/group-events.js';
-import type { MemberConfig } from '../group/group-config.js';
+import { resolveGroupConfig, type MemberConfig } from '../group/group-config.js';
 import type { GroupStatus } from '../group/group-status.js';
 import { HaGroup } from '../group/ha-group.js';
 import { loadConfigFile } from './config-file.js';
@@ -51,7 +51,8 @@ export async function openAccess(options: TargetOptions, login: LoginNeed): Prom
 }
 
 async function configAccess(config: ReturnType<typeof loadConfigFile>, login: LoginNeed): Promise<GroupAccess> {
-  const pin = config.members.find((m) => m.userPin !== undefined)?.userPin;
+  // A PIN may come from a variable or a file: the resolved config has read it.
+  const pin = resolveGroupConfig(config).members.find((m) => m.userPin !== undefined)?.userPin?.reveal();
   if (login === 'required' && pin === undefined) throw new HaError('ERR_CONFIG', 'this command logs in: give the members a userPin in the config');
   // The CLI's own group never serves an admin endpoint: the application's does.
   const group = await HaGroup.open({ ...config, admin: undefined });

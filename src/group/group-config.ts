@@ -3,6 +3,8 @@
  * validation. Every value has a default where one makes sense and every error names
  * the value's path and echoes the bad value (never a PIN).
  */
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import type { Clock } from '../clock/clock.js';
 import { systemClock } from '../clock/clock.js';
 import { ConfigError } from '../errors/ha-error.js';
@@ -19,6 +21,7 @@ import type { RecoveryPolicy } from '../recovery/recovery-loop.js';
 import type { MultipartMode } from '../slot/multipart-operation.js';
 import { DEFAULT_GROUP_REPLAY_BYTES, DEFAULT_OPERATION_REPLAY_BYTES } from '../slot/multipart-session.js';
 import { resolveAdminOptions, type AdminOptions } from '../admin/admin-server.js';
+import { groupFileSchema, memberFileSchema, parseWith, show, type InferredGroupFileConfig, type InferredMemberFileConfig } from './config-schema.js';
 
 /** The built-in load-balancing strategies, by name. */
 export type SchedulerName = 'least-busy' | 'peak-ewma';
@@ -26,7 +29,7 @@ export type SchedulerName = 'least-busy' | 'peak-ewma';
 /** Where members' modules run: a member host child process each, or this process. */
 export type TransportKind = 'host' | 'in-process';
 
-/** How a new token key reaches the members (see {@link GroupConfig.keyCreation}). */
+/** How a new token key reaches the members (see {@link GroupFileConfig.keyCreation}). */
 export type KeyCreation = 'parallel' | 'primary-first';
 
 /** One member as configured. */
@@ -40,34 +43,46 @@ export interface MemberConfig {
   /** Active members take load; standby members are kept current and take load only when no active member is left. @default 'active' */
   readonly role?: MemberRole;
   /** The security officer's PIN, for administrative work (the domain key ceremony). Never logged. */
-  readonly soPin?: string;
+  readonly soPin?: PinSource;
   /** The user PIN, used to log this member back in after it recovers. Never logged. */
-  readonly userPin?: string;
+  readonly userPin?: PinSource;
 }
 
-/** The configuration given to `HaGroup.open`. */
-export interface GroupConfig {
-  /** The members, in order: the first serving active member is the primary. */
+/**
+ * A PIN: the PIN itself, `{ env: 'NAME' }` (read from that environment variable) or
+ * `{ file: 'path' }` (the file's first line; a relative path is from the working directory).
+ * Variables and files are read when the configuration is resolved. Never printed.
+ */
+export type PinSource = string | { readonly env: string } | { readonly file: string };
+
+/**
+ * The order of the members: `'config'`, as written; or `{ clientId }`, the active members
+ * rotated by a stable hash (SHA-256) of the id, standbys keeping their places. The same client
+ * id always gives the same order, and different ids spread their primaries over the active
+ * members (Luna HA has each client's order set by hand).
+ */
+export type MemberOrder = 'config' | { readonly clientId: string };
+
+/**
+ * The part of a group configuration a JSON file can hold (`pkcs11-ha/config.schema.json`
+ * describes it; src/group/config-schema.ts defines and validates it).
+ */
+export interface GroupFileConfig {
+  /** The JSON schema of the file; ignored. */
+  readonly $schema?: string;
+  /** The members, in order: the first serving active member is the primary (see `memberOrder`). */
   readonly members: readonly MemberConfig[];
+  /** The order of the members. @default 'config' */
+  readonly memberOrder?: MemberOrder;
   /** Worker threads per in-process member. @default 2 */
   readonly threadsPerMember?: number;
   /** Most sessions (= commands in flight) per member. @default 32 */
   readonly maxSessionsPerMember?: number;
   /**
-   * The load-balancing strategy: a {@link Scheduler}, or a built-in one by name:
-   * `'least-busy'` (Luna's least-busy round-robin) or `'peak-ewma'` (power of two choices
-   * over a latency-aware cost). @default 'least-busy'
+   * The load-balancing strategy by name: `'least-busy'` (Luna's least-busy round-robin) or
+   * `'peak-ewma'` (power of two choices over a latency-aware cost). @default 'least-busy'
    */
-  readonly scheduler?: Scheduler | SchedulerName;
-  /** The clock for all timing. @default the system clock */
-  readonly clock?: Clock;
-  /**
-   * Builds a member's transport (called again for each reconnection); tests hand in
-   * fault-injecting ones. `makeDefault` builds what the group would have built from the
-   * `transport` option and its settings, for a factory that only wraps it.
-   * @default the `transport` option
-   */
-  readonly transportFactory?: (member: ResolvedMemberConfig, makeDefault: () => Transport) => Transport;
+  readonly scheduler?: SchedulerName;
   /**
    * Fewest members a new key must reach; a creation that would leave fewer copies
    * fails (and is rolled back) instead of pretending to be safe. @default 1
@@ -167,6 +182,32 @@ export interface GroupConfig {
   readonly admin?: AdminOptions;
 }
 
+/** The options only code can give: objects and functions a file cannot hold. */
+export interface CodeOptions {
+  /** The load-balancing strategy: a {@link Scheduler}, or a built-in one by name (see {@link GroupFileConfig.scheduler}). @default 'least-busy' */
+  readonly scheduler?: Scheduler | SchedulerName;
+  /** The clock for all timing. @default the system clock */
+  readonly clock?: Clock;
+  /**
+   * Builds a member's transport (called again for each reconnection); tests hand in
+   * fault-injecting ones. `makeDefault` builds what the group would have built from the
+   * `transport` option and its settings, for a factory that only wraps it.
+   * @default the `transport` option
+   */
+  readonly transportFactory?: (member: ResolvedMemberConfig, makeDefault: () => Transport) => Transport;
+}
+
+/** The configuration given to `HaGroup.open`: what a file can hold, and the options only code can give. */
+export interface GroupConfig extends Omit<GroupFileConfig, 'scheduler'>, CodeOptions {}
+
+// The interfaces above describe exactly what the zod definition accepts (a compile error otherwise).
+type Assert<T extends true> = T;
+type _FileConfigMatchesSchema = [
+  Assert<InferredGroupFileConfig extends GroupFileConfig ? true : false>,
+  Assert<InferredMemberFileConfig extends MemberConfig ? true : false>,
+  Assert<keyof GroupFileConfig extends keyof InferredGroupFileConfig ? true : false>,
+];
+
 /** A member's configuration after defaults and validation. */
 export interface ResolvedMemberConfig {
   readonly name: string;
@@ -206,32 +247,34 @@ export interface ResolvedGroupConfig {
   readonly admin: AdminOptions | undefined;
 }
 
-/** Echoes a bad value for an error message, with anything that looks like a PIN redacted. */
-const show = (value: unknown): string => {
-  try {
-    return JSON.stringify(value, (key, v: unknown) => (/pin|secret|password/i.test(key) ? '<redacted>' : v)) ?? String(value);
-  } catch {
-    return typeof value;
-  }
-};
-
 function isObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
-function integer(value: unknown, path: string, min: number, max: number, fallback: number): number {
+function integer(value: number | undefined, path: string, min: number, max: number, fallback: number): number {
   if (value === undefined) return fallback;
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
-    throw new ConfigError(path, `must be an integer from ${min} to ${max}, got ${show(value)}`);
-  }
+  if (!Number.isInteger(value) || value < min || value > max) throw new ConfigError(path, `must be an integer from ${min} to ${max}, got ${show(value)}`);
   return value;
 }
 
-function pin(value: unknown, path: string): Secret | undefined {
-  if (value === undefined) return undefined;
-  // Never echo a PIN, not even a malformed one.
-  if (typeof value !== 'string' || value.length === 0) throw new ConfigError(path, `must be a non-empty string, got a ${typeof value}`);
-  return Secret.of(value);
+/** Reads a PIN from its source. Errors name where it was to come from, never what it is. */
+function pin(source: PinSource | undefined, path: string): Secret | undefined {
+  if (source === undefined) return undefined;
+  if (typeof source === 'string') return Secret.of(source);
+  if ('env' in source) {
+    const value = process.env[source.env];
+    if (value === undefined || value === '') throw new ConfigError(`${path}.env`, `environment variable ${source.env} is not set or empty`);
+    return Secret.of(value);
+  }
+  let text: string;
+  try {
+    text = readFileSync(source.file, 'utf8');
+  } catch (error) {
+    throw new ConfigError(`${path}.file`, `cannot read ${show(source.file)} (${(error as NodeJS.ErrnoException).code ?? 'error'})`);
+  }
+  const first = text.split(/\r?\n/, 1)[0] ?? '';
+  if (first === '') throw new ConfigError(`${path}.file`, `${show(source.file)} holds no PIN on its first line`);
+  return Secret.of(first);
 }
 
 /** The transport options every kind of transport takes for a member (what to load, which token, how many threads). */
@@ -239,165 +282,110 @@ export function transportOptions(m: ResolvedMemberConfig): InProcessTransportOpt
   return { member: m.name, modulePath: m.modulePath, moduleEnv: m.moduleEnv, token: m.token, threads: m.threads, configPath: m.path };
 }
 
-/**
- * Validates one member's configuration (also for `group.addMember`).
- * @throws {@link ConfigError} naming the first bad value
- */
-export function memberConfig(raw: unknown, index: number, threads: number): ResolvedMemberConfig {
-  const path = `members[${index}]`;
-  if (!isObject(raw)) throw new ConfigError(path, `must be an object, got ${show(raw)}`);
-  const allowed = new Set(['name', 'module', 'token', 'role', 'soPin', 'userPin']);
-  for (const key of Object.keys(raw)) if (!allowed.has(key)) throw new ConfigError(`${path}.${key}`, `unknown option (known: ${[...allowed].join(', ')})`);
-
-  let modulePath: unknown;
-  let moduleEnv: unknown = {};
-  if (typeof raw.module === 'string') modulePath = raw.module;
-  else if (isObject(raw.module)) ({ path: modulePath, env: moduleEnv = {} } = raw.module);
-  else throw new ConfigError(`${path}.module`, `must be a path or { path, env }, got ${show(raw.module)}`);
-  if (typeof modulePath !== 'string' || modulePath.length === 0) throw new ConfigError(`${path}.module.path`, `must be a non-empty string, got ${show(modulePath)}`);
-  if (!isObject(moduleEnv) || !Object.values(moduleEnv).every((v) => typeof v === 'string')) {
-    throw new ConfigError(`${path}.module.env`, `must map names to strings, got ${show(moduleEnv)}`);
-  }
-
-  const token = raw.token;
-  let selector: TokenSelector;
-  if (isObject(token) && typeof token.label === 'string' && token.label.length > 0 && token.serial === undefined) selector = { label: token.label };
-  else if (isObject(token) && typeof token.serial === 'string' && token.serial.length > 0 && token.label === undefined) selector = { serial: token.serial };
-  else throw new ConfigError(`${path}.token`, `must be { label } or { serial } (one of them, non-empty), got ${show(token)}`);
-
-  const role = raw.role ?? 'active';
-  if (role !== 'active' && role !== 'standby') throw new ConfigError(`${path}.role`, `must be 'active' or 'standby', got ${show(role)}`);
-
-  const name = raw.name ?? ('label' in selector ? selector.label : selector.serial);
-  if (typeof name !== 'string' || name.length === 0) throw new ConfigError(`${path}.name`, `must be a non-empty string, got ${show(name)}`);
-
+function resolveMember(m: MemberConfig, index: number, threads: number, path = `members[${index}]`): ResolvedMemberConfig {
+  const token: TokenSelector = 'label' in m.token ? { label: m.token.label } : { serial: m.token.serial };
   return {
-    name,
+    name: m.name ?? ('label' in token ? token.label : token.serial),
     index,
-    modulePath,
-    moduleEnv: moduleEnv as Record<string, string>,
-    token: selector,
-    role,
-    soPin: pin(raw.soPin, `${path}.soPin`),
-    userPin: pin(raw.userPin, `${path}.userPin`),
+    modulePath: typeof m.module === 'string' ? m.module : m.module.path,
+    moduleEnv: typeof m.module === 'string' ? {} : { ...m.module.env },
+    token,
+    role: m.role ?? 'active',
+    soPin: pin(m.soPin, `${path}.soPin`),
+    userPin: pin(m.userPin, `${path}.userPin`),
     threads,
     path,
   };
 }
 
 /**
- * Validates a configuration and fills in defaults.
+ * Validates one member's configuration (also for `group.addMember`).
+ * @throws {@link ConfigError} naming the first bad value
+ */
+export function memberConfig(raw: unknown, index: number, threads: number): ResolvedMemberConfig {
+  return resolveMember(parseWith(memberFileSchema, raw, `members[${index}]`), index, threads);
+}
+
+/** Where in `0..n-1` a client id's member order starts: a stable hash (SHA-256) of the id. */
+export function memberOrderShift(clientId: string, n: number): number {
+  return n <= 1 ? 0 : createHash('sha256').update(clientId, 'utf8').digest().readUInt32BE(0) % n;
+}
+
+/** The members in the order `order` asks: the active ones rotated for a client id, standbys in place. */
+function ordered(members: readonly ResolvedMemberConfig[], order: MemberOrder | undefined): ResolvedMemberConfig[] {
+  if (order === undefined || order === 'config') return [...members];
+  const active = members.filter((m) => m.role === 'active');
+  const shift = memberOrderShift(order.clientId, active.length);
+  const rotated = [...active.slice(shift), ...active.slice(0, shift)];
+  let next = 0;
+  return members.map((m, index) => ({ ...(m.role === 'active' ? rotated[next++]! : m), index }));
+}
+
+/**
+ * Validates a configuration and fills in defaults. PINs given as `{ env }` or `{ file }` are read here.
  * @throws {@link ConfigError} naming the first bad value
  */
 export function resolveGroupConfig(config: GroupConfig): ResolvedGroupConfig {
   if (!isObject(config)) throw new ConfigError('config', `must be an object, got ${show(config)}`);
-  const allowed = new Set([
-    'members',
-    'threadsPerMember',
-    'maxSessionsPerMember',
-    'scheduler',
-    'clock',
-    'transportFactory',
-    'minReplicas',
-    'unextractableKeys',
-    'keyCreation',
-    'hostCalls',
-    'inProcessCalls',
-    'journalPath',
-    'transport',
-    'deadlineMs',
-    'ceilingMs',
-    'heartbeatIntervalMs',
-    'recovery',
-    'demoteStandbys',
-    'multipart',
-    'multipartReplay',
-    'admin',
-  ]);
-  for (const key of Object.keys(config)) if (!allowed.has(key)) throw new ConfigError(key, `unknown option (known: ${[...allowed].join(', ')})`);
-  if (!Array.isArray(config.members) || config.members.length === 0) {
-    throw new ConfigError('members', `must be a non-empty array, got ${show(config.members)}`);
-  }
-  if (config.members.length > 64) throw new ConfigError('members', `at most 64 members, got ${config.members.length}`);
-  const threads = integer(config.threadsPerMember, 'threadsPerMember', 1, 64, 2);
-  const members = config.members.map((m, i) => memberConfig(m, i, threads));
+  const { clock: clockRaw, transportFactory, scheduler: schedulerRaw, ...rest } = config;
+  // What a file can hold goes through the schema; a Scheduler object is checked below.
+  const fileRaw: Record<string, unknown> = { ...rest };
+  if (schedulerRaw !== undefined && !isObject(schedulerRaw)) fileRaw.scheduler = schedulerRaw;
+  if (isObject(rest.recovery) && rest.recovery.maxAttempts === Infinity) fileRaw.recovery = { ...rest.recovery, maxAttempts: undefined };
+  const file: GroupFileConfig = parseWith(groupFileSchema, fileRaw);
+
+  const threads = file.threadsPerMember ?? 2;
   const names = new Set<string>();
-  for (const m of members) {
-    if (names.has(m.name)) throw new ConfigError(`${m.path}.name`, `duplicate member name ${show(m.name)}`);
-    names.add(m.name);
-  }
-  const clock = config.clock ?? systemClock;
-  const named = config.scheduler ?? 'least-busy';
-  if (typeof named === 'string' && named !== 'least-busy' && named !== 'peak-ewma') {
-    throw new ConfigError('scheduler', `must be 'least-busy', 'peak-ewma' or a Scheduler, got ${show(named)}`);
-  }
-  // The latency-aware strategy decays with the group's clock: the router times commands with it.
-  const scheduler = named === 'least-busy' ? new LeastBusyScheduler() : named === 'peak-ewma' ? new PeakEwmaScheduler({ clock }) : named;
-  if (typeof scheduler?.pick !== 'function') throw new ConfigError('scheduler', `must have a pick(candidates) method, got ${show(scheduler)}`);
+  const inConfigOrder = file.members.map((m, i) => {
+    const member = resolveMember(m, i, threads);
+    if (names.has(member.name)) throw new ConfigError(`${member.path}.name`, `duplicate member name ${show(member.name)}`);
+    names.add(member.name);
+    return member;
+  });
+  const members = ordered(inConfigOrder, file.memberOrder);
+
+  const clock = clockRaw ?? systemClock;
   if (typeof clock?.now !== 'function' || typeof clock.setTimeout !== 'function' || typeof clock.clearTimeout !== 'function') {
     throw new ConfigError('clock', `must have now, setTimeout and clearTimeout, got ${show(clock)}`);
   }
-  if (config.transportFactory !== undefined && typeof config.transportFactory !== 'function') {
-    throw new ConfigError('transportFactory', `must be a function, got ${show(config.transportFactory)}`);
+  const named = schedulerRaw ?? 'least-busy';
+  // The latency-aware strategy decays with the group's clock: the router times commands with it.
+  const scheduler = named === 'least-busy' ? new LeastBusyScheduler() : named === 'peak-ewma' ? new PeakEwmaScheduler({ clock }) : named;
+  if (typeof scheduler?.pick !== 'function') throw new ConfigError('scheduler', `must have a pick(candidates) method, got ${show(scheduler)}`);
+  if (transportFactory !== undefined && typeof transportFactory !== 'function') {
+    throw new ConfigError('transportFactory', `must be a function, got ${show(transportFactory)}`);
   }
-  const unextractableKeys = config.unextractableKeys ?? 'wrap-with-trusted';
-  if (unextractableKeys !== 'wrap-with-trusted' && unextractableKeys !== 'reject') {
-    throw new ConfigError('unextractableKeys', `must be 'wrap-with-trusted' or 'reject', got ${show(unextractableKeys)}`);
-  }
-  if (config.journalPath !== undefined && (typeof config.journalPath !== 'string' || config.journalPath.length === 0)) {
-    throw new ConfigError('journalPath', `must be a non-empty path, got ${show(config.journalPath)}`);
-  }
-  const transport = config.transport ?? 'host';
-  if (transport !== 'host' && transport !== 'in-process') throw new ConfigError('transport', `must be 'host' or 'in-process', got ${show(transport)}`);
-  const deadlineMs = integer(config.deadlineMs, 'deadlineMs', 1, 3_600_000, 20_000);
-  const ceilingMs = integer(config.ceilingMs, 'ceilingMs', deadlineMs, 86_400_000, Math.max(120_000, deadlineMs));
+
+  const deadlineMs = file.deadlineMs ?? 20_000;
+  const ceilingMs = integer(file.ceilingMs, 'ceilingMs', deadlineMs, 86_400_000, Math.max(120_000, deadlineMs));
   // A host's first heartbeat comes one to two intervals after a command starts, and the
   // deadline counts from the start: an interval of at most a third leaves a margin.
   const maxInterval = Math.max(1, Math.floor(deadlineMs / 3));
-  const heartbeatIntervalMs = integer(config.heartbeatIntervalMs, 'heartbeatIntervalMs', 1, maxInterval, Math.min(1000, maxInterval));
-  const recoveryRaw: unknown = config.recovery ?? {};
-  if (!isObject(recoveryRaw)) throw new ConfigError('recovery', `must be an object, got ${show(recoveryRaw)}`);
-  for (const key of Object.keys(recoveryRaw)) if (key !== 'intervalMs' && key !== 'maxAttempts') throw new ConfigError(`recovery.${key}`, 'unknown option (known: intervalMs, maxAttempts)');
-  const maxAttempts = recoveryRaw.maxAttempts === Infinity ? Infinity : integer(recoveryRaw.maxAttempts, 'recovery.maxAttempts', 0, 1_000_000_000, 0) || (recoveryRaw.maxAttempts === undefined ? Infinity : 0);
-  const recovery: RecoveryPolicy = { intervalMs: integer(recoveryRaw.intervalMs, 'recovery.intervalMs', 1, 86_400_000, 5000), maxAttempts };
-  const hostCalls = config.hostCalls ?? 'inline';
-  if (hostCalls !== 'inline' && hostCalls !== 'threads') throw new ConfigError('hostCalls', `must be 'inline' or 'threads', got ${show(hostCalls)}`);
-  const inProcessCalls = config.inProcessCalls ?? 'inline';
-  if (inProcessCalls !== 'inline' && inProcessCalls !== 'threads') throw new ConfigError('inProcessCalls', `must be 'inline' or 'threads', got ${show(inProcessCalls)}`);
-  const keyCreation = config.keyCreation ?? 'parallel';
-  if (keyCreation !== 'parallel' && keyCreation !== 'primary-first') {
-    throw new ConfigError('keyCreation', `must be 'parallel' or 'primary-first', got ${show(keyCreation)}`);
-  }
-  if (config.demoteStandbys !== undefined && typeof config.demoteStandbys !== 'boolean') throw new ConfigError('demoteStandbys', `must be a boolean, got ${show(config.demoteStandbys)}`);
-  const multipart = config.multipart ?? 'primary';
-  if (multipart !== 'primary' && multipart !== 'least-busy') throw new ConfigError('multipart', `must be 'primary' or 'least-busy', got ${show(multipart)}`);
-  const replayRaw: unknown = config.multipartReplay ?? {};
-  if (!isObject(replayRaw)) throw new ConfigError('multipartReplay', `must be an object, got ${show(replayRaw)}`);
-  for (const key of Object.keys(replayRaw)) if (key !== 'operationBytes' && key !== 'groupBytes') throw new ConfigError(`multipartReplay.${key}`, 'unknown option (known: operationBytes, groupBytes)');
-  const multipartReplay = {
-    operationBytes: integer(replayRaw.operationBytes, 'multipartReplay.operationBytes', 0, 2 ** 32, DEFAULT_OPERATION_REPLAY_BYTES),
-    groupBytes: integer(replayRaw.groupBytes, 'multipartReplay.groupBytes', 0, 2 ** 40, DEFAULT_GROUP_REPLAY_BYTES),
-  };
+  const heartbeatIntervalMs = integer(file.heartbeatIntervalMs, 'heartbeatIntervalMs', 1, maxInterval, Math.min(1000, maxInterval));
+  const recovery: RecoveryPolicy = { intervalMs: file.recovery?.intervalMs ?? 5000, maxAttempts: file.recovery?.maxAttempts ?? Infinity };
   return {
-    multipart,
-    multipartReplay,
+    multipart: file.multipart ?? 'primary',
+    multipartReplay: {
+      operationBytes: file.multipartReplay?.operationBytes ?? DEFAULT_OPERATION_REPLAY_BYTES,
+      groupBytes: file.multipartReplay?.groupBytes ?? DEFAULT_GROUP_REPLAY_BYTES,
+    },
     members,
-    transport,
+    transport: file.transport ?? 'host',
     deadlineMs,
     ceilingMs,
     heartbeatIntervalMs,
     recovery,
-    demoteStandbys: config.demoteStandbys ?? true,
-    maxSessionsPerMember: integer(config.maxSessionsPerMember, 'maxSessionsPerMember', 1, 4096, 32),
+    demoteStandbys: file.demoteStandbys ?? true,
+    maxSessionsPerMember: file.maxSessionsPerMember ?? 32,
     scheduler,
     clock,
-    transportFactory: config.transportFactory,
-    minReplicas: integer(config.minReplicas, 'minReplicas', 1, members.length, 1),
-    unextractableKeys,
-    keyCreation,
-    hostCalls,
-    inProcessCalls,
-    journalPath: config.journalPath,
-    admin: resolveAdminOptions(config.admin),
+    transportFactory,
+    minReplicas: integer(file.minReplicas, 'minReplicas', 1, members.length, 1),
+    unextractableKeys: file.unextractableKeys ?? 'wrap-with-trusted',
+    keyCreation: file.keyCreation ?? 'parallel',
+    hostCalls: file.hostCalls ?? 'inline',
+    inProcessCalls: file.inProcessCalls ?? 'inline',
+    journalPath: file.journalPath,
+    admin: resolveAdminOptions(file.admin),
   };
 }

@@ -1,0 +1,189 @@
+/**
+ * The file-expressible part of a group configuration, defined once with zod: the same
+ * definition validates a config (`parseFileConfig`, mapped to {@link ConfigError}s that
+ * name the value's path and echo it, never a PIN) and gives the JSON schema shipped as
+ * `pkcs11-ha/config.schema.json` (`configJsonSchema`, written by `npm run schema`).
+ * Options a file cannot hold (clock, transportFactory, a Scheduler object) are checked by
+ * hand in group-config.ts.
+ */
+import { z } from 'zod';
+import { ConfigError } from '../errors/ha-error.js';
+
+/** Where the generated schema claims to live (its `$id`). */
+export const CONFIG_SCHEMA_ID = 'https://unpkg.com/pkcs11-ha/schema/pkcs11-ha.config.schema.json';
+
+/** Keys whose values are never echoed: PINs and the like. */
+const SECRET_KEY = /pin|secret|password/i;
+
+/** Echoes a bad value for an error message, with anything that looks like a PIN redacted. */
+export const show = (value: unknown): string => {
+  try {
+    return JSON.stringify(value, (key, v: unknown) => (SECRET_KEY.test(key) ? '<redacted>' : v)) ?? String(value);
+  } catch {
+    return typeof value;
+  }
+};
+
+const must = (what: string) => ({ error: `must be ${what}` });
+const nonEmpty = (what = 'a non-empty string') => z.string(must(what)).min(1, must(what));
+const int = (min: number, max: number) => {
+  const m = must(`an integer from ${min} to ${max}`);
+  return z.number(m).int(m).min(min, m).max(max, m);
+};
+const oneOf = <const T extends readonly [string, ...string[]]>(values: T, extra?: string) => {
+  const all = [...values.map((v) => `'${v}'`), ...(extra === undefined ? [] : [extra])];
+  return z.enum(values, must(all.length > 1 ? `${all.slice(0, -1).join(', ')} or ${all.at(-1)}` : all[0]!));
+};
+
+/** A strict object: an unknown key is refused, naming the keys it knows (and `alsoKnown`, checked elsewhere). */
+function options<T extends z.ZodRawShape>(shape: T, what: string, alsoKnown: readonly string[] = []) {
+  const known = [...Object.keys(shape), ...alsoKnown].join(', ');
+  return z.strictObject(shape, { error: (issue) => (issue.code === 'unrecognized_keys' ? `unknown option (known: ${known})` : `must be ${what}`) });
+}
+
+/** A PIN: inline, from an environment variable, or from a file (read when the config is resolved). */
+const pinSource = (what: string) =>
+  z
+    .union([nonEmpty(), options({ env: nonEmpty('a variable name') }, '{ env }'), options({ file: nonEmpty('a path') }, '{ file }')], must('a non-empty string, { env: NAME } or { file: path }'))
+    .describe(`${what}: the PIN itself, { "env": "NAME" } (an environment variable) or { "file": "path" } (its first line; relative to the working directory). Never printed.`);
+
+/** One member as a file holds it. */
+export const memberFileSchema = options(
+  {
+    name: nonEmpty().optional().describe('A unique name for logs, events and status. Default: the token label or serial.'),
+    module: z
+      .union([nonEmpty('a path'), options({ path: nonEmpty(), env: z.record(z.string(must('a map of names to strings')), z.string(must('a map of names to strings')), must('a map of names to strings')).optional() }, '{ path, env }')], must('a path or { path, env }'))
+      .describe('The PKCS#11 module: a path, or { path, env } with the environment it reads at C_Initialize.'),
+    token: z
+      .union([options({ label: nonEmpty() }, '{ label }'), options({ serial: nonEmpty() }, '{ serial }')], must('{ label } or { serial } (one of them, non-empty)'))
+      .describe('Which token of the module: { label } or { serial }.'),
+    role: oneOf(['active', 'standby']).optional().describe('Active members take load; standby members only when no active member is left. Default: active.'),
+    soPin: pinSource('The security officer PIN (the domain key ceremony)').optional(),
+    userPin: pinSource('The user PIN, to log this member back in after it recovers').optional(),
+  },
+  'an object',
+);
+
+/** The options of a group configuration that code alone can give. */
+export const CODE_ONLY_OPTIONS = ['clock', 'transportFactory'] as const;
+
+/** A group configuration as a file holds it. */
+export const groupFileSchema = options(
+  {
+    $schema: z.string(must('a string')).optional().describe('The JSON schema of this file (ignored).'),
+    members: z.array(memberFileSchema, must('a non-empty array')).min(1, must('a non-empty array')).max(64, must('at most 64 members')).describe('The members, in order: the first serving active member is the primary (see memberOrder).'),
+    memberOrder: z
+      .union([z.literal('config'), options({ clientId: nonEmpty() }, '{ clientId }')], must("'config' or { clientId }"))
+      .optional()
+      .describe("'config': the order written (default). { clientId }: the active members rotated by a stable hash of the id, so that clients spread their primaries over the members; the same id always gives the same order."),
+    threadsPerMember: int(1, 64).optional().describe('Worker threads per member. Default: 2.'),
+    maxSessionsPerMember: int(1, 4096).optional().describe('Most sessions (commands in flight) per member. Default: 32.'),
+    scheduler: oneOf(['least-busy', 'peak-ewma'], 'a Scheduler').optional().describe('The load-balancing strategy. Default: least-busy.'),
+    minReplicas: int(1, 64).optional().describe('Fewest members a new key must reach (at most the member count). Default: 1.'),
+    unextractableKeys: oneOf(['wrap-with-trusted', 'reject']).optional().describe('What a request for CKA_EXTRACTABLE=false gets. Default: wrap-with-trusted.'),
+    keyCreation: oneOf(['parallel', 'primary-first']).optional().describe('How a new token key reaches the members. Default: parallel.'),
+    hostCalls: oneOf(['inline', 'threads']).optional().describe("Where a member host makes short cryptographic calls. Default: inline."),
+    inProcessCalls: oneOf(['inline', 'threads']).optional().describe('Where an in-process member makes short cryptographic calls. Default: inline.'),
+    journalPath: nonEmpty('a non-empty path').optional().describe('File keeping what members owe across restarts. Default: in memory only.'),
+    transport: oneOf(['host', 'in-process']).optional().describe('Where members\' modules run. Default: host.'),
+    deadlineMs: int(1, 3_600_000).optional().describe('A command with no answer (and no heartbeat) for this long fails its member (ms). Default: 20000.'),
+    ceilingMs: int(1, 86_400_000).optional().describe('No command lives longer than this (ms); at least deadlineMs. Default: 120000.'),
+    heartbeatIntervalMs: int(1, 1_200_000).optional().describe('Heartbeat interval of a member host (ms); at most a third of deadlineMs. Default: 1000.'),
+    recovery: options(
+      {
+        intervalMs: int(1, 86_400_000).optional().describe('Time between a failure and the next attempt (ms). Default: 5000.'),
+        maxAttempts: int(0, 1_000_000_000).optional().describe('Most automatic attempts per failure; 0 = off. Default: no limit.'),
+      },
+      'an object',
+    ).optional(),
+    demoteStandbys: z.boolean(must('a boolean')).optional().describe('Whether promoted standby members go back to standby when an active member serves again. Default: true.'),
+    multipart: oneOf(['primary', 'least-busy']).optional().describe('Where multi-part operations run. Default: primary.'),
+    multipartReplay: options(
+      {
+        operationBytes: int(0, 2 ** 32).optional().describe('Bytes one operation keeps for a replay (0 = off). Default: 1048576.'),
+        groupBytes: int(0, 2 ** 40).optional().describe('Bytes all operations keep at once. Default: 4194304.'),
+      },
+      'an object',
+    ).optional(),
+    admin: options({ socket: nonEmpty('a non-empty path') }, '{ socket: <path> }').optional().describe('An admin endpoint for the pkcs11-ha CLI: a Unix socket, mode 0600. Default: none.'),
+  },
+  'an object',
+  CODE_ONLY_OPTIONS,
+).meta({ $id: CONFIG_SCHEMA_ID, title: 'pkcs11-ha group configuration' });
+
+/** What zod infers a file config to be (group-config.ts checks its interfaces against it). */
+export type InferredGroupFileConfig = z.input<typeof groupFileSchema>;
+export type InferredMemberFileConfig = z.input<typeof memberFileSchema>;
+
+type Issue = z.core.$ZodIssue;
+
+/** `['members', 1, 'role']` -> `members[1].role`, under `prefix`. */
+function pathText(prefix: string, path: readonly PropertyKey[]): string {
+  let out = prefix;
+  for (const p of path) out += typeof p === 'number' ? `[${p}]` : out === '' ? String(p) : `.${String(p)}`;
+  return out === '' ? 'config' : out;
+}
+
+/** The value at `path` inside `root`. */
+function at(root: unknown, path: readonly PropertyKey[]): unknown {
+  let v = root;
+  for (const p of path) v = typeof v === 'object' && v !== null ? (v as Record<PropertyKey, unknown>)[p] : undefined;
+  return v;
+}
+
+/**
+ * The issue to report for a union: the one of the branch that took the value's shape (its
+ * issue lies deeper than the union), else the union's own.
+ */
+function deepest(issue: Issue): { issue: Issue; path: PropertyKey[] } {
+  if (issue.code === 'invalid_union') {
+    const branch = issue.errors.find((b) => b.some((i) => i.path.length > 0));
+    if (branch !== undefined) {
+      const inner = deepest(first(branch));
+      return { issue: inner.issue, path: [...issue.path, ...inner.path] };
+    }
+  }
+  return { issue, path: [...issue.path] };
+}
+
+/** The issue to report of several: the first, or an unknown key in an object on its way (a typo, more likely than a missing option). */
+function first(issues: readonly Issue[]): Issue {
+  const head = issues[0]!;
+  const within = (i: Issue) => i.path.length <= head.path.length && i.path.every((p, k) => p === head.path[k]);
+  return issues.find((i) => i.code === 'unrecognized_keys' && within(i)) ?? head;
+}
+
+/** Values reported as a whole (a token selector, a module env), with what they must be: their parts make no sense alone. */
+const WHOLE: Readonly<Record<string, string>> = { token: 'must be { label } or { serial } (one of them, non-empty)', env: 'must be a map of names to strings' };
+
+/** The first zod issue as a ConfigError naming its path and echoing its value (a PIN's redacted). */
+export function toConfigError(issue: Issue, root: unknown, prefix = ''): ConfigError {
+  const deep = deepest(issue);
+  const found = deep.issue;
+  let path = deep.path;
+  const whole = path.findIndex((p, i) => typeof p === 'string' && Object.hasOwn(WHOLE, p) && !(p === 'env' && SECRET_KEY.test(String(path[i - 1]))));
+  let message = found.message;
+  if (whole >= 0 && (whole < path.length - 1 || found.code === 'unrecognized_keys')) {
+    path = path.slice(0, whole + 1);
+    message = WHOLE[path[whole] as string]!;
+  } else if (found.code === 'unrecognized_keys') return new ConfigError(pathText(prefix, [...path, found.keys[0]!]), message);
+  const value = at(root, path);
+  const secret = path.some((p) => typeof p === 'string' && SECRET_KEY.test(p));
+  const got = secret ? `<redacted ${Array.isArray(value) ? 'array' : typeof value}>` : found.code === 'too_big' && Array.isArray(value) ? String(value.length) : show(value);
+  return new ConfigError(pathText(prefix, path), `${message}, got ${got}`);
+}
+
+/**
+ * Validates `raw` against `schema`.
+ * @throws {@link ConfigError} naming the first bad value (`prefix` leads its path)
+ */
+export function parseWith<S extends z.ZodType>(schema: S, raw: unknown, prefix = ''): z.output<S> {
+  const result = schema.safeParse(raw);
+  if (!result.success) throw toConfigError(first(result.error.issues), raw, prefix);
+  return result.data;
+}
+
+/** The JSON schema of a group configuration file, as `npm run schema` writes it. */
+export function configJsonSchemaText(): string {
+  return `${JSON.stringify(z.toJSONSchema(groupFileSchema, { target: 'draft-2020-12', io: 'input' }), null, 2)}\n`;
+}
