@@ -16,7 +16,7 @@ import type { Command, CommandName, CommandResult } from '../pkcs11/commands.js'
 import { SECRET_BYTES, type HostStats } from '../rpc/host-protocol.js';
 import { RpcClient } from '../rpc/rpc-client.js';
 import type { InProcessTransportOptions } from '../transport/in-process-transport.js';
-import type { CommandFailedError, TokenInfo, Transport } from '../transport/transport.js';
+import type { TokenInfo, Transport } from '../transport/transport.js';
 import type { EmulatedCapacity, HostCalls } from './host-ipc.js';
 import { HostProcess } from './host-process.js';
 

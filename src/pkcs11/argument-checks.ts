@@ -93,3 +93,16 @@ export function closest(given: string, known: Iterable<string>): string | undefi
   const limit = g.length <= 3 ? 1 : Math.max(2, Math.floor(g.length / 3));
   return bestDistance <= limit ? best : undefined;
 }
+
+/**
+ * A CK_ULONG given as a number or by one of `table`'s names. A name the table lacks
+ * throws what `unknown` makes of it and the closest known name; anything else gives
+ * undefined (the caller says what it expected).
+ */
+export function ulongOrName(value: unknown, table: ReadonlyMap<string, number>, unknown: (name: string, suggestion: string | undefined) => Error): number | undefined {
+  if (isUlong(value)) return value;
+  if (typeof value !== 'string') return undefined;
+  const n = table.get(value);
+  if (n !== undefined) return n;
+  throw unknown(value, closest(value, table.keys()));
+}

@@ -10,7 +10,7 @@
 import os from 'node:os';
 import type { ECDH1, GcmParams, Mechanism, RsaOAEP, RsaPSS } from 'pkcs11js';
 import { InvalidArgumentError } from '../errors/ha-error.js';
-import { closest, describeType, isBytes, isPlainObject, isUlong, ownBuffer, quote } from './argument-checks.js';
+import { describeType, isBytes, isPlainObject, isUlong, ownBuffer, quote, ulongOrName } from './argument-checks.js';
 import { constantsWithPrefix, pkcs11js, type ConstantName } from '../native/pkcs11js.js';
 
 /** pkcs11js has no CKZ_DATA_SPECIFIED (value from pkcs11t.h). */
@@ -117,16 +117,13 @@ function ulong(what: string, field: string, value: unknown, check: (n: number) =
 
 /** A CK_ULONG given by number or by name from `table`. */
 function named(what: string, field: string, value: unknown, table: ReadonlyMap<string, number>, prefix: string): number {
-  if (isUlong(value)) return value;
-  if (typeof value === 'string') {
-    const n = table.get(value);
-    if (n !== undefined) return n;
-    const suggestion = closest(value, table.keys());
-    throw new InvalidArgumentError(
-      `${what}: ${field} ${quote(value)} is unknown; ` +
+  const n = ulongOrName(value, table, (name, suggestion) =>
+    new InvalidArgumentError(
+      `${what}: ${field} ${quote(name)} is unknown; ` +
         (suggestion ? `did you mean ${quote(suggestion)}?` : `expected one of ${[...table.keys()].join(', ')} or a ${prefix}* number`),
-    );
-  }
+    ),
+  );
+  if (n !== undefined) return n;
   throw new InvalidArgumentError(`${what}: ${field} must be a name or a ${prefix}* number in 0..0xffffffff, ${received(value)}`);
 }
 

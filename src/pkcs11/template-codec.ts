@@ -13,7 +13,7 @@
  */
 import os from 'node:os';
 import { InvalidArgumentError } from '../errors/ha-error.js';
-import { closest, describeType, isBytes, isPlainObject, isUlong, ownBuffer, quote } from './argument-checks.js';
+import { describeType, isBytes, isPlainObject, isUlong, ownBuffer, quote, ulongOrName } from './argument-checks.js';
 import {
   ATTRIBUTE_FIELDS,
   ATTRIBUTE_NAMES,
@@ -235,16 +235,13 @@ function encodeField(field: AttributeField, value: unknown): number | boolean | 
     case 'class':
     case 'keyType': {
       const table: ReadonlyMap<string, number> = field.kind === 'class' ? OBJECT_CLASSES : KEY_TYPES;
-      if (isUlong(value)) return value;
-      if (typeof value === 'string') {
-        const n = table.get(value);
-        if (n !== undefined) return n;
-        const suggestion = closest(value, table.keys());
-        throw new InvalidArgumentError(
-          `${at}: unknown ${field.kind === 'class' ? 'object class' : 'key type'} ${quote(value)}` +
+      const n = ulongOrName(value, table, (name, suggestion) =>
+        new InvalidArgumentError(
+          `${at}: unknown ${field.kind === 'class' ? 'object class' : 'key type'} ${quote(name)}` +
             (suggestion ? `; did you mean ${quote(suggestion)}?` : `; expected one of ${[...table.keys()].join(', ')} or a number`),
-        );
-      }
+        ),
+      );
+      if (n !== undefined) return n;
       throw new InvalidArgumentError(`${at} must be a name or a number in 0..0xffffffff, ${received(value, false)}`);
     }
     case 'string':

@@ -23,7 +23,7 @@ import type { Debt, DebtJournal, ObjectRef, TentativeEntry } from './journal.js'
 import { placeReplica, readReplicaSource, type ReplicaSource } from './replica-copy.js';
 import { isShortCreation, markShort, shortIf } from '../pkcs11/short-commands.js';
 import { asSessionObject, asTokenCopy, creationSearch, KEY_TYPE_OF_MECHANISM, StagingRefused, stageable } from './creation-plan.js';
-import { boolValue, isTokenTemplate, replicatedKeyTemplate, type UnextractablePolicy } from './replica-template.js';
+import { isTokenTemplate, replicatedKeyTemplate, type UnextractablePolicy } from './replica-template.js';
 
 /** The virtual session a key management call belongs to. */
 export interface SessionScope {

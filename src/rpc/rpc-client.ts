@@ -9,7 +9,7 @@
  * socket; a remote member host is reached by handing it one that opens a TLS socket.
  */
 import type { Duplex } from 'node:stream';
-import { systemClock, type Clock, type TimerHandle } from '../clock/clock.js';
+import { systemClock, type Clock } from '../clock/clock.js';
 import { HaError, MemberUnreachableError } from '../errors/ha-error.js';
 import type { Command, CommandName, CommandResult } from '../pkcs11/commands.js';
 import { CommandFailedError, type TokenInfo, type Transport } from '../transport/transport.js';

@@ -7,7 +7,6 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { pkcs11js } from '../../src/native/pkcs11js.js';
 import { FileJournalStore, type JournalFileSystem } from '../../src/replication/journal-file.js';
 import { JOURNAL_FORMAT, JOURNAL_VERSION, Journal, JournalError, type Debt } from '../../src/replication/journal.js';
-import { until } from '../helpers/until.js';
 import { ref, replica, tracked, turn } from './journal-fixtures.js';
 
 const A = pkcs11js;
@@ -15,11 +14,14 @@ const A = pkcs11js;
 /** Real file operations; counts the renames that install a new journal file, and can hold or fail them. */
 function countingFs(path: string) {
   const held: (() => void)[] = [];
+  const waiting: (() => void)[] = [];
   const seam = {
     installs: 0,
     hold: false,
     failOpen: undefined as Error | undefined,
     held,
+    /** Resolves once a rename is held (at once when one is). */
+    holding: (): Promise<void> => (held.length > 0 ? Promise.resolve() : new Promise<void>((resolve) => waiting.push(resolve))),
     fs: {
       ...fsp,
       open: async (file: string, flags: string, mode?: number) => {
@@ -29,7 +31,11 @@ function countingFs(path: string) {
       rename: async (from: string, to: string) => {
         if (to === path) {
           seam.installs++;
-          if (seam.hold) await new Promise<void>((resolve) => held.push(resolve));
+          if (seam.hold) {
+            const release = new Promise<void>((resolve) => held.push(resolve));
+            for (const w of waiting.splice(0)) w();
+            await release;
+          }
         }
         return fsp.rename(from, to);
       },
@@ -85,7 +91,7 @@ describe('journal file', () => {
     seam.hold = true;
     const j = new Journal(new FileJournalStore(path, { fs: seam.fs }));
     const first = j.owe('member-2', replica(0, 'k0'));
-    await until(() => seam.held.length === 1, 'the first write');
+    await seam.holding();
     const rest = Array.from({ length: 29 }, (_, i) => j.owe('member-2', replica(i + 1, `k${i + 1}`)));
     await turn();
     expect(seam.installs).toBe(1);
@@ -93,7 +99,7 @@ describe('journal file', () => {
     await first;
     // Durable: a restart sees it, and only it (the others are in the next write).
     expect((await Journal.open(path)).summary()).toEqual({ 'member-2': 1 });
-    await until(() => seam.held.length === 1, 'the second write');
+    await seam.holding();
     seam.held.shift()!();
     await Promise.all(rest);
     expect(seam.installs).toBe(2);
@@ -106,7 +112,7 @@ describe('journal file', () => {
     const j = new Journal(new FileJournalStore(path, { fs: seam.fs }));
     const owed = j.owe('member-2', replica(1, 'a'));
     const state = tracked(owed);
-    await until(() => seam.held.length === 1, 'the write');
+    await seam.holding();
     await turn();
     expect(state.settled).toBe(false);
     expect(existsSync(path)).toBe(false);

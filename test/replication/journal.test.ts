@@ -3,7 +3,6 @@ import { describe, expect, it } from 'vitest';
 import { pkcs11js } from '../../src/native/pkcs11js.js';
 import { Journal, JournalError } from '../../src/replication/journal.js';
 import type { JournalContent, JournalStore } from '../../src/replication/journal-store.js';
-import { until } from '../helpers/until.js';
 import { ref, replica, tracked, turn } from './journal-fixtures.js';
 
 const A = pkcs11js;
@@ -25,20 +24,29 @@ class CountingStore implements JournalStore {
     return this.recorded;
   }
 
+  readonly #starts: { readonly n: number; readonly resolve: () => void }[] = [];
+
   async write(content: JournalContent): Promise<void> {
     this.writes.push(content);
-    if (this.hold) await new Promise<void>((resolve) => this.#held.push(resolve));
+    const held = this.hold ? new Promise<void>((resolve) => this.#held.push(resolve)) : undefined;
+    for (const w of this.#starts.filter((w) => this.writes.length >= w.n)) {
+      this.#starts.splice(this.#starts.indexOf(w), 1);
+      w.resolve();
+    }
+    if (held) await held;
     if (this.failure) throw this.failure;
     this.durable = content;
+  }
+
+  /** Resolves once `n` writes have started (with `hold`, the n-th is then held open). */
+  started(n: number): Promise<void> {
+    if (this.writes.length >= n) return Promise.resolve();
+    return new Promise((resolve) => this.#starts.push({ n, resolve }));
   }
 
   /** Lets the oldest held write finish. */
   release(): void {
     this.#held.shift()!();
-  }
-
-  get waiting(): number {
-    return this.#held.length;
   }
 
   async close(): Promise<void> {
@@ -66,7 +74,7 @@ describe('journal group commit', () => {
     store.hold = true;
     const j = new Journal(store);
     const first = tracked(j.owe('member-2', replica(0, 'k0')));
-    await until(() => store.waiting === 1, 'a write to be held');
+    await store.started(1);
     const later = Array.from({ length: 20 }, (_, i) => j.owe(i % 2 === 0 ? 'member-2' : 'member-3', replica(i + 1, `k${i + 1}`)));
     const laterState = later.map(tracked);
     await turn();
@@ -74,7 +82,7 @@ describe('journal group commit', () => {
     expect(store.writes).toHaveLength(1);
     expect(first.settled).toBe(false);
     store.release();
-    await until(() => store.waiting === 1, 'a write to be held');
+    await store.started(2);
     expect(first.settled).toBe(true);
     // The first write held only the first change: the later ones are not durable yet.
     expect(count(store.durable, 'member-2')).toBe(1);
@@ -92,7 +100,7 @@ describe('journal group commit', () => {
     const j = new Journal(store);
     const entry = j.markTentative('member-1', [[{ type: A.CKA_LABEL, value: Buffer.from('k') }]]);
     const state = tracked(entry);
-    await until(() => store.waiting === 1, 'a write to be held');
+    await store.started(1);
     await turn();
     expect(state.settled).toBe(false);
     expect(j.tentatives('member-1')).toHaveLength(1);
@@ -114,9 +122,9 @@ describe('journal group commit', () => {
     // A caller that does not wait, alone in its write and in a derived promise, must not
     // crash the process (vitest fails the run on an unhandled rejection).
     void j.owe('member-3', replica(3, 'c'));
-    await until(() => store.writes.length === 2, 'the second write');
+    await store.started(2);
     void j.markTentative('member-3', []);
-    await until(() => store.writes.length === 3, 'the third write');
+    await store.started(3);
     await turn();
     expect(store.durable).toBeUndefined();
     expect(j.summary()).toEqual({ 'member-2': 1, 'member-3': 3 });
@@ -186,7 +194,7 @@ describe('journal group commit', () => {
     store.hold = true;
     const j = new Journal(store);
     const owed = j.owe('member-2', replica(1, 'a'));
-    await until(() => store.waiting === 1, 'a write to be held');
+    await store.started(1);
     const closed = tracked(j.close());
     await turn();
     expect(closed.settled).toBe(false);

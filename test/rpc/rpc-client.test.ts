@@ -4,6 +4,7 @@
  * MemberHost served in this process (SoftHSM2). Waits are bounded polls, never sleeps.
  */
 import { createHmac, randomBytes } from 'node:crypto';
+import { once } from 'node:events';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -23,7 +24,6 @@ import type { Testbed, TestbedToken } from '../../src/testbed/softhsm-testbed.js
 import { CommandFailedError, type TokenInfo } from '../../src/transport/transport.js';
 import { FakeClock } from '../helpers/fake-clock.js';
 import { keyedToken } from '../helpers/keyed-token.js';
-import { until } from '../helpers/until.js';
 
 /** Two connected in-memory streams, like the two ends of a socket: what one writes the other reads; destroying one closes both. */
 function duplexPair(): [Duplex, Duplex] {
@@ -59,9 +59,14 @@ function scriptedHost(stream: Duplex) {
   const received: HostMessage[] = [];
   let chunks = 0;
   const decoder = new FrameDecoder();
+  const waiters: { readonly holds: () => boolean; readonly resolve: () => void }[] = [];
   stream.on('data', (chunk: Buffer) => {
     chunks++;
     decoder.push(chunk, (m) => received.push(m));
+    for (const w of waiters.filter((w) => w.holds())) {
+      waiters.splice(waiters.indexOf(w), 1);
+      w.resolve();
+    }
   });
   stream.on('error', () => undefined);
   return {
@@ -69,6 +74,8 @@ function scriptedHost(stream: Duplex) {
     chunks: () => chunks,
     send: (...messages: HostMessage[]) => stream.write(Buffer.concat(messages.map(encodeFrame))),
     raw: (bytes: Buffer) => stream.write(bytes),
+    /** Resolves once what has arrived makes `holds` true (checked on each chunk). */
+    seen: (holds: () => boolean): Promise<void> => (holds() ? Promise.resolve() : new Promise<void>((resolve) => waiters.push({ holds, resolve }))),
     /** The request ids received, in order. */
     ids: () => received.flatMap((m) => (m.t === 'request' || m.t === 'stats' ? [m.id] : [])),
   };
@@ -80,7 +87,7 @@ async function connected() {
   const host = scriptedHost(far);
   const client = new RpcClient({ member: 'm', connect: () => near, secret });
   const connecting = client.connect();
-  await until(() => host.received.length === 1, 'the hello');
+  await host.seen(() => host.received.length === 1);
   host.send({ t: 'welcome', token });
   await connecting;
   return { client, host, near, far };
@@ -93,7 +100,7 @@ describe('RpcClient over an in-memory stream, against a scripted host', () => {
     const client = new RpcClient({ member: 'm', connect: async () => near, secret: () => secret });
     expect(client.kind).toBe('rpc');
     const connecting = client.connect();
-    await until(() => host.received.length === 1, 'the hello');
+    await host.seen(() => host.received.length === 1);
     expect(host.received[0]).toEqual({ t: 'hello', secret });
     host.send({ t: 'welcome', token });
     expect(await connecting).toEqual(token);
@@ -106,7 +113,7 @@ describe('RpcClient over an in-memory stream, against a scripted host', () => {
     const before = host.chunks();
     const running = ['a', 'b', 'c'].map((d) => client.execute(sign(d)));
     expect(client.pending).toBe(3);
-    await until(() => host.ids().length === 3, 'three requests');
+    await host.seen(() => host.ids().length === 3);
     expect(host.chunks() - before).toBe(1);
     const [a, b, c] = host.ids() as [number, number, number];
     expect(new Set([a, b, c]).size).toBe(3);
@@ -128,10 +135,15 @@ describe('RpcClient over an in-memory stream, against a scripted host', () => {
   it('tells each heartbeat, with the queue depth, to every listener', async () => {
     const { client, host } = await connected();
     const beats: [string, number][] = [];
+    let fourTold!: () => void;
+    const told = new Promise<void>((resolve) => (fourTold = resolve));
     client.onHeartbeat((depth) => beats.push(['first', depth]));
-    client.onHeartbeat((depth) => beats.push(['second', depth]));
+    client.onHeartbeat((depth) => {
+      beats.push(['second', depth]);
+      if (beats.length === 4) fourTold();
+    });
     host.send({ t: 'heartbeat', queueDepth: 4 }, { t: 'heartbeat', queueDepth: 2 });
-    await until(() => beats.length === 4, 'four heartbeats told');
+    await told;
     expect(beats).toEqual([['first', 4], ['second', 4], ['first', 2], ['second', 2]]);
     await client.close();
   });
@@ -140,7 +152,7 @@ describe('RpcClient over an in-memory stream, against a scripted host', () => {
     const { client, host } = await connected();
     const stats = client.hostStats();
     expect(client.pending).toBe(0);
-    await until(() => host.received.some((m) => m.t === 'stats'), 'the stats request');
+    await host.seen(() => host.received.some((m) => m.t === 'stats'));
     host.send({ t: 'reply', id: host.ids()[0]!, ok: true, value: { queueDepth: 0, served: 12 } });
     expect(await stats).toEqual({ queueDepth: 0, served: 12 });
     await client.close();
@@ -156,7 +168,7 @@ describe('RpcClient over an in-memory stream, against a scripted host', () => {
     const disconnects: Error[] = [];
     c.client.onDisconnect((error) => disconnects.push(error));
     const running = Promise.allSettled([c.client.execute(sign('a')), c.client.execute(sign('b'))]);
-    await until(() => c.host.ids().length === 2, 'both requests');
+    await c.host.seen(() => c.host.ids().length === 2);
     (fault as (h: unknown) => unknown)({ ...c.host, ...c });
     for (const outcome of await running) {
       expect(outcome.status).toBe('rejected');
@@ -164,7 +176,7 @@ describe('RpcClient over an in-memory stream, against a scripted host', () => {
       expect((outcome as PromiseRejectedResult).reason.message).toMatch(message);
     }
     expect(c.client.pending).toBe(0);
-    await until(() => c.near.destroyed, 'the stream let go');
+    if (!c.near.destroyed) await once(c.near, 'close');
     c.client.fail('again'); // once lost, nothing more happens
     expect(disconnects).toHaveLength(1);
     expect(disconnects[0]!.message).toMatch(message);
@@ -195,7 +207,7 @@ describe('RpcClient over an in-memory stream, against a scripted host', () => {
     const host = scriptedHost(far);
     const client = new RpcClient({ member: 'm', connect: () => near, secret });
     const connecting = client.connect().catch((e: unknown) => e);
-    await until(() => host.received.length === 1, 'the hello');
+    await host.seen(() => host.received.length === 1);
     fault(far);
     const error = await connecting;
     expect(error).toBeInstanceOf(MemberUnreachableError);
@@ -219,7 +231,7 @@ describe('RpcClient over an in-memory stream, against a scripted host', () => {
     const host = scriptedHost(far);
     const client = new RpcClient({ member: 'm', connect: () => near, secret, connectTimeoutMs: 500, clock });
     const connecting = client.connect().catch((e: unknown) => e);
-    await until(() => host.received.length === 1, 'the hello');
+    await host.seen(() => host.received.length === 1);
     clock.advance(499);
     clock.advance(1);
     expect(((await connecting) as Error).message).toBe('member m: no welcome from the member host within 500 ms');
@@ -229,7 +241,7 @@ describe('RpcClient over an in-memory stream, against a scripted host', () => {
     const host2 = scriptedHost(far2);
     const second = new RpcClient({ member: 'm', connect: () => near2, secret });
     const connecting2 = second.connect().catch((e: unknown) => e);
-    await until(() => host2.received.length === 1, 'the hello');
+    await host2.seen(() => host2.received.length === 1);
     await second.close();
     expect(((await connecting2) as Error).message).toMatch(/transport closed while connecting/);
     expect(() => new RpcClient({ member: 'm', connect: () => near, secret, connectTimeoutMs: 0 })).toThrow(/connectTimeoutMs .* got 0/);

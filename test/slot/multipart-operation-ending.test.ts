@@ -15,7 +15,6 @@ import type { Scheduler } from '../../src/routing/scheduler.js';
 import type { Transport } from '../../src/transport/transport.js';
 import { MultipartOperation } from '../../src/slot/multipart-operation.js';
 import { ReplayBudget } from '../../src/slot/replay-buffer.js';
-import { until } from '../helpers/until.js';
 
 function deferred<T>(): { promise: Promise<T>; resolve: (value: T) => void } {
   let resolve!: (value: T) => void;
@@ -23,9 +22,10 @@ function deferred<T>(): { promise: Promise<T>; resolve: (value: T) => void } {
   return { promise, resolve };
 }
 
-/** A member stand-in whose leased sessions answer through `answer`. */
-function standIn(name: string, index: number, answer: (command: Command) => Promise<unknown>): Member & { leases: SessionLease[] } {
+/** A member stand-in whose leased sessions answer through `answer`; `leased` resolves at its first lease. */
+function standIn(name: string, index: number, answer: (command: Command) => Promise<unknown>): Member & { leases: SessionLease[]; leased: Promise<void> } {
   const leases: SessionLease[] = [];
+  const first = deferred<void>();
   const pool = { release: () => undefined, discard: () => undefined, replace: async () => undefined };
   const member = {
     name,
@@ -38,11 +38,13 @@ function standIn(name: string, index: number, answer: (command: Command) => Prom
     lease: async () => {
       const lease = new SessionLease(name, Buffer.from([index]), pool, {} as Transport, (command) => answer(command) as never);
       leases.push(lease);
+      first.resolve();
       return lease;
     },
     leases,
+    leased: first.promise,
   };
-  return member as unknown as Member & { leases: SessionLease[] };
+  return member as unknown as Member & { leases: SessionLease[]; leased: Promise<void> };
 }
 
 const firstPick: Scheduler = { name: 'first', pick: (candidates) => candidates[0] };
@@ -72,7 +74,7 @@ describe('MultipartOperation ended while a step runs', () => {
     const budget = new ReplayBudget(1 << 20);
     const op = await MultipartOperation.begin({ mode: 'primary', operationBytes: 1 << 16, budget, failover: new FailoverPolicy(), scheduler: firstPick, members: [a, b], primary: a }, 'digest', SHA256, undefined);
     const update = op.update(Buffer.alloc(10));
-    await until(() => b.leases.length === 1, 'the replay to lease a session of B');
+    await b.leased; // the replay on B waits for its Init
     await op.end();
     initOnB.resolve(undefined);
     // Ended: the update fails (as a restart or not-initialized error), whatever the replay did.
