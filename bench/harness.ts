@@ -199,38 +199,50 @@ export function measurement(ops: number, elapsedMs: number, latencies: LatencyLo
 }
 
 /**
+ * One phase of {@link closedLoop}: `concurrency` callers of `op` for `ms` (each awaits its
+ * operation, then starts the next), each operation's latency pushed to `latencies`.
+ * Operations still in flight at the deadline are awaited and counted, and the elapsed time
+ * runs until the last one completes.
+ */
+export async function closedPhase(
+  concurrency: number,
+  op: (lane: number) => Promise<unknown>,
+  ms: number,
+  latencies: LatencyLog,
+  signal: AbortSignal,
+): Promise<{ ops: number; elapsedMs: number }> {
+  const start = performance.now();
+  const end = start + ms;
+  let ops = 0;
+  const lane = async (i: number): Promise<void> => {
+    // One clock read per operation ends it and starts the next (the deadline check
+    // needs it anyway), so timing adds a single performance.now() per operation.
+    let t0 = performance.now();
+    while (t0 < end && !signal.aborted) {
+      await op(i);
+      const t1 = performance.now();
+      latencies.push(t1 - t0);
+      ops++;
+      t0 = t1;
+    }
+  };
+  await Promise.all(Array.from({ length: concurrency }, (_, i) => lane(i)));
+  return { ops, elapsedMs: performance.now() - start };
+}
+
+/**
  * Runs `concurrency` callers of `op` (each awaits its operation, then starts the next)
  * for `warmupMs`, lets them finish, then again for `durationMs`, counting operations and
- * timing each one. Operations still in flight at the deadline are awaited and counted,
- * and the elapsed time runs until the last one completes.
+ * timing each one (see {@link closedPhase}).
  *
  * @param op gets the caller's lane number (0 .. concurrency-1), e.g. to pick its session
  */
 export async function closedLoop(concurrency: number, op: (lane: number) => Promise<unknown>, timing: LoopTiming): Promise<Measurement> {
   const { signal } = timing;
-  const phase = async (ms: number, latencies: LatencyLog): Promise<{ ops: number; elapsedMs: number }> => {
-    const start = performance.now();
-    const end = start + ms;
-    let ops = 0;
-    const lane = async (i: number): Promise<void> => {
-      // One clock read per operation ends it and starts the next (the deadline check
-      // needs it anyway), so timing adds a single performance.now() per operation.
-      let t0 = performance.now();
-      while (t0 < end && !signal.aborted) {
-        await op(i);
-        const t1 = performance.now();
-        latencies.push(t1 - t0);
-        ops++;
-        t0 = t1;
-      }
-    };
-    await Promise.all(Array.from({ length: concurrency }, (_, i) => lane(i)));
-    return { ops, elapsedMs: performance.now() - start };
-  };
-  if (timing.warmupMs > 0) await phase(timing.warmupMs, new LatencyLog());
+  if (timing.warmupMs > 0) await closedPhase(concurrency, op, timing.warmupMs, new LatencyLog(), signal);
   checkAborted(signal);
   const latencies = new LatencyLog();
-  const { ops, elapsedMs } = await phase(timing.durationMs, latencies);
+  const { ops, elapsedMs } = await closedPhase(concurrency, op, timing.durationMs, latencies, signal);
   checkAborted(signal);
   return measurement(ops, elapsedMs, latencies);
 }
@@ -295,6 +307,44 @@ export async function interleaved(
     onRep?.(rep, new Map(variants.map((v) => [v.name, these.get(v.name)!])));
   }
   return samples;
+}
+
+/** `12.3k`, `2.19k`, `957`: a rate for log lines. */
+export function fmtRate(v: number): string {
+  if (!Number.isFinite(v)) return String(v);
+  if (v >= 10_000) return `${(v / 1000).toFixed(1)}k`;
+  if (v >= 1000) return `${(v / 1000).toFixed(2)}k`;
+  return v.toFixed(0);
+}
+
+/**
+ * Every variant settles once, untimed (see {@link SETTLE_MS}), then all are measured
+ * {@link interleaved} for `ctx.reps` repetitions at the run's timing. The progress moves on
+ * by SETTLE_MS per variant, then by one run after each measurement; each repetition's rates
+ * are logged after `label` (e.g. `overhead/aes-gcm-1k rep 1/3: sync 12.3k | ...`).
+ *
+ * @param variantsOf the variants at a timing (called for the settling pass and for the run)
+ */
+export async function settleAndInterleave(
+  ctx: Pick<BenchContext, 'reps' | 'durationMs' | 'warmupMs' | 'signal' | 'log' | 'advance'>,
+  label: string,
+  variantsOf: (timing: LoopTiming) => Variant[],
+): Promise<Samples> {
+  const perRun = (ctx.warmupMs + ctx.durationMs) / 1000;
+  const measures = variantsOf({ durationMs: ctx.durationMs, warmupMs: ctx.warmupMs, signal: ctx.signal });
+  for (const v of variantsOf(settleTiming(ctx.signal))) await v.measure();
+  ctx.advance((measures.length * SETTLE_MS) / 1000);
+  const tracked = measures.map((v): Variant => ({
+    name: v.name,
+    measure: async () => {
+      const m = await v.measure();
+      ctx.advance(perRun);
+      return m;
+    },
+  }));
+  return interleaved(tracked, ctx.reps, ctx.signal, (rep, these) => {
+    ctx.log(`${label} rep ${rep + 1}/${ctx.reps}: ${[...these].map(([n, m]) => `${n} ${fmtRate(m.rate)}`).join(' | ')}`);
+  });
 }
 
 export function median(values: readonly number[]): number {

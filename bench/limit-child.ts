@@ -12,9 +12,8 @@
  * `startAt` is an epoch time in ms (performance.timeOrigin + performance.now()), so that
  * every child starts its loop at the same instant, whatever the IPC delays.
  */
-import { performance } from 'node:perf_hooks';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { checkDirect, directSync, fromPortable, openDirect, opSpecs, type Direct, type DirectToken, type KeyedOpName, type OpName, type OpSpec, type PortableKey } from './ops.js';
+import { serveParent, waitUntilEpoch } from './fork-ipc.js';
 import { syncLoop } from './harness.js';
 
 /** Messages from the parent. */
@@ -28,8 +27,6 @@ export type LimitReply =
   | { readonly type: 'ready' }
   | { readonly type: 'result'; readonly rate: number; readonly p50Ms: number; readonly p99Ms: number; readonly ops: number }
   | { readonly type: 'error'; readonly message: string };
-
-const epochNow = (): number => performance.timeOrigin + performance.now();
 
 function reply(message: LimitReply): void {
   process.send!(message);
@@ -52,13 +49,7 @@ async function handle(request: LimitRequest): Promise<void> {
       if (direct === undefined || specs === undefined) throw new Error('run before init');
       const spec = specs.get(request.op)!;
       if (spec.kind === 'keygen') throw new Error(`${request.op} is not a keyed workload`);
-      // Sleep most of the wait, then spin the last 2 ms: a timer alone can be late by a
-      // few ms, which would let one child start alone.
-      const wait = request.startAt - epochNow() - 2;
-      if (wait > 0) await sleep(wait);
-      while (epochNow() < request.startAt) {
-        /* spin */
-      }
+      await waitUntilEpoch(request.startAt);
       const m = syncLoop(() => directSync(direct!, spec, spec.params()), { warmupMs: request.warmupMs, durationMs: request.durationMs, signal: neverAborted });
       checkDirect(direct, spec); // a broken path cannot pass as a fast one
       reply({ type: 'result', rate: m.rate, p50Ms: m.p50Ms, p99Ms: m.p99Ms, ops: m.ops });
@@ -72,19 +63,7 @@ async function handle(request: LimitRequest): Promise<void> {
   }
 }
 
-if (process.send === undefined) {
-  console.error('bench/limit-child is started by bench/limit (child_process.fork), not by hand');
-  process.exit(2);
-}
-process.on('message', (request: LimitRequest) => {
-  handle(request).catch((error: unknown) => {
-    reply({ type: 'error', message: error instanceof Error ? (error.stack ?? error.message) : String(error) });
-    process.exitCode = 1;
-    process.disconnect();
-  });
-});
-// The parent going away (Ctrl-C, a crash) must not leave this process behind.
-process.on('disconnect', () => {
+serveParent('bench/limit-child', 'bench/limit', handle, () => {
   try {
     direct?.close();
   } finally {

@@ -25,9 +25,7 @@
  *       await limit.close();
  *     }
  */
-import { fork, type ChildProcess } from 'node:child_process';
 import os from 'node:os';
-import { performance } from 'node:perf_hooks';
 import { provisionKeys, standardKeys } from '../src/testbed/provision.js';
 import { createTestbed, type Testbed } from '../src/testbed/softhsm-testbed.js';
 import {
@@ -44,6 +42,7 @@ import {
   type Measurement,
   type ResultNote,
 } from './harness.js';
+import { epochNow, ForkedChild } from './fork-ipc.js';
 import type { LimitReply, LimitRequest } from './limit-child.js';
 import { KEYED_OPS, toPortable, type KeyedOpName } from './ops.js';
 import { fmtRate } from './overhead.js';
@@ -86,62 +85,8 @@ export interface MachineLimitOptions {
   readonly trackDir?: (dir: string) => () => void;
 }
 
-/** One child and its pending request. */
-class Child {
-  readonly #process: ChildProcess;
-  #pending: { resolve: (reply: LimitReply) => void; reject: (error: Error) => void } | undefined;
-  #exited: Error | undefined;
-
-  constructor(readonly index: number) {
-    // fork() passes process.execArgv on: under tsx that is its loader, so the child runs
-    // TypeScript too (compiled, it runs the compiled sibling). The child's own stdio goes to ours (its errors are visible).
-    this.#process = fork(CHILD, [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-    this.#process.on('message', (reply: LimitReply) => {
-      const p = this.#pending;
-      this.#pending = undefined;
-      if (p === undefined) return;
-      if (reply.type === 'error') p.reject(new Error(`limit process ${index}: ${reply.message}`));
-      else p.resolve(reply);
-    });
-    this.#process.on('exit', (code, signal) => {
-      this.#exited = new Error(`limit process ${index} exited (${signal ?? `code ${code}`})`);
-      const p = this.#pending;
-      this.#pending = undefined;
-      p?.reject(this.#exited);
-    });
-  }
-
-  request(message: LimitRequest, timeoutMs: number): Promise<LimitReply> {
-    if (this.#exited !== undefined) return Promise.reject(this.#exited);
-    return new Promise<LimitReply>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.#pending = undefined;
-        reject(new Error(`limit process ${this.index}: no answer to ${message.type} within ${timeoutMs} ms`));
-      }, timeoutMs);
-      this.#pending = {
-        resolve: (r) => {
-          clearTimeout(timer);
-          resolve(r);
-        },
-        reject: (e) => {
-          clearTimeout(timer);
-          reject(e);
-        },
-      };
-      this.#process.send(message);
-    });
-  }
-
-  /** Asks the child to close; kills it if it has not gone after a second. */
-  async close(): Promise<void> {
-    if (this.#exited !== undefined) return;
-    const gone = new Promise<void>((resolve) => this.#process.once('exit', () => resolve()));
-    if (this.#process.connected) this.#process.send({ type: 'close' } satisfies LimitRequest);
-    const timer = setTimeout(() => this.#process.kill('SIGKILL'), 1000);
-    await gone;
-    clearTimeout(timer);
-  }
-}
+/** One process of the pool (bench/limit-child.ts); it is killed if it has not gone a second after close. */
+type Child = ForkedChild<LimitRequest, LimitReply>;
 
 /**
  * Creates one SoftHSM token per process (independent layout), imports the standard keys
@@ -169,7 +114,7 @@ export async function openMachineLimit(options: MachineLimitOptions = {}): Promi
     const keys = standardKeys('limit');
     provisionKeys(bed.tokens, keys);
     const portable = toPortable(keys);
-    for (let i = 0; i < processes; i++) children.push(new Child(i));
+    for (let i = 0; i < processes; i++) children.push(new ForkedChild(CHILD, `limit process ${i}`, { closeGraceMs: 1000 }));
     await Promise.all(
       children.map((c, i) => {
         const t = bed.tokens[i]!;
@@ -186,7 +131,7 @@ export async function openMachineLimit(options: MachineLimitOptions = {}): Promi
     async measure(op, timing, count = processes) {
       if (closed) throw new Error('the machine-limit pool is closed');
       const running = children.slice(0, Math.max(1, Math.min(count, processes)));
-      const startAt = performance.timeOrigin + performance.now() + START_DELAY_MS;
+      const startAt = epochNow() + START_DELAY_MS;
       const limitMs = START_DELAY_MS + timing.warmupMs + timing.durationMs + 30_000;
       const replies = await Promise.all(
         running.map((c) => c.request({ type: 'run', op, startAt, warmupMs: timing.warmupMs, durationMs: timing.durationMs }, limitMs)),

@@ -18,8 +18,7 @@ import { toRawTemplate } from '../src/pkcs11/template-codec.js';
 import type { VirtualSession } from '../src/slot/virtual-session.js';
 import { provisionKeys, standardKeys } from '../src/testbed/provision.js';
 import { createTestbed } from '../src/testbed/softhsm-testbed.js';
-import { closedLoop, entry, interleaved, latencyFields, settleTiming, SETTLE_MS, spread, summarize, syncLoop, type BenchContext, type BenchFamily, type BenchResult, type LoopTiming, type Measurement, type ResultNote, type Variant } from './harness.js';
-import { fmtRate } from './overhead.js';
+import { closedLoop, entry, fmtRate, latencyFields, settleAndInterleave, SETTLE_MS, spread, summarize, syncLoop, type BenchContext, type BenchFamily, type BenchResult, type LoopTiming, type Measurement, type ResultNote, type Variant } from './harness.js';
 
 const PART = 64 * 1024;
 const TOTAL = 1024 * 1024;
@@ -92,8 +91,6 @@ export const multipart: BenchFamily = {
     const cells = CELLS.filter((c) => ctx.wants(idOf(c.op, c.k)));
     if (cells.length === 0) return { results, notes };
     const lanes = Math.max(...cells.map((c) => c.k));
-    const timing: LoopTiming = { durationMs: ctx.durationMs, warmupMs: ctx.warmupMs, signal: ctx.signal };
-    const perRun = (ctx.warmupMs + ctx.durationMs) / 1000;
     ctx.log('multipart: creating a SoftHSM2 token and importing an AES-256 key (token, private)');
     const bed = await createTestbed({ count: 1, labelPrefix: 'bench' });
     const untrack = ctx.trackDir(bed.dir);
@@ -141,19 +138,7 @@ export const multipart: BenchFamily = {
             { name: 'sync', measure: () => syncLoop(() => direct(p, session, op, directKey, out), t) },
             ...these.map((c) => ({ name: `group c${c.k}`, measure: () => closedLoop(c.k, (lane) => viaGroup(sessions[lane]!, op, groupKey, outs[lane]!), t) })),
           ];
-          for (const v of variantsOf(settleTiming(ctx.signal))) await v.measure();
-          ctx.advance(((these.length + 1) * SETTLE_MS) / 1000);
-          const tracked = variantsOf(timing).map((v): Variant => ({
-            name: v.name,
-            measure: async () => {
-              const m = await v.measure();
-              ctx.advance(perRun);
-              return m;
-            },
-          }));
-          const samples = await interleaved(tracked, ctx.reps, ctx.signal, (rep, s) => {
-            ctx.log(`multipart/${op} rep ${rep + 1}/${ctx.reps}: ${[...s].map(([n, m]) => `${n} ${fmtRate(m.rate)}`).join(' | ')}`);
-          });
+          const samples = await settleAndInterleave(ctx, `multipart/${op}`, variantsOf);
           await check(op);
           const syncSamples = samples.get('sync')!;
           const baseline = summarize(syncSamples);

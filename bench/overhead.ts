@@ -38,9 +38,9 @@ import { createTestbed, type TestbedMemberConfig, type TestbedToken } from '../s
 import {
   closedLoop,
   entry,
-  settleTiming,
+  fmtRate,
+  settleAndInterleave,
   SETTLE_MS,
-  interleaved,
   latencyFields,
   roundMs,
   spread,
@@ -176,13 +176,8 @@ async function verifyPaths(spec: OpSpec, direct: Direct, groups: readonly OpenGr
   }
 }
 
-/** `12.3k`, `2.19k`, `957`: a rate for log lines. */
-export function fmtRate(v: number): string {
-  if (!Number.isFinite(v)) return String(v);
-  if (v >= 10_000) return `${(v / 1000).toFixed(1)}k`;
-  if (v >= 1000) return `${(v / 1000).toFixed(2)}k`;
-  return v.toFixed(0);
-}
+/** Kept here for the families that import it from overhead (it lives in harness.ts). */
+export { fmtRate } from './harness.js';
 
 const NO_PARAMS: CallParams = {};
 const paramsOf = (spec: OpSpec): CallParams => (spec.kind === 'keygen' ? NO_PARAMS : spec.params());
@@ -213,8 +208,6 @@ export const overhead: BenchFamily = {
     if (plan.size === 0) return { results, notes };
     const usedVariants = variants.filter((v) => [...plan.values()].some((cells) => cells.some((c) => c.groups.includes(v))));
     const lanes = Math.max(...[...plan.values()].flatMap((cells) => cells.map((c) => c.k)));
-    const timing: LoopTiming = { durationMs: ctx.durationMs, warmupMs: ctx.warmupMs, signal: ctx.signal };
-    const perRun = (ctx.warmupMs + ctx.durationMs) / 1000;
 
     ctx.log('overhead: creating a SoftHSM2 token and importing the keys (AES-256, HMAC, EC P-256, RSA-2048; token, private)');
     const bed = await createTestbed({ count: 1, labelPrefix: 'bench' });
@@ -248,21 +241,7 @@ export const overhead: BenchFamily = {
             return list;
           };
           // Every path settles once, untimed, before the first repetition (see SETTLE_MS).
-          const measures = variantsOf(timing);
-          for (const v of variantsOf(settleTiming(ctx.signal))) await v.measure();
-          ctx.advance((measures.length * SETTLE_MS) / 1000);
-          const tracked = measures.map((v): Variant => ({
-            name: v.name,
-            measure: async () => {
-              const m = await v.measure();
-              ctx.advance(perRun);
-              return m;
-            },
-          }));
-
-          const samples = await interleaved(tracked, ctx.reps, ctx.signal, (rep, these) => {
-            ctx.log(`overhead/${op} rep ${rep + 1}/${ctx.reps}: ${[...these].map(([n, v]) => `${n} ${fmtRate(v.rate)}`).join(' | ')}`);
-          });
+          const samples = await settleAndInterleave(ctx, `overhead/${op}`, variantsOf);
           // A last check that every path still gives right answers after the timed runs.
           await verifyPaths(spec, direct, groups, lanes);
 

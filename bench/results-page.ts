@@ -28,7 +28,7 @@ export interface Target {
   /** How the target column names the figure, when not `ratio` / `value`. */
   readonly label?: string;
   /** Where it comes from. */
-  readonly source: 'issue 4' | 'issue 5' | 'issue 12' | 'issue 13' | 'virtual slot issue';
+  readonly source: 'issue 4' | 'issue 5' | 'issue 12' | 'issue 13' | 'issue 14' | 'issue 17' | 'virtual slot issue';
 }
 
 /**
@@ -68,6 +68,11 @@ export const TARGETS: readonly Target[] = [
   { id: 'multipart/sha256-1m/c1', on: 'ratio', cmp: '>=', threshold: 0.9, source: 'issue 13' },
   { id: 'multipart/sha256-1m/c16', on: 'ratio', cmp: '>=', threshold: 0.9, source: 'issue 13' },
   { id: 'multipart/aes-cbc-1m/c16', on: 'ratio', cmp: '>=', threshold: 0.9, source: 'issue 13' },
+  { id: 'facade/ecdsa-p256-sign/sync-c1', on: 'ratio', cmp: '>=', threshold: 0.7, source: 'issue 14' },
+  { id: 'facade/ecdsa-p256-sign/async-c16', on: 'ratio', cmp: '>=', threshold: 1.0, source: 'issue 14' },
+  { id: 'remote/rsa2048-sign/hosts2', on: 'ratio', cmp: '>=', threshold: 0.8, source: 'issue 17' },
+  { id: 'fleet/apps4/members4', on: 'ratio', cmp: '>=', threshold: 0.9, source: 'issue 17' },
+  { id: 'fleet/hetero/p99', on: 'ratio', cmp: '<=', threshold: 0.8, label: 'light p99 ratio host load on/off', source: 'issue 17' },
 ];
 
 /** Ids issue 5 asks for that need parts not built yet, with what they need (none left today; kept for the next ones). */

@@ -26,9 +26,12 @@ import { softHsmVersion } from '../src/testbed/softhsm-testbed.js';
 import { BenchAborted, type BenchContext, type BenchFamily, type BenchOptions, type BenchResult, type ResultNote } from './harness.js';
 import { overhead } from './overhead.js';
 import { multipart } from './multipart.js';
+import { facade } from './facade.js';
 import { keygen } from './keygen.js';
 import { limit } from './limit.js';
 import { limitHosts } from './limit-hosts.js';
+import { remote } from './remote.js';
+import { fleet } from './fleet.js';
 import { emulated } from './emulated.js';
 import { hetero } from './hetero.js';
 import { failover } from './failover.js';
@@ -39,7 +42,7 @@ import { writeResultsPage } from './results-page.js';
 import { BENCH_DIR, RESULTS_DIR } from './paths.js';
 
 /** Every family, in run order. A new family is one more file and one more entry here. */
-const FAMILIES: readonly BenchFamily[] = [overhead, multipart, keygen, limit, limitHosts, emulated, hetero, failover, soak];
+const FAMILIES: readonly BenchFamily[] = [overhead, multipart, facade, keygen, limit, limitHosts, remote, emulated, hetero, fleet, failover, soak];
 
 
 const USAGE = `usage: npm run bench -- [--quick] [--report] [--only <prefix>[,<prefix>...]] [--threads-per-member <n>[,<n>...]]

@@ -1,117 +1,111 @@
 /**
- * The demo: SoftHSM2 tokens made on the spot, given one security domain, joined into one
- * virtual slot behind member host processes. Keys are generated through the slot (and so
- * replicated to every member), then a mixed load runs while one member host is killed:
- * the load sees no error, the member is failed at once, recovered in the background and
- * resynchronised. Prints the events and what each member served.
+ * The demo: four SoftHSM2 tokens made on the spot (three active, one standby), each behind
+ * a member host process, joined into one virtual slot with one security domain. Keys are
+ * made through the slot (so replicated to every member) and a mixed load runs: AES-GCM,
+ * HMAC, ECDSA and SHA-256 single-part, HMAC and AES-GCM multi-part, every result checked.
+ * Meanwhile:
  *
- *   npm run demo            (options: --members N, --ops N, --concurrency N, --no-kill)
+ *   1. one member host (the primary's) is killed with SIGKILL; keys are made and destroyed
+ *      while it is down (it owes them);
+ *   2. the two other active hosts are frozen with SIGSTOP (hung HSMs): the group fails them
+ *      when their deadline passes, kills them, and promotes the standby, which carries the
+ *      load alone; one more key is made on it;
+ *   3. every member is recovered (`group.recover`) and resynchronised: it settles what it
+ *      owes before it takes traffic again, and the standby steps back;
+ *   4. each token is then opened ALONE and checked: every living key is there and works
+ *      (same MAC, same plaintext, signatures verify), every destroyed key is gone.
+ *
+ * A live status table shows the members on a terminal (plain lines otherwise); at the end a
+ * summary, and the failover timeline as an SVG chart whose path is printed.
+ *
+ *   npm run demo                       (about 30 s)
+ *   npm run demo -- --short            (phases of 1 s instead of 3: what the test runs)
+ *   npm run demo -- --chart out.svg    (default: <os tmpdir>/pkcs11-ha-demo-timeline.svg)
+ *   npm run demo -- --callers 16       (concurrent callers of the load; default 8, 4 when short)
+ *   npm run demo -- --plain            (plain lines even on a terminal)
+ *
+ * Exit code: 0 when no operation failed, the standby was promoted, every member recovered
+ * and every token verified; 1 otherwise; 2 on a bad option; 130/143 on Ctrl-C/SIGTERM.
+ * The tokens live in a temporary directory, removed on every exit, Ctrl-C included; the
+ * member host processes are stopped (and their socket directories removed) with them.
+ *
+ * The helper modules are in examples/demo/. In an application the imports are
+ * `pkcs11-ha` and `pkcs11-ha/testbed`.
  */
-import { createHash, randomBytes } from 'node:crypto';
-import { parseArgs } from 'node:util';
-import { HaGroup, HostTransport } from '../src/index.js';
-import { createTestbed } from '../src/testbed/softhsm-testbed.js';
-import { internalsOf } from '../src/testing.js';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { Cleanup } from './demo/cleanup.js';
+import { OPERATIONS } from './demo/load.js';
+import { parseDemoOptions, UsageError, type DemoOptions } from './demo/options.js';
+import { Screen } from './demo/screen.js';
+import { runStory, type StoryResult } from './demo/story.js';
+import { timelineSvg } from './demo/timeline-svg.js';
 
-const { values } = parseArgs({
-  options: {
-    members: { type: 'string', default: '3' },
-    ops: { type: 'string', default: '20000' },
-    concurrency: { type: 'string', default: '16' },
-    'no-kill': { type: 'boolean', default: false },
-  },
-});
-const memberCount = Number(values.members);
-const totalOps = Number(values.ops);
-const concurrency = Number(values.concurrency);
-for (const [name, v] of [['members', memberCount], ['ops', totalOps], ['concurrency', concurrency]] as const) {
-  if (!Number.isInteger(v) || v < 1) throw new Error(`--${name} must be a positive integer, got ${JSON.stringify(values[name])}`);
-}
-const kill = !values['no-kill'] && memberCount > 1;
-const t0 = performance.now();
-const at = (): string => `[${((performance.now() - t0) / 1000).toFixed(2).padStart(6)} s]`;
-
-console.log(`${at()} creating ${memberCount} SoftHSM2 tokens ...`);
-const bed = await createTestbed({ count: memberCount, labelPrefix: 'demo-hsm' });
+let options: DemoOptions;
 try {
-  const init = await HaGroup.initDomain({ members: bed.memberConfigs() });
-  console.log(`${at()} security domain: one AES-256 domain key on every member (check value ${init.checkValue.slice(0, 16)}...)`);
-  // Member hosts (the default transport): a crash or hang of one module cannot take the demo down.
-  const group = await HaGroup.open({ members: bed.memberConfigs(), recovery: { intervalMs: 500 } });
-  for (const name of ['memberFailed', 'memberRecovered', 'primaryChanged', 'standbyPromoted', 'standbyDemoted'] as const) {
-    group.on(name, (e: object) => console.log(`${at()} event ${name}: ${JSON.stringify(e)}`));
-  }
-  group.on('resyncProgress', (e) => e.done === e.total && console.log(`${at()} event resyncProgress: ${e.member} settled ${e.total} owed item(s)`));
-  try {
-    const session = group.slot.openSession();
-    await session.login(bed.tokens[0]!.userPin);
-    // Key management runs on the primary and is replicated (wrapped under the domain key) before it returns.
-    const aes = await session.generateKey('AES_KEY_GEN', { label: 'demo-aes', valueLen: 32, token: true, encrypt: true, decrypt: true });
-    const hmac = await session.generateKey('GENERIC_SECRET_KEY_GEN', { label: 'demo-hmac', valueLen: 32, token: true, sign: true, verify: true });
-    const ec = await session.generateKeyPair('EC_KEY_PAIR_GEN', { label: 'demo-ec', curve: 'P-256', token: true, verify: true }, { label: 'demo-ec', token: true, sign: true });
-    console.log(`${at()} generated AES-256, HMAC and EC P-256 keys on ${group.primary}; held by ${group.describeObject(ec.privateKey)!.holders.join(', ')}`);
-
-    const before = group.status().members.map((m) => m.served);
-    const payload = randomBytes(1024);
-    const digest = createHash('sha256').update(payload).digest();
-    const operations = [
-      async () => {
-        const iv = randomBytes(12);
-        const ct = await session.encrypt({ name: 'AES_GCM', iv }, aes, payload);
-        const pt = await session.decrypt({ name: 'AES_GCM', iv }, aes, ct);
-        if (!pt.equals(payload)) throw new Error('AES-GCM round trip mismatch');
-      },
-      () => session.sign('SHA256_HMAC', hmac, payload),
-      async () => {
-        const sig = await session.sign('ECDSA', ec.privateKey, digest);
-        if (!(await session.verify('ECDSA', ec.publicKey, digest, sig))) throw new Error('ECDSA signature did not verify');
-      },
-    ];
-    const victimIndex = memberCount - 1;
-    const victim = internalsOf(group).members[victimIndex]!;
-    console.log(`${at()} running ${totalOps} tasks (AES-GCM 1 KiB round trips, HMAC-SHA256, ECDSA P-256 sign + verify) with ${concurrency} callers${kill ? `; ${victim.name}'s host is killed a fifth of the way in` : ''} ...`);
-    let next = 0;
-    let done = 0;
-    let failed = 0;
-    const started = performance.now();
-    await Promise.all(
-      Array.from({ length: concurrency }, async () => {
-        while (next < totalOps) {
-          const op = operations[next++ % operations.length]!;
-          await op().catch((error: unknown) => {
-            failed++;
-            console.log(`${at()} operation failed: ${(error as Error).message}`);
-          });
-          if (++done === Math.floor(totalOps / 5) && kill) {
-            const pid = victim.transport instanceof HostTransport ? victim.transport.pid : undefined;
-            if (pid !== undefined) {
-              console.log(`${at()} SIGKILL ${victim.name}'s member host (pid ${pid})`);
-              process.kill(pid, 'SIGKILL');
-            }
-          }
-        }
-      }),
-    );
-    const seconds = (performance.now() - started) / 1000;
-    if (kill) {
-      // Bounded wait for the background recovery, so the table shows the member back.
-      for (let i = 0; i < 100 && !victim.serving; i++) await new Promise((r) => setTimeout(r, 100));
-    }
-    const status = group.status();
-    const servedNow = status.members.map((m, i) => m.served - before[i]!);
-    const total = servedNow.reduce((a, b) => a + b, 0);
-    console.log(`\n${total} PKCS#11 operations in ${seconds.toFixed(2)} s (${Math.round(total / seconds)} ops/s), ${failed} failed; primary: ${status.primary}\n`);
-    console.log('member        state     failures  served   share');
-    status.members.forEach((m, i) => {
-      console.log(
-        `${m.name.padEnd(13)} ${m.state.kind.padEnd(9)} ${String(m.failures).padStart(8)}  ${String(servedNow[i]).padStart(6)}   ${((100 * servedNow[i]!) / total).toFixed(1).padStart(5)}%`,
-      );
-    });
-    if (failed > 0) process.exitCode = 1;
-  } finally {
-    group.removeAllListeners();
-    await group.close();
-  }
-} finally {
-  await bed.dispose();
+  options = parseDemoOptions(process.argv.slice(2));
+} catch (error) {
+  if (!(error instanceof UsageError)) throw error;
+  console.error(`demo: ${error.message}`);
+  process.exit(2);
 }
+
+const screen = new Screen(process.stdout, options.plain);
+const cleanup = new Cleanup();
+const report = (line: string): void => screen.notice(line);
+cleanup.onSignals((signal) => {
+  screen.mute();
+  screen.notice(`${signal}: stopping, closing the group and removing the temporary directory ...`);
+}, report);
+
+/** The verdict's reasons: empty when the demo showed what it claims. */
+function problems(result: StoryResult): string[] {
+  const out: string[] = [];
+  if (result.load.failed > 0) out.push(`${result.load.failed} operation(s) failed: ${result.load.failures.slice(0, 3).join('; ')}`);
+  if (result.load.ok === 0) out.push('no operation ran');
+  if (result.promoted.length === 0) out.push('the standby was not promoted');
+  if (result.notRecovered.length > 0) out.push(`not recovered: ${result.notRecovered.join(', ')}`);
+  if (result.stillOwed > 0) out.push(`${result.stillOwed} item(s) still owed after the recovery`);
+  for (const v of result.verdicts) if (v.problems.length > 0) out.push(`${v.member} not verified: ${v.problems.join('; ')}`);
+  return out;
+}
+
+function summary(result: StoryResult, wrong: readonly string[]): void {
+  const load = result.load;
+  screen.print();
+  screen.print('summary');
+  screen.print(`  operations: ${load.ok} ok, ${load.failed} failed, in ${result.seconds.toFixed(1)} s (${Math.round(load.ok / result.seconds)} ops/s with ${options.callers} callers)`);
+  for (const name of OPERATIONS) {
+    const c = load.counts.get(name)!;
+    screen.print(`    ${name.padEnd(20)} ${String(c.ok).padStart(8)} ok ${String(c.failed).padStart(4)} failed`);
+  }
+  screen.print(`  failed operations: ${load.failed}`);
+  screen.print(`  standby promoted: ${result.promoted.length > 0 ? result.promoted.join(', ') : 'none'}`);
+  screen.print(`  resync: ${[...result.resynced].map(([m, n]) => `${m} settled ${n} owed item(s)`).join(', ') || 'nothing owed'}`);
+  screen.print(`  made while members were down: ${result.keysCreatedWhileDown.join(', ')}; destroyed: ${result.keysDestroyedWhileDown.join(', ')}`);
+  const verified = result.verdicts.filter((v) => v.problems.length === 0).map((v) => v.member);
+  screen.print(`  resync verified: ${verified.length === result.verdicts.length ? `yes (${verified.join(', ')}, each token opened alone)` : `NO (${result.verdicts.length - verified.length} member(s) failed the check)`}`);
+  screen.print(`  demo: ${wrong.length === 0 ? 'OK' : `FAILED: ${wrong.join(' | ')}`}`);
+}
+
+let exitCode = 1;
+try {
+  const result = await runStory(options, screen, cleanup);
+  const wrong = problems(result);
+  const svg = timelineSvg(
+    result.timeline,
+    'pkcs11-ha demo: failover timeline',
+    `${result.load.ok} operations, ${result.load.failed} failed; ${options.callers} callers; one host killed, two frozen, standby promoted, all recovered and verified: ${wrong.length === 0 ? 'yes' : 'NO'}`,
+  );
+  mkdirSync(dirname(options.chartPath), { recursive: true });
+  writeFileSync(options.chartPath, svg);
+  summary(result, wrong);
+  screen.print(`  timeline chart: ${options.chartPath}`);
+  exitCode = wrong.length === 0 ? 0 : 1;
+} catch (error) {
+  if (cleanup.interrupted === undefined) screen.notice(`demo failed: ${error instanceof Error ? error.message : String(error)}`);
+} finally {
+  await cleanup.run(report);
+}
+// A signal's handler exits on its own once the cleanup is done.
+if (cleanup.interrupted === undefined) process.exit(exitCode);

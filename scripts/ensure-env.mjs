@@ -87,15 +87,20 @@ if (!isFile(NATIVE_ADDON)) {
   done.push(`installed node modules (npm ${npmArgs.join(' ')})`);
 }
 
+/** How this user can run apt-get: [] as root, ['sudo', '-n'] with password-less sudo, else undefined. */
+function aptPrefix() {
+  const hasApt = process.platform === 'linux' && onPath('apt-get');
+  const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
+  if (hasApt && isRoot) return [];
+  if (hasApt && onPath('sudo') && spawnSync('sudo', ['-n', 'true'], { stdio: 'ignore' }).status === 0) return ['sudo', '-n'];
+  return undefined;
+}
+
 // 2. SoftHSM2.
 const missing = softHsmMissing();
 if (missing.length > 0) {
   const hint = process.platform === 'darwin' ? BREW_HINT : APT_HINT;
-  const hasApt = process.platform === 'linux' && onPath('apt-get');
-  const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
-  let prefix;
-  if (hasApt && isRoot) prefix = [];
-  else if (hasApt && onPath('sudo') && spawnSync('sudo', ['-n', 'true'], { stdio: 'ignore' }).status === 0) prefix = ['sudo', '-n'];
+  const prefix = aptPrefix();
   if (prefix === undefined) {
     fail(`SoftHSM2 is missing (${missing.join(' and ')} not found). Install it with:\n  ${hint}\n` +
       'or set SOFTHSM2_MODULE to the path of libsofthsm2.so if it is installed elsewhere.');
@@ -112,6 +117,29 @@ if (missing.length > 0) {
       'put softhsm2-util on PATH and/or set SOFTHSM2_MODULE to the path of libsofthsm2.so.');
   }
   done.push(`installed SoftHSM2 (${prefix.length ? 'sudo ' : ''}apt-get install -y softhsm2)`);
+}
+
+// 3. PostgreSQL server binaries (optional): the shared journal's tests start throwaway
+//    clusters with them and skip, saying so, when they are absent. Not installed here.
+const hasPostgres = (() => {
+  try {
+    if (statSync('/usr/lib/postgresql').isDirectory()) return true;
+  } catch {
+    // not Debian's layout
+  }
+  return onPath('initdb') && onPath('postgres');
+})();
+const POSTGRES_HINT = process.platform === 'darwin' ? 'brew install postgresql' : 'sudo apt-get install -y postgresql';
+// Only `npm test` needs the server; the demo and the benchmarks do not.
+if (!hasPostgres && process.env.npm_lifecycle_event === 'pretest') {
+  const prefix = aptPrefix();
+  const [cmd, ...args] = [...(prefix ?? []), 'apt-get', 'install', '-y', 'postgresql'];
+  const installed = prefix !== undefined && run(cmd, args, { DEBIAN_FRONTEND: 'noninteractive' });
+  if (installed) done.push(`installed PostgreSQL (${prefix.length ? 'sudo ' : ''}apt-get install -y postgresql)`);
+  else {
+    console.warn('ensure-env: PostgreSQL server binaries not found: the PostgreSQL journal tests will skip. ' +
+      `To run them: \`${POSTGRES_HINT}\`.`);
+  }
 }
 
 if (done.length > 0) console.log(`ensure-env: ${done.join('; ')}`);

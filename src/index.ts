@@ -20,12 +20,14 @@ export type {
   MemberConfig,
   MemberOrder,
   PinSource,
+  RemoteMemberConfig,
   ResolvedMemberConfig,
   TransportKind,
   SchedulerName,
   KeyCreation,
 } from './group/group-config.js';
 export type { AdminOptions } from './admin/admin-server.js';
+export type { TlsEndpoint } from './rpc/tls-stream.js';
 export type { GroupStatus, MemberStatus, ObjectDescription } from './group/group-status.js';
 export type { DomainInitResult } from './replication/domain-ceremony.js';
 export type { UnextractablePolicy } from './replication/replica-template.js';
@@ -44,11 +46,28 @@ export type {
   RecoveryFailedEvent,
   StandbyEvent,
   ResyncProgressEvent,
+  GroupEvent,
+  MemberConnectFailedEvent,
 } from './events/group-events.js';
 export { VirtualSlot } from './slot/virtual-slot.js';
 export { VirtualSession, type UserType } from './slot/virtual-session.js';
 export type { MultipartMode } from './slot/multipart-operation.js';
+export type { MechanismLimits, TokenLimits } from './slot/slot-capabilities.js';
 export type { ObjectHandle } from './catalog/catalog.js';
+
+// --- Metrics, diagnostics channels and logs -----------------------------------------------
+export type { MetricsOptions, MetricsRegistry } from './observability/metrics-options.js';
+export type { Logger, LogFn } from './observability/logger.js';
+export type { GroupListeners } from './observability/observability-options.js';
+export {
+  OPERATION_CHANNEL,
+  FAILOVER_CHANNEL,
+  RECOVERY_CHANNEL,
+  type OperationMessage,
+  type OperationOutcome,
+  type FailoverMessage,
+  type RecoveryMessage,
+} from './observability/channels.js';
 
 // --- Errors and return codes ------------------------------------------------------------
 export {
@@ -69,6 +88,7 @@ export {
 } from './errors/ha-error.js';
 export { JournalError, type JournalFault } from './replication/journal-store.js';
 export { DomainError } from './replication/domain-key.js';
+export { AdminError, type AdminErrorReason } from './admin/admin-protocol.js';
 export { classifyReturnValue, classifyError, type Classification } from './errors/classification.js';
 export { ckrName, ckrValue } from './errors/return-codes.js';
 
@@ -109,4 +129,4 @@ export { CommandFailedError, type Transport, type TokenInfo } from './transport/
 export { InProcessTransport, type InProcessCalls, type InProcessTransportOptions, type TokenSelector } from './transport/in-process-transport.js';
 export { HostTransport, type HostTransportOptions, type HostStats, type EmulatedCapacity } from './host/host-transport.js';
 export type { HostCalls } from './host/host-ipc.js';
-export type { Command, CommandName, CommandResult, CommandMap, Handle, ObjectKind, ReadAttribute, WireAttribute, WireError } from './pkcs11/commands.js';
+export type { Command, CommandName, CommandResult, CommandMap, Handle, ObjectKind, ReadAttribute, TokenLimitsRead, WireAttribute, WireError } from './pkcs11/commands.js';

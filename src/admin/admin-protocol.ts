@@ -63,7 +63,10 @@ export type AdminAnswer =
  */
 export type AdminErrorReason = 'bad-request' | 'unknown-method' | 'pin-refused' | 'not-a-socket' | 'in-use' | 'unreachable' | 'connection-lost' | 'failed';
 
-/** An error of the admin endpoint itself (code `ERR_ADMIN`); `reason` says which. */
+/**
+ * Code `ERR_ADMIN`: an error of the admin endpoint itself; `reason` says which. `HaGroup.open`
+ * with the `admin` option throws it when the socket path is taken (`in-use`, `not-a-socket`).
+ */
 export class AdminError extends HaError {
   constructor(
     readonly reason: AdminErrorReason,

@@ -16,6 +16,8 @@ export interface VirtualObject {
   identity: ObjectIdentity;
   /** Member index -> that member's handle for the object. */
   readonly holders: Map<number, Handle>;
+  /** CKA_VALUE_LEN given when the group made this secret key (slot/value-len.ts). */
+  valueLen?: number;
 }
 
 /** Two objects share a name but not their key material. */
@@ -32,6 +34,15 @@ export class Catalog {
   /** Per member: its handle (hex) -> object. Member handles are stable while the member stays connected. */
   readonly #byMemberHandle = new Map<number, Map<string, VirtualObject>>();
   readonly #byName = new Map<string, VirtualObject[]>();
+  /**
+   * Per member: handle (hex) -> an object with a provisional identity (see
+   * `provisionalIdentity`) made there under that handle. Kept when holders are forgotten
+   * (a logout, a member fault): with no fingerprint to prove it, such an object is found
+   * again only under the handle it was made under.
+   */
+  readonly #madeUnder = new Map<number, Map<string, VirtualObject>>();
+  /** The entries of {@link #madeUnder} per object: member index and handle (hex). */
+  readonly #madeUnderOf = new Map<VirtualObject, [number, string][]>();
   #next: ObjectHandle = 1;
 
   /** The object behind a virtual handle, if it exists. */
@@ -60,11 +71,21 @@ export class Catalog {
    * @returns the object, and a conflict when a same-named object has different material
    */
   adopt(member: number, handle: Handle, identity: ObjectIdentity): { object: VirtualObject; conflict?: IdentityConflict } {
-    const known = this.byMemberHandle(member, handle);
+    const key = handle.toString('hex');
+    const known = this.#byMemberHandle.get(member)?.get(key);
     if (known) return { object: known };
+    const madeHere = this.#madeUnder.get(member)?.get(key);
+    if (madeHere !== undefined && !madeHere.holders.has(member) && madeHere.identity.name === identity.name) {
+      // Found again under the handle it was made under: the same object, whose identity is now read.
+      this.reindex(madeHere, identity);
+      this.#link(madeHere, member, handle);
+      return { object: madeHere };
+    }
     const sameName = this.#byName.get(identity.name) ?? [];
     let conflictWith: VirtualObject | undefined;
     for (const candidate of sameName) {
+      // Nothing proves or disproves a provisional identity by name: never joined, never a conflict.
+      if (candidate.identity.provisional) continue;
       if (!candidate.holders.has(member) && sameObject(candidate.identity, identity)) {
         // The first holder may have shown no evidence; keep the first that any holder shows,
         // so that a later holder with different material cannot join too.
@@ -114,6 +135,7 @@ export class Catalog {
       if (i >= 0) list.splice(i, 1);
       if (list.length === 0) this.#byName.delete(object.identity.name);
     }
+    if (object.identity.provisional && !identity.provisional) this.#unhint(object);
     object.identity = identity;
     const next = this.#byName.get(identity.name);
     if (next) next.push(object);
@@ -123,6 +145,7 @@ export class Catalog {
   /** Forgets an object entirely (it was destroyed). */
   remove(object: VirtualObject): void {
     this.#byHandle.delete(object.handle);
+    if (object.identity.provisional) this.#unhint(object);
     for (const [member, handle] of object.holders) this.#byMemberHandle.get(member)?.delete(handle.toString('hex'));
     const list = this.#byName.get(object.identity.name);
     if (list) {
@@ -148,6 +171,24 @@ export class Catalog {
     object.holders.set(member, handle);
     let map = this.#byMemberHandle.get(member);
     if (map === undefined) this.#byMemberHandle.set(member, (map = new Map()));
-    map.set(handle.toString('hex'), object);
+    const key = handle.toString('hex');
+    map.set(key, object);
+    if (object.identity.provisional) {
+      let made = this.#madeUnder.get(member);
+      if (made === undefined) this.#madeUnder.set(member, (made = new Map()));
+      made.set(key, object);
+      const entries = this.#madeUnderOf.get(object);
+      if (entries === undefined) this.#madeUnderOf.set(object, [[member, key]]);
+      else entries.push([member, key]);
+    }
+  }
+
+  /** Forgets the handles a provisional object was made under (it is gone, or its identity was read). */
+  #unhint(object: VirtualObject): void {
+    for (const [member, key] of this.#madeUnderOf.get(object) ?? []) {
+      const made = this.#madeUnder.get(member);
+      if (made?.get(key) === object) made.delete(key);
+    }
+    this.#madeUnderOf.delete(object);
   }
 }

@@ -26,6 +26,8 @@ export interface DiscoveryDomain {
 /** What members owe, as discovery needs it: a member is not linked to an object it owes. */
 export interface DiscoveryDebts {
   owes(member: string, object: VirtualObject): boolean;
+  /** Reads again what other processes recorded (a journal shared by several servers): a search then links no member that owes the object. */
+  catchUp?(): Promise<unknown>;
 }
 
 /** Collaborators of {@link ObjectDiscovery}. */
@@ -61,6 +63,8 @@ export class ObjectDiscovery {
    * @throws {@link NoMemberAvailableError} when no member could search
    */
   async findObjects(template: readonly Pkcs11Attribute[]): Promise<ObjectHandle[]> {
+    // What another server made a member owe (a deletion it missed) must be known before linking; unreachable: the last view.
+    await this.#o.debts.catchUp?.().catch(() => undefined);
     const members = this.#o.membership.all.filter((m) => m.serving);
     const found = await Promise.allSettled(members.map((m) => this.#scan(m, template)));
     const result = new Set<ObjectHandle>();

@@ -36,6 +36,12 @@ export interface ObjectIdentity {
   readonly token: boolean;
   /** A search template that finds this object again (class, key type, label, id, token). */
   readonly search: readonly { readonly type: number; readonly value: Buffer }[];
+  /**
+   * The name was taken from the creation template and the key material was never read
+   * (see {@link provisionalIdentity}): the fingerprint is unknown, not absent. The catalog
+   * then matches the object again only by the member handle it was made under.
+   */
+  readonly provisional?: true;
 }
 
 function hex(value: Buffer | undefined): string {
@@ -78,6 +84,68 @@ export function identityFrom(attributes: readonly ReadAttribute[], wrapped?: Buf
     return value === undefined ? [] : [{ type, value }];
   });
   return { name, fingerprint, objectClass, token, search };
+}
+
+/** CK_ULONG values as a module reports them (8 bytes, little-endian), by value: classes and key types are few. */
+const ulongBytes = new Map<number, Buffer>();
+function ulongOf(value: number): Buffer {
+  let b = ulongBytes.get(value);
+  if (b === undefined) {
+    b = Buffer.alloc(8);
+    b.writeBigUInt64LE(BigInt(value));
+    if (ulongBytes.size < 256) ulongBytes.set(value, b);
+  }
+  return b;
+}
+
+const FALSE = Buffer.from([0]);
+const TRUE = Buffer.from([1]);
+const EMPTY = Buffer.alloc(0);
+
+/** The bytes a module reports for a template value given as bytes (copied: the caller's may change) or text; undefined for other forms. */
+function asBytes(value: unknown): Buffer | undefined {
+  if (value === undefined) return EMPTY;
+  if (Buffer.isBuffer(value)) return Buffer.from(value);
+  if (typeof value === 'string') return Buffer.from(value, 'utf8');
+  return undefined;
+}
+
+/**
+ * The identity a key about to be created will show, from its creation template: class
+ * and key type as the creation makes them, label and id as the template gives them
+ * (empty when absent, as a module reports them), without reading anything: what
+ * {@link identityFrom} gives for those values. The fingerprint is left unknown
+ * (`provisional`): reading it cost as much as a session key's generation, and only
+ * another member ever needs it.
+ *
+ * @returns undefined when the class is not a key's, or the label or id is given in a form
+ *   whose bytes the module decides (then read the object)
+ */
+export function provisionalIdentity(
+  objectClass: number,
+  keyType: number | undefined,
+  template: readonly { readonly type: number; readonly value?: unknown }[],
+  token: boolean,
+): ObjectIdentity | undefined {
+  const isKey = objectClass === pkcs11js.CKO_SECRET_KEY || objectClass === pkcs11js.CKO_PRIVATE_KEY || objectClass === pkcs11js.CKO_PUBLIC_KEY;
+  if (!isKey || keyType === undefined || !Number.isSafeInteger(objectClass) || !Number.isSafeInteger(keyType) || objectClass < 0 || keyType < 0) return undefined;
+  let label: Buffer | undefined = EMPTY;
+  let id: Buffer | undefined = EMPTY;
+  for (const a of template) {
+    if (a.type === pkcs11js.CKA_LABEL) label = asBytes(a.value);
+    else if (a.type === pkcs11js.CKA_ID) id = asBytes(a.value);
+  }
+  if (label === undefined || id === undefined) return undefined;
+  // As identityFrom names and searches (see there); kept in step by a test.
+  const name = `${objectClass}/${keyType}/${label.toString('hex')}/${id.toString('hex')}/${token ? 'T' : 'S'}`;
+  const search = [
+    { type: pkcs11js.CKA_CLASS, value: ulongOf(objectClass) },
+    { type: pkcs11js.CKA_KEY_TYPE, value: ulongOf(keyType) },
+    { type: pkcs11js.CKA_LABEL, value: label },
+    { type: pkcs11js.CKA_ID, value: id },
+    { type: pkcs11js.CKA_TOKEN, value: token ? TRUE : FALSE },
+  ];
+  return { name, fingerprint: undefined, objectClass, token, search, provisional: true };
 }
 
 /**

@@ -9,7 +9,9 @@ import cliProgress from 'cli-progress';
 import type { MemberConfig } from '../group/group-config.js';
 import type { GroupStatus } from '../group/group-status.js';
 import { HaGroup } from '../group/ha-group.js';
+import { TlsMemberHost } from '../host/tls-member-host.js';
 import { loadConfigFile } from './config-file.js';
+import { loadHostConfigFile, parseListen } from './host-config-file.js';
 import { ExitCode, UsageError, type ExitCodeValue } from './exit-codes.js';
 import { openAccess, type GroupAccess, type LoginNeed, type TargetOptions } from './group-access.js';
 import { health, statusJson, statusTable, summaryLine } from './status-view.js';
@@ -191,6 +193,30 @@ export async function removeMemberCommand(member: string, options: TargetOptions
     io.out.write(`${member} removed\n`);
     return ExitCode.ok;
   });
+}
+
+/**
+ * `host --listen <addr:port> --config <host.json>`: a remote member host serving one token
+ * over mutual TLS until SIGTERM or SIGINT (exit 0), or until its module is lost (exit 1).
+ * Prints `listening on <addr>:<port>` once it serves.
+ */
+export async function hostCommand(options: { listen?: string; config?: string }, io: Output): Promise<ExitCodeValue> {
+  if (options.listen === undefined || options.config === undefined) throw new UsageError('host needs --listen <address:port> and --config <host.json>');
+  const listen = parseListen(options.listen);
+  let lost: (code: ExitCodeValue) => void = () => undefined;
+  const ended = new Promise<ExitCodeValue>((resolve) => (lost = resolve));
+  const host = await TlsMemberHost.start({ ...loadHostConfigFile(options.config), listen, log: (line) => void io.err.write(`${line}\n`), onModuleLost: () => lost(ExitCode.degraded) });
+  io.out.write(`listening on ${host.address.host}:${host.address.port}\n`);
+  const stop = (): void => lost(ExitCode.ok);
+  process.once('SIGTERM', stop);
+  process.once('SIGINT', stop);
+  try {
+    return await ended;
+  } finally {
+    process.off('SIGTERM', stop);
+    process.off('SIGINT', stop);
+    await host.close();
+  }
 }
 
 /** The package's root: two folders up from this file (src/cli or dist/cli). */

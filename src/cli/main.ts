@@ -11,7 +11,7 @@
 import { realpathSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
 import { Argument, Command, CommanderError, Option } from 'commander';
-import { addMemberCommand, checkCommand, initCommand, npmScriptCommand, recoverCommand, removeMemberCommand, standbyCommand, statusCommand, syncCommand, version, type Output } from './commands.js';
+import { addMemberCommand, checkCommand, hostCommand, initCommand, npmScriptCommand, recoverCommand, removeMemberCommand, standbyCommand, statusCommand, syncCommand, version, type Output } from './commands.js';
 import { ExitCode, UsageError, exitCodeOf, reasonLine } from './exit-codes.js';
 import type { TargetOptions } from './group-access.js';
 
@@ -110,8 +110,15 @@ function program(io: Output, exit: { code: number }): Command {
     (member: string, o: TargetOptions) => run(() => removeMemberCommand(member, o, io))(),
   );
 
+  p.command('host')
+    .description('run a remote member host: serve one token over TLS 1.3 to the application servers whose client certificates the CA signed')
+    .option('--listen <address:port>', 'where to listen, e.g. 0.0.0.0:7000 (port 0: any free port, printed)')
+    .option('-c, --config <file>', 'the host configuration file (JSON): module, token, tls { ca, cert, key, allow }')
+    .addHelpText('after', EXIT_CODES_HELP)
+    .action((o: { listen?: string; config?: string }) => run(() => hostCommand(o, io))());
+
   for (const [name, what] of [
-    ['demo', 'run the demo (npm run demo in a clone of the repository): SoftHSM2 tokens, member hosts, a member killed under load'],
+    ['demo', 'run the demo (npm run demo in a clone of the repository): 3 active + 1 standby SoftHSM2 members, failover under load, standby promoted, resync verified, a timeline chart'],
     ['bench', 'run the benchmarks (npm run bench in a clone of the repository; e.g. pkcs11-ha bench -- --quick)'],
   ] as const) {
     p.command(name)

@@ -42,10 +42,26 @@ function stateText(m: MemberStatus): string {
   return m.state.kind;
 }
 
+/** `14:03:27` (UTC): when a member entered its state, short enough for a table cell. */
+function clockTime(ms: number): string {
+  return new Date(ms).toISOString().slice(11, 19);
+}
+
 /** The status as a table, for a terminal. */
 export function statusTable(status: GroupStatus): string {
-  const head = ['MEMBER', 'ROLE', 'STATE', 'OUTSTANDING', 'SERVED', 'FAILURES', 'OWED', 'TOKEN'];
-  const rows = status.members.map((m) => [m.name, m.role, stateText(m), String(m.outstanding), String(m.served), String(m.failures), String(m.owed), m.token ? `${m.token.label} (${m.token.serial})` : '-']);
+  const head = ['MEMBER', 'ROLE', 'STATE', 'SINCE', 'PID', 'OUTSTANDING', 'SERVED', 'FAILURES', 'OWED', 'TOKEN'];
+  const rows = status.members.map((m) => [
+    m.name,
+    m.role,
+    stateText(m),
+    m.changedAt === undefined ? '-' : clockTime(m.changedAt),
+    m.pid === undefined ? '-' : String(m.pid),
+    String(m.outstanding),
+    String(m.served),
+    String(m.failures),
+    String(m.owed),
+    m.token ? `${m.token.label} (${m.token.serial})` : '-',
+  ]);
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd();
   const verdict = health(status);

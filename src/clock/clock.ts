@@ -8,10 +8,16 @@ export type TimerHandle = { readonly __timer: unique symbol } | ReturnType<typeo
 
 /** Time as the library sees it. */
 export interface Clock {
-  /** Milliseconds since some fixed origin. */
+  /** Milliseconds since some fixed origin (monotonic: not a date). */
   now(): number;
   setTimeout(callback: () => void, ms: number): TimerHandle;
   clearTimeout(handle: TimerHandle): void;
+  /**
+   * Wall-clock time, milliseconds since the Unix epoch, for the times events and status
+   * carry. A clock without it is read as `Date.now()` when first asked, moving with
+   * `now()` after that (so a fake clock's `advance` moves the dates too).
+   */
+  wallNow?(): number;
 }
 
 /** The real clock. Timers are unref'd so that a forgotten one never holds the process open. */
@@ -25,4 +31,15 @@ export const systemClock: Clock = {
   clearTimeout(handle) {
     clearTimeout(handle as ReturnType<typeof setTimeout>);
   },
+  wallNow: () => Date.now(),
 };
+
+/**
+ * Reads a clock's wall-clock time (ms since the epoch): its `wallNow`, or `Date.now()`
+ * at this call moved by `now()` after it.
+ */
+export function wallClock(clock: Clock): () => number {
+  if (clock.wallNow !== undefined) return () => clock.wallNow!();
+  const offset = Date.now() - clock.now();
+  return () => offset + clock.now();
+}

@@ -27,7 +27,12 @@ export type HaErrorCode =
 /** How a failure bears on a member's health. See `classification.ts`. */
 export type FaultClass = 'member' | 'caller' | 'ambiguous';
 
-/** Base class of every error thrown by pkcs11-ha. */
+/**
+ * Base class of every error thrown by pkcs11-ha. Branch on `code` (see {@link HaErrorCode});
+ * each code has its subclass (`ERR_DOMAIN`: `DomainError`, `ERR_JOURNAL`: `JournalError`,
+ * `ERR_ADMIN`: `AdminError`, the others below), except `ERR_TESTBED`, a plain HaError of the
+ * `pkcs11-ha/testbed` entry.
+ */
 export class HaError extends Error {
   /** Stable machine-readable code. */
   readonly code: HaErrorCode;
@@ -45,21 +50,24 @@ export class HaError extends Error {
   }
 }
 
-/** A configuration value is missing or invalid. `path` names it, e.g. `members[1].token`. */
+/** Code `ERR_CONFIG`: a configuration value is missing or invalid. `path` names it, e.g. `members[1].token`. */
 export class ConfigError extends HaError {
   constructor(readonly path: string, message: string) {
     super('ERR_CONFIG', `${path}: ${message}`);
   }
 }
 
-/** An argument given to a public method is invalid; nothing was sent to any member. */
+/** Code `ERR_INVALID_ARGUMENT`: an argument given to a public method is invalid; nothing was sent to any member. */
 export class InvalidArgumentError extends HaError {
   constructor(message: string) {
     super('ERR_INVALID_ARGUMENT', message);
   }
 }
 
-/** A virtual object handle that this group never issued, or one already destroyed. */
+/**
+ * Code `ERR_INVALID_HANDLE`: a virtual object handle that this group never issued, one
+ * already destroyed, or one that no member shows now (a private object after a logout).
+ */
 export class InvalidHandleError extends HaError {
   /** The return code a PKCS#11 module would give for it. */
   readonly ckr = 'CKR_OBJECT_HANDLE_INVALID';
@@ -68,21 +76,21 @@ export class InvalidHandleError extends HaError {
   }
 }
 
-/** The group or session was closed before or during the call. */
+/** Code `ERR_CLOSED`: the group or session was closed before or during the call. */
 export class ClosedError extends HaError {
   constructor(what: string) {
     super('ERR_CLOSED', `${what} is closed`);
   }
 }
 
-/** No member can serve the call: all that hold the object are failed, or none holds it. */
+/** Code `ERR_NO_MEMBER`: no member can serve the call: all that hold the object are failed, or none holds it. */
 export class NoMemberAvailableError extends HaError {
   constructor(message: string, options?: { cause?: unknown }) {
     super('ERR_NO_MEMBER', message, options);
   }
 }
 
-/** A member's transport failed (connection lost, module crashed). Always a member fault. */
+/** Code `ERR_MEMBER_UNREACHABLE`: a member's transport failed (connection lost, module crashed). Always a member fault. */
 export class MemberUnreachableError extends HaError {
   /**
    * True when the command never left this process (the transport was not connected, or
@@ -96,14 +104,17 @@ export class MemberUnreachableError extends HaError {
   }
 }
 
-/** A member's command passed its deadline (no answer, no heartbeat) or its hard ceiling. A member fault. */
+/** Code `ERR_DEADLINE`: a member's command passed its deadline (no answer, no heartbeat) or its hard ceiling. A member fault. */
 export class DeadlineError extends HaError {
   constructor(readonly member: string, message: string, options?: { cause?: unknown }) {
     super('ERR_DEADLINE', `member ${member}: ${message}`, options);
   }
 }
 
-/** A PKCS#11 function returned something other than CKR_OK. */
+/**
+ * Code `ERR_PKCS11`: a PKCS#11 function returned something other than CKR_OK. `fn` names
+ * the C_ function (`C_Decrypt`, `C_SignInit`, ...), also when the member runs in a host.
+ */
 export class Pkcs11Error extends HaError {
   /**
    * @param ckr the return code's name, e.g. `CKR_PIN_INCORRECT`
@@ -124,7 +135,20 @@ export class Pkcs11Error extends HaError {
   }
 }
 
-/** A key could not be given to enough members (see the `minReplicas` option). */
+/**
+ * Code `ERR_REPLICATION`: a new object could not be given to `minReplicas` members (the
+ * group option), so it was not created, or it was removed again from the members that got
+ * it. A member that failed while taking its copy may hold one: it owes that copy's removal
+ * (counted in `status().owed` until it recovers).
+ *
+ * @example
+ * try {
+ *   await session.generateKey('AES_KEY_GEN', template);
+ * } catch (error) {
+ *   if (error instanceof ReplicationError) retryLater(); // too few members serve now
+ *   else throw error;
+ * }
+ */
 export class ReplicationError extends HaError {
   constructor(message: string, options?: { cause?: unknown }) {
     super('ERR_REPLICATION', message, options);
@@ -132,7 +156,7 @@ export class ReplicationError extends HaError {
 }
 
 /**
- * The member running a pinned (multi-part) operation failed, and the operation cannot go
+ * Code `ERR_OPERATION_RESTART`: the member running a pinned (multi-part) operation failed, and the operation cannot go
  * on elsewhere: its result depends on the member, or another member refused to take it up.
  * Nothing of it is left on any member: start it again from its Init.
  */
@@ -143,7 +167,7 @@ export class OperationRestartError extends HaError {
 }
 
 /**
- * A command failed where it ran without a PKCS#11 return code (an unexpected error in
+ * Code `ERR_COMMAND`: a command failed where it ran without a PKCS#11 return code (an unexpected error in
  * the module binding). Classified ambiguous: it never fails a member on its own.
  */
 export class CommandError extends HaError {

@@ -64,6 +64,30 @@ export const memberFileSchema = options(
   'an object',
 );
 
+/** One member reached over mutual TLS on a remote member host (`pkcs11-ha host`), as a file holds it. */
+export const remoteMemberFileSchema = options(
+  {
+    name: nonEmpty().optional().describe('A unique name for logs, events and status. Default: the URL.'),
+    url: z.string(must('tls://host:port')).regex(/^tls:\/\/(\[[0-9a-fA-F:.]+\]|[^:/[\]]+):\d{1,5}\/?$/, must('tls://host:port')).describe('The remote member host: tls://host:port.'),
+    tls: options(
+      {
+        ca: nonEmpty('a path').describe("PEM file of the CA that signed the host's certificate."),
+        cert: nonEmpty('a path').describe("PEM file of this application's client certificate."),
+        key: nonEmpty('a path').describe("PEM file of this application's private key."),
+        servername: nonEmpty().optional().describe("The name the host's certificate must carry, when not the URL's host."),
+      },
+      '{ ca, cert, key, servername? }',
+    ).describe('Mutual TLS: the host is checked against ca and its name; this application proves itself with cert and key.'),
+    role: oneOf(['active', 'standby']).optional().describe('Active members take load; standby members only when no active member is left. Default: active.'),
+    soPin: pinSource('The security officer PIN (the domain key ceremony)').optional(),
+    userPin: pinSource('The user PIN, to log this member back in after it recovers').optional(),
+  },
+  'an object',
+);
+
+/** A member as a file holds it: a module on this machine, or a remote member host. */
+export const anyMemberFileSchema = z.union([memberFileSchema, remoteMemberFileSchema], must('a member: { module, token } or { url, tls }'));
+
 /** The options of a group configuration that code alone can give. */
 export const CODE_ONLY_OPTIONS = ['clock', 'transportFactory'] as const;
 
@@ -71,20 +95,37 @@ export const CODE_ONLY_OPTIONS = ['clock', 'transportFactory'] as const;
 export const groupFileSchema = options(
   {
     $schema: z.string(must('a string')).optional().describe('The JSON schema of this file (ignored).'),
-    members: z.array(memberFileSchema, must('a non-empty array')).min(1, must('a non-empty array')).max(64, must('at most 64 members')).describe('The members, in order: the first serving active member is the primary (see memberOrder).'),
+    members: z.array(anyMemberFileSchema, must('a non-empty array')).min(1, must('a non-empty array')).max(64, must('at most 64 members')).describe('The members, in order: the first serving active member is the primary (see memberOrder).'),
     memberOrder: z
       .union([z.literal('config'), options({ clientId: nonEmpty() }, '{ clientId }')], must("'config' or { clientId }"))
       .optional()
       .describe("'config': the order written (default). { clientId }: the active members rotated by a stable hash of the id, so that clients spread their primaries over the members; the same id always gives the same order."),
+    label: nonEmpty('1 to 32 characters').max(32, must('1 to 32 characters')).optional().describe("The virtual token's label, as C_GetTokenInfo shows it through pkcs11-ha/pkcs11js (PKCS11_HA_LABEL overrides it). Default: pkcs11-ha."),
     threadsPerMember: int(1, 64).optional().describe('Worker threads per member. Default: 2.'),
     maxSessionsPerMember: int(1, 4096).optional().describe('Most sessions (commands in flight) per member. Default: 32.'),
     scheduler: oneOf(['least-busy', 'peak-ewma'], 'a Scheduler').optional().describe('The load-balancing strategy. Default: least-busy.'),
     minReplicas: int(1, 64).optional().describe('Fewest members a new key must reach (at most the member count). Default: 1.'),
     unextractableKeys: oneOf(['wrap-with-trusted', 'reject']).optional().describe('What a request for CKA_EXTRACTABLE=false gets. Default: wrap-with-trusted.'),
     keyCreation: oneOf(['parallel', 'primary-first']).optional().describe('How a new token key reaches the members. Default: parallel.'),
+    countHostLoad: z.boolean(must('a boolean')).optional().describe('Whether the least-busy scheduler adds the commands a remote member host reports for other application processes to its own count. Default: true.'),
     hostCalls: oneOf(['inline', 'threads']).optional().describe("Where a member host makes short cryptographic calls. Default: inline."),
     inProcessCalls: oneOf(['inline', 'threads']).optional().describe('Where an in-process member makes short cryptographic calls. Default: inline.'),
     journalPath: nonEmpty('a non-empty path').optional().describe('File keeping what members owe across restarts. Default: in memory only.'),
+    journal: options(
+      {
+        postgres: options(
+          {
+            connectionString: pinSource('The connection string').describe('A PostgreSQL connection string, { "env": "NAME" } or { "file": "path" } (its first line). Never printed.'),
+            schema: z.string(must('a lower-case identifier')).regex(/^[a-z_][a-z0-9_]{0,62}$/, must('a lower-case identifier')).optional().describe('The schema holding the journal tables (created when missing). Default: pkcs11_ha.'),
+            refreshIntervalMs: int(10, 3_600_000).optional().describe('How often this server reads what the others recorded and settled (ms). Default: 1000.'),
+          },
+          '{ connectionString, schema?, refreshIntervalMs? }',
+        ),
+      },
+      '{ postgres }',
+    )
+      .optional()
+      .describe('A journal shared by every application server (instead of journalPath): { postgres: { connectionString } }. Default: the file, or in memory only.'),
     transport: oneOf(['host', 'in-process']).optional().describe('Where members\' modules run. Default: host.'),
     deadlineMs: int(1, 3_600_000).optional().describe('A command with no answer (and no heartbeat) for this long fails its member (ms). Default: 20000.'),
     ceilingMs: int(1, 86_400_000).optional().describe('No command lives longer than this (ms); at least deadlineMs. Default: 120000.'),
@@ -114,6 +155,7 @@ export const groupFileSchema = options(
 /** What zod infers a file config to be (group-config.ts checks its interfaces against it). */
 export type InferredGroupFileConfig = z.input<typeof groupFileSchema>;
 export type InferredMemberFileConfig = z.input<typeof memberFileSchema>;
+export type InferredRemoteMemberFileConfig = z.input<typeof remoteMemberFileSchema>;
 
 type Issue = z.core.$ZodIssue;
 
@@ -137,7 +179,10 @@ function at(root: unknown, path: readonly PropertyKey[]): unknown {
  */
 function deepest(issue: Issue): { issue: Issue; path: PropertyKey[] } {
   if (issue.code === 'invalid_union') {
-    const branch = issue.errors.find((b) => b.some((i) => i.path.length > 0));
+    // Of the branches that took the value's shape, the one it missed by least (a local
+    // member with a typo is told about the typo, not that it lacks a url).
+    let branch: readonly Issue[] | undefined;
+    for (const b of issue.errors) if (b.some((i) => i.path.length > 0) && (branch === undefined || b.length < branch.length)) branch = b;
     if (branch !== undefined) {
       const inner = deepest(first(branch));
       return { issue: inner.issue, path: [...issue.path, ...inner.path] };

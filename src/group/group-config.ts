@@ -21,7 +21,11 @@ import type { RecoveryPolicy } from '../recovery/recovery-loop.js';
 import type { MultipartMode } from '../slot/multipart-operation.js';
 import { DEFAULT_GROUP_REPLAY_BYTES, DEFAULT_OPERATION_REPLAY_BYTES } from '../slot/multipart-session.js';
 import { resolveAdminOptions, type AdminOptions } from '../admin/admin-server.js';
-import { groupFileSchema, memberFileSchema, parseWith, show, type InferredGroupFileConfig, type InferredMemberFileConfig } from './config-schema.js';
+import { resolveObservability, type GroupListeners, type ResolvedObservability } from '../observability/observability-options.js';
+import type { Logger } from '../observability/logger.js';
+import type { MetricsOptions } from '../observability/metrics-options.js';
+import { anyMemberFileSchema, groupFileSchema, parseWith, show, type InferredGroupFileConfig, type InferredMemberFileConfig, type InferredRemoteMemberFileConfig } from './config-schema.js';
+import type { TlsEndpoint } from '../rpc/tls-stream.js';
 
 /** The built-in load-balancing strategies, by name. */
 export type SchedulerName = 'least-busy' | 'peak-ewma';
@@ -49,6 +53,30 @@ export interface MemberConfig {
 }
 
 /**
+ * A member served by a remote member host (`pkcs11-ha host` on another machine), reached
+ * over mutual TLS: the host's certificate is checked against `tls.ca` and the URL's host
+ * name (or `tls.servername`), and this application proves itself with `tls.cert` and
+ * `tls.key`. The host picks the token; each application logs in with its own PIN.
+ *
+ * @example
+ * { url: 'tls://hsm-a.internal:7000', tls: { ca: 'ca.pem', cert: 'app-1.pem', key: 'app-1.key' }, userPin: { env: 'HSM_PIN' } }
+ */
+export interface RemoteMemberConfig {
+  /** A unique name for logs, events and status. @default the URL */
+  readonly name?: string;
+  /** `tls://host:port` of the member host. */
+  readonly url: string;
+  /** The files of mutual TLS (PEM), relative to the working directory. */
+  readonly tls: { readonly ca: string; readonly cert: string; readonly key: string; readonly servername?: string };
+  /** As {@link MemberConfig.role}. @default 'active' */
+  readonly role?: MemberRole;
+  /** As {@link MemberConfig.soPin}. */
+  readonly soPin?: PinSource;
+  /** As {@link MemberConfig.userPin}. */
+  readonly userPin?: PinSource;
+}
+
+/**
  * A PIN: the PIN itself, `{ env: 'NAME' }` (read from that environment variable) or
  * `{ file: 'path' }` (the file's first line; a relative path is from the working directory).
  * Variables and files are read when the configuration is resolved. Never printed.
@@ -71,9 +99,18 @@ export interface GroupFileConfig {
   /** The JSON schema of the file; ignored. */
   readonly $schema?: string;
   /** The members, in order: the first serving active member is the primary (see `memberOrder`). */
-  readonly members: readonly MemberConfig[];
+  readonly members: readonly (MemberConfig | RemoteMemberConfig)[];
+  /**
+   * Whether the least-busy scheduler adds, for a remote member, the commands its host
+   * reports (in every answer and heartbeat) for other application processes to this
+   * process's own count, so that one busy application does not make the others pile onto
+   * the same member. A local member host serves only this process. @default true
+   */
+  readonly countHostLoad?: boolean;
   /** The order of the members. @default 'config' */
   readonly memberOrder?: MemberOrder;
+  /** The virtual token's label (C_GetTokenInfo through `pkcs11-ha/pkcs11js`), at most 32 characters. @default 'pkcs11-ha' */
+  readonly label?: string;
   /** Worker threads per in-process member. @default 2 */
   readonly threadsPerMember?: number;
   /** Most sessions (= commands in flight) per member. @default 32 */
@@ -131,6 +168,16 @@ export interface GroupFileConfig {
   readonly inProcessCalls?: InProcessCalls;
   /** File where the journal of what members owe is kept across restarts. @default in memory only */
   readonly journalPath?: string;
+  /**
+   * A journal shared by every application server of a fleet, instead of `journalPath`:
+   * `{ postgres: { connectionString } }` keeps what members owe in PostgreSQL (the schema
+   * is created and migrated by the library; the connection string, a PIN-like source, is
+   * never printed). A member is repaired by whichever server reaches it first, once.
+   * `schema` (default `pkcs11_ha`) names the tables' schema; `refreshIntervalMs` (default
+   * 1000) is how often this server reads what the others recorded and settled.
+   * @default the file (`journalPath`), or in memory only
+   */
+  readonly journal?: { readonly postgres: { readonly connectionString: PinSource; readonly schema?: string; readonly refreshIntervalMs?: number } };
   /**
    * Where members' modules run. `'host'`: a member host child process per member, which
    * isolates a crash or hang of the module (the production choice). `'in-process'`: worker
@@ -195,6 +242,24 @@ export interface CodeOptions {
    * @default the `transport` option
    */
   readonly transportFactory?: (member: ResolvedMemberConfig, makeDefault: () => Transport) => Transport;
+  /**
+   * Prometheus metrics through prom-client (an optional peer dependency, imported only
+   * when this is set; `ERR_CONFIG` naming the package when it is not installed): `true`
+   * registers them in prom-client's global registry, or give {@link MetricsOptions} (your
+   * own `registry`, a `prefix`). Removed from the registry when the group closes.
+   * @default no metrics
+   */
+  readonly metrics?: boolean | MetricsOptions;
+  /** A pino-compatible logger for the library's own lines (never a PIN). @default silent */
+  readonly logger?: Logger;
+  /**
+   * Listeners attached before the members connect, so that they hear what happens while
+   * the group opens (`memberConnectFailed`, the first `memberStateChanged` events).
+   *
+   * @example
+   * await HaGroup.open({ members, on: { memberConnectFailed: (e) => alert(e.member, e.reason) } });
+   */
+  readonly on?: GroupListeners;
 }
 
 /** The configuration given to `HaGroup.open`: what a file can hold, and the options only code can give. */
@@ -205,6 +270,7 @@ type Assert<T extends true> = T;
 type _FileConfigMatchesSchema = [
   Assert<InferredGroupFileConfig extends GroupFileConfig ? true : false>,
   Assert<InferredMemberFileConfig extends MemberConfig ? true : false>,
+  Assert<InferredRemoteMemberFileConfig extends RemoteMemberConfig ? true : false>,
   Assert<keyof GroupFileConfig extends keyof InferredGroupFileConfig ? true : false>,
 ];
 
@@ -221,11 +287,14 @@ export interface ResolvedMemberConfig {
   readonly threads: number;
   /** Where in the config this member is, e.g. `members[2]`. */
   readonly path: string;
+  /** Set for a member on a remote member host (no module here: `modulePath` is empty). */
+  readonly remote?: TlsEndpoint;
 }
 
 /** The group's configuration after defaults and validation. */
-export interface ResolvedGroupConfig {
+export interface ResolvedGroupConfig extends ResolvedObservability {
   readonly members: readonly ResolvedMemberConfig[];
+  readonly label: string | undefined;
   readonly maxSessionsPerMember: number;
   readonly scheduler: Scheduler;
   readonly clock: Clock;
@@ -236,6 +305,9 @@ export interface ResolvedGroupConfig {
   readonly hostCalls: HostCalls;
   readonly inProcessCalls: InProcessCalls;
   readonly journalPath: string | undefined;
+  readonly countHostLoad: boolean;
+  /** The PostgreSQL journal, when configured (see `journal`). */
+  readonly journalPostgres: { readonly connectionString: Secret; readonly schema: string | undefined; readonly refreshIntervalMs: number } | undefined;
   readonly transport: TransportKind;
   readonly deadlineMs: number;
   readonly ceilingMs: number;
@@ -255,6 +327,14 @@ function integer(value: number | undefined, path: string, min: number, max: numb
   if (value === undefined) return fallback;
   if (!Number.isInteger(value) || value < min || value > max) throw new ConfigError(path, `must be an integer from ${min} to ${max}, got ${show(value)}`);
   return value;
+}
+
+/** The PostgreSQL journal's settings; its connection string read like a PIN (never printed). */
+function postgresJournal(file: GroupFileConfig): ResolvedGroupConfig['journalPostgres'] {
+  const pg = file.journal?.postgres;
+  if (pg === undefined) return undefined;
+  if (file.journalPath !== undefined) throw new ConfigError('journal', 'give journalPath (a file) or journal.postgres, not both');
+  return { connectionString: pin(pg.connectionString, 'journal.postgres.connectionString')!, schema: pg.schema, refreshIntervalMs: pg.refreshIntervalMs ?? 1000 };
 }
 
 /** Reads a PIN from its source. Errors name where it was to come from, never what it is. */
@@ -282,7 +362,23 @@ export function transportOptions(m: ResolvedMemberConfig): InProcessTransportOpt
   return { member: m.name, modulePath: m.modulePath, moduleEnv: m.moduleEnv, token: m.token, threads: m.threads, configPath: m.path };
 }
 
-function resolveMember(m: MemberConfig, index: number, threads: number, path = `members[${index}]`): ResolvedMemberConfig {
+function resolveMember(m: MemberConfig | RemoteMemberConfig, index: number, threads: number, path = `members[${index}]`): ResolvedMemberConfig {
+  if ('url' in m) {
+    const t = m.tls;
+    return {
+      name: m.name ?? m.url,
+      index,
+      modulePath: '',
+      moduleEnv: {},
+      token: { label: m.name ?? m.url },
+      role: m.role ?? 'active',
+      soPin: pin(m.soPin, `${path}.soPin`),
+      userPin: pin(m.userPin, `${path}.userPin`),
+      threads,
+      path,
+      remote: { url: m.url, ca: t.ca, cert: t.cert, key: t.key, ...(t.servername === undefined ? {} : { servername: t.servername }) },
+    };
+  }
   const token: TokenSelector = 'label' in m.token ? { label: m.token.label } : { serial: m.token.serial };
   return {
     name: m.name ?? ('label' in token ? token.label : token.serial),
@@ -303,7 +399,7 @@ function resolveMember(m: MemberConfig, index: number, threads: number, path = `
  * @throws {@link ConfigError} naming the first bad value
  */
 export function memberConfig(raw: unknown, index: number, threads: number): ResolvedMemberConfig {
-  return resolveMember(parseWith(memberFileSchema, raw, `members[${index}]`), index, threads);
+  return resolveMember(parseWith(anyMemberFileSchema, raw, `members[${index}]`), index, threads);
 }
 
 /** Where in `0..n-1` a client id's member order starts: a stable hash (SHA-256) of the id. */
@@ -327,7 +423,7 @@ function ordered(members: readonly ResolvedMemberConfig[], order: MemberOrder | 
  */
 export function resolveGroupConfig(config: GroupConfig): ResolvedGroupConfig {
   if (!isObject(config)) throw new ConfigError('config', `must be an object, got ${show(config)}`);
-  const { clock: clockRaw, transportFactory, scheduler: schedulerRaw, ...rest } = config;
+  const { clock: clockRaw, transportFactory, scheduler: schedulerRaw, metrics, logger, on, ...rest } = config;
   // What a file can hold goes through the schema; a Scheduler object is checked below.
   const fileRaw: Record<string, unknown> = { ...rest };
   if (schedulerRaw !== undefined && !isObject(schedulerRaw)) fileRaw.scheduler = schedulerRaw;
@@ -370,6 +466,7 @@ export function resolveGroupConfig(config: GroupConfig): ResolvedGroupConfig {
       groupBytes: file.multipartReplay?.groupBytes ?? DEFAULT_GROUP_REPLAY_BYTES,
     },
     members,
+    label: file.label,
     transport: file.transport ?? 'host',
     deadlineMs,
     ceilingMs,
@@ -386,6 +483,9 @@ export function resolveGroupConfig(config: GroupConfig): ResolvedGroupConfig {
     hostCalls: file.hostCalls ?? 'inline',
     inProcessCalls: file.inProcessCalls ?? 'inline',
     journalPath: file.journalPath,
+    countHostLoad: file.countHostLoad ?? true,
+    journalPostgres: postgresJournal(file),
     admin: resolveAdminOptions(file.admin),
+    ...resolveObservability({ metrics, logger, on }),
   };
 }

@@ -5,6 +5,8 @@ import type { MemberSnapshot } from '../member/member.js';
 
 /** A plain snapshot of the group, for status output. */
 export interface GroupStatus {
+  /** When the snapshot was taken: wall-clock ms since the Unix epoch (through the group's clock). */
+  readonly time: number;
   /** The member that runs key management and multi-part operations, if any serves. */
   readonly primary: string | undefined;
   readonly scheduler: string;
@@ -22,6 +24,13 @@ export interface GroupStatus {
 export interface MemberStatus extends MemberSnapshot {
   /** Replicas, deletions and attribute changes this member still owes. */
   readonly owed: number;
+  /**
+   * When the member entered its current state: wall-clock ms since the Unix epoch (the
+   * `since` inside a failed or recovering `state` is the group clock's monotonic count).
+   */
+  readonly changedAt: number | undefined;
+  /** The process id of the member host serving it (`transport: 'host'`); undefined in process, and while failed or removed. */
+  readonly pid: number | undefined;
 }
 
 /** Where an object lives, for diagnostics (see {@link HaGroup.describeObject}). */

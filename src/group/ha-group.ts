@@ -18,7 +18,8 @@ import { MemberRecovery } from '../recovery/member-recovery.js';
 import { OpenSessions } from '../recovery/open-sessions.js';
 import { initDomain, type DomainInitResult } from '../replication/domain-ceremony.js';
 import { GroupDomain } from '../replication/group-domain.js';
-import { Journal } from '../replication/journal.js';
+import type { DebtJournal } from '../replication/journal.js';
+import { createJournal } from './journal-backend.js';
 import { KeyManager } from '../replication/key-manager.js';
 import { FailoverPolicy } from '../routing/failover-policy.js';
 import { Router } from '../routing/router.js';
@@ -28,6 +29,7 @@ import { memberConfig, resolveGroupConfig, type GroupConfig, type MemberConfig, 
 import { registerInternals } from './group-internals.js';
 import type { GroupStatus, ObjectDescription } from './group-status.js';
 import { createMember } from './member-factory.js';
+import { groupStatus, loadMetrics, observeGroup, type GroupObserver, type PromClientModule } from './group-observability.js';
 
 /**
  * An HA group. Open one with {@link HaGroup.open}; the application works on `group.slot`.
@@ -49,24 +51,27 @@ export class HaGroup extends EventEmitter<HaGroupEvents> {
   readonly #membership: Membership;
   readonly #catalog = new Catalog();
   readonly #domain = new GroupDomain();
-  readonly #journal: Journal;
+  readonly #journal: DebtJournal;
   readonly #login: GroupLogin;
   readonly #router: Router;
   readonly #recovery: MemberRecovery;
   readonly #closed = new AbortController();
+  /** Events, member commands and reruns pass through it (times, metrics, channels, logger). */
+  readonly #observer: GroupObserver;
 
-  private constructor(config: ResolvedGroupConfig) {
+  private constructor(config: ResolvedGroupConfig, prom: PromClientModule | undefined) {
     super();
     this.#config = config;
+    const events = (this.#observer = observeGroup(this, config, prom, () => this.status()));
     const membership = (this.#membership = new Membership({ demoteStandbys: config.demoteStandbys }));
-    for (const m of config.members) membership.add(createMember(m, config, (member, previous, cause) => this.#onMemberState(member, previous, cause)));
+    for (const m of config.members) membership.add(createMember(m, config, (member, previous, cause) => this.#onMemberState(member, previous, cause), events));
     const catalog = this.#catalog;
-    const journal = (this.#journal = new Journal(config.journalPath));
-    const discovery = new ObjectDiscovery({ membership, catalog, domain: this.#domain, debts: journal, events: this });
+    const journal = (this.#journal = createJournal(config));
+    const discovery = new ObjectDiscovery({ membership, catalog, domain: this.#domain, debts: journal, events });
     const login = (this.#login = new GroupLogin({ membership, catalog }));
     // One failover policy decides, for stateless calls and key management alike, whether a
     // failed attempt runs again, where and how often.
-    const failover = new FailoverPolicy();
+    const failover = new FailoverPolicy({ onRerun: events.rerun });
     const router = (this.#router = new Router({ members: membership.all, scheduler: config.scheduler, discovery, clock: config.clock, failover }));
     const keys = new KeyManager({
       membership,
@@ -76,7 +81,7 @@ export class HaGroup extends EventEmitter<HaGroupEvents> {
       minReplicas: config.minReplicas,
       unextractable: config.unextractableKeys,
       staging: config.keyCreation === 'parallel',
-      events: this,
+      events,
       discovery,
       failover,
     });
@@ -89,7 +94,7 @@ export class HaGroup extends EventEmitter<HaGroupEvents> {
       journal,
       login,
       sessions: openSessions,
-      events: this,
+      events,
       policy: config.recovery,
       clock: config.clock,
       signal: this.#closed.signal,
@@ -100,8 +105,8 @@ export class HaGroup extends EventEmitter<HaGroupEvents> {
 
   /**
    * Validates the configuration, connects every member in parallel and returns the
-   * group. Members that cannot be reached start failed (see `status()`); the group opens
-   * as long as one member connects. Members whose domain key differs from the group's are
+   * group. Members that cannot be reached start failed (see `status()`; the listeners of
+   * the `on` option hear `memberConnectFailed`); the group opens as long as one connects. Members whose domain key differs from the group's are
    * refused (failed).
    *
    * @throws {@link ConfigError} for a bad configuration
@@ -115,7 +120,8 @@ export class HaGroup extends EventEmitter<HaGroupEvents> {
   }
 
   static async #connect(config: GroupConfig): Promise<HaGroup> {
-    const group = new HaGroup(resolveGroupConfig(config));
+    const resolved = resolveGroupConfig(config);
+    const group = new HaGroup(resolved, await loadMetrics(resolved));
     try {
       await group.#journal.load();
     } catch (error) {
@@ -124,6 +130,7 @@ export class HaGroup extends EventEmitter<HaGroupEvents> {
     }
     const members = group.#membership.all;
     const results = await Promise.allSettled(members.map((m) => m.connect()));
+    group.#observer.opened(members, results);
     if (!results.some((r) => r.status === 'fulfilled')) {
       const causes = results.map((r, i) => `${members[i]!.name}: ${r.status === 'rejected' ? (r.reason as Error).message : 'ok'}`);
       await group.close();
@@ -174,16 +181,8 @@ export class HaGroup extends EventEmitter<HaGroupEvents> {
 
   /** A plain snapshot of the group. */
   status(): GroupStatus {
-    const owed = this.#journal.summary();
-    return {
-      primary: this.primary,
-      scheduler: this.#router.scheduler.name,
-      loggedIn: this.#login.loggedIn,
-      objects: this.#catalog.size,
-      domain: this.#domain.checkValue,
-      owed,
-      members: this.#membership.all.map((m) => ({ ...m.snapshot(), owed: owed[m.name] ?? 0 })),
-    };
+    const [membership, scheduler, loggedIn, objects, domain] = [this.#membership, this.#router.scheduler.name, this.#login.loggedIn, this.#catalog.size, this.#domain.checkValue];
+    return groupStatus({ membership, scheduler, loggedIn, objects, domain, owed: this.#journal.summary(), observer: this.#observer });
   }
 
   /** Closes every member and the group. Sessions fail with `ERR_CLOSED` afterwards. Idempotent. */
@@ -195,6 +194,7 @@ export class HaGroup extends EventEmitter<HaGroupEvents> {
     this.#login.clear();
     // The last debts reach the disk before close returns.
     await this.#journal.close();
+    this.#observer.close();
   }
 
   /**
@@ -264,10 +264,10 @@ export class HaGroup extends EventEmitter<HaGroupEvents> {
 
   #onMemberState(member: Member, previous: MemberState, cause: Error | undefined): void {
     const current = member.state;
-    this.emit('memberStateChanged', { member: member.name, previous: previous.kind, current, ...(cause ? { reason: cause.message } : {}) });
+    this.#observer.emit('memberStateChanged', { member: member.name, previous: previous.kind, current, ...(cause ? { reason: cause.message } : {}) });
     if (current.kind === 'failed') {
-      if (previous.kind === 'recovering') this.emit('recoveryFailed', { member: member.name, attempt: previous.attempt, reason: current.reason });
-      else if (previous.kind !== 'failed') this.emit('memberFailed', { member: member.name, reason: current.reason });
+      if (previous.kind === 'recovering') this.#observer.emit('recoveryFailed', { member: member.name, attempt: previous.attempt, reason: current.reason });
+      else if (previous.kind !== 'failed') this.#observer.emit('memberFailed', { member: member.name, reason: current.reason });
       this.#recovery.failed(member, current.attempts);
     }
     if (!member.serving) this.#catalog.forgetMember(member.index);
@@ -277,16 +277,16 @@ export class HaGroup extends EventEmitter<HaGroupEvents> {
   /** Promotes standby members when no active one serves, demotes them when one is back; re-elects the primary. */
   #elect(): void {
     const changes = this.#membership.elect();
-    for (const name of changes.promoted) this.emit('standbyPromoted', { member: name });
-    for (const name of changes.demoted) this.emit('standbyDemoted', { member: name });
-    if (changes.primary) this.emit('primaryChanged', changes.primary);
+    for (const name of changes.promoted) this.#observer.emit('standbyPromoted', { member: name });
+    for (const name of changes.demoted) this.#observer.emit('standbyDemoted', { member: name });
+    if (changes.primary) this.#observer.emit('primaryChanged', changes.primary);
   }
 
   /** The member of that name, in an open group. */
   #member(name: string): Member {
     this.#checkOpen();
     const member = this.#membership.byName(name);
-    if (member === undefined) throw new InvalidArgumentError(`no member named ${JSON.stringify(name)}`);
+    if (member === undefined) throw new InvalidArgumentError(`no member named ${typeof name === 'string' ? JSON.stringify(name) : typeof name}`);
     return member;
   }
 

@@ -18,6 +18,8 @@ export interface ConnectionHost {
   readonly token: TokenInfo;
   /** The time seam (the handshake timeout). */
   readonly clock: Clock;
+  /** The host's heartbeat interval (ms), announced in the welcome; absent: not announced. */
+  readonly heartbeatIntervalMs?: number;
   /** Constant-time comparison of a client's secret with the host's. */
   checkSecret(candidate: Uint8Array): boolean;
   /** Runs a command and answers it on `connection`. */
@@ -45,6 +47,12 @@ export const INLINE_FLUSH_MS = 3;
 /** How long a connection may take to say hello before the host drops it. */
 const HANDSHAKE_TIMEOUT_MS = 10_000;
 
+/**
+ * Answers a client leaves unread, in bytes, beyond which the host drops it: a client that
+ * stops reading must not make the host buffer its answers without end.
+ */
+export const MAX_UNREAD_BYTES = MAX_FRAME_BYTES;
+
 /** One client connection of a member host: handshake first, then many requests in flight. */
 export class HostConnection {
   /** Start time of each request in flight, oldest first (Map keeps insertion order). */
@@ -57,18 +65,21 @@ export class HostConnection {
   /** Inline work (ms) behind the answers queued and not yet written. */
   #inlineMs = 0;
   #handshakeTimer: TimerHandle | undefined;
+  readonly #onDrop: ((reason: string) => void) | undefined;
 
-  constructor(socket: Duplex, host: ConnectionHost, clock: Clock) {
+  /** @param onDrop told once why the host drops this connection (a protocol error, a wrong secret, ...), for its log */
+  constructor(socket: Duplex, host: ConnectionHost, clock: Clock, onDrop?: (reason: string) => void) {
     this.#socket = socket;
     this.#host = host;
+    this.#onDrop = onDrop;
     this.#writer = new FrameWriter(socket);
-    this.#handshakeTimer = clock.setTimeout(() => this.destroy(), HANDSHAKE_TIMEOUT_MS);
+    this.#handshakeTimer = clock.setTimeout(() => this.#drop(`no hello within ${HANDSHAKE_TIMEOUT_MS} ms`), HANDSHAKE_TIMEOUT_MS);
     socket.on('data', (chunk: Buffer) => {
       try {
         this.#decoder.push(chunk, (m) => this.#onMessage(m));
-      } catch {
+      } catch (error) {
         // A broken stream cannot be resynchronised: drop the connection (its client sees the close).
-        this.destroy();
+        this.#drop(`protocol error: ${error instanceof Error ? error.message : String(error)}`);
       }
     });
     socket.on('error', () => undefined);
@@ -88,7 +99,19 @@ export class HostConnection {
   /** Queues a message; dropped when the connection is gone. */
   send(m: HostMessage): void {
     if (this.#socket.destroyed) return;
+    const unread = this.#socket.writableLength;
+    if (unread > MAX_UNREAD_BYTES) {
+      this.#drop(`client stopped reading (${unread} bytes of answers unread)`);
+      return;
+    }
     this.#writer.send(m);
+  }
+
+  /** Drops the connection for `reason`, told once to `onDrop`. */
+  #drop(reason: string): void {
+    if (this.#socket.destroyed) return;
+    this.#onDrop?.(reason);
+    this.destroy();
   }
 
   /** Writes whatever is queued now, rather than at the end of the tick. */
@@ -116,19 +139,20 @@ export class HostConnection {
   #onMessage(m: HostMessage): void {
     if (!this.#authenticated) {
       if (m.t !== 'hello' || !this.#host.checkSecret(m.secret)) {
-        this.destroy();
+        this.#drop(m.t !== 'hello' ? `${m.t} message before the hello` : 'wrong handshake secret');
         return;
       }
       this.#authenticated = true;
       this.#decoder.maxFrameBytes = MAX_FRAME_BYTES;
       if (this.#handshakeTimer !== undefined) this.#host.clock.clearTimeout(this.#handshakeTimer);
       this.#handshakeTimer = undefined;
-      this.send({ t: 'welcome', token: this.#host.token });
+      const interval = this.#host.heartbeatIntervalMs;
+      this.send(interval === undefined ? { t: 'welcome', token: this.#host.token } : { t: 'welcome', token: this.#host.token, heartbeatIntervalMs: interval });
       return;
     }
     if (m.t === 'request') this.#host.run(this, m.id, m.command);
     else if (m.t === 'stats') this.send({ t: 'reply', id: m.id, ok: true, value: this.#host.stats() });
     // Anything else from a client (a second hello, a reply) breaks the protocol.
-    else this.destroy();
+    else this.#drop(`unexpected ${m.t} message`);
   }
 }

@@ -20,8 +20,16 @@ export interface EmulatedCapacity {
 
 /** Everything a member host needs to start, sent over IPC (never argv or env: it travels with the secret). */
 export interface MemberHostConfig extends InProcessTransportOptions {
-  /** Where to listen; inside a directory only this user can enter. */
-  readonly socketPath: string;
+  /**
+   * Where to listen; inside a directory only this user can enter. Absent: the host listens
+   * nowhere itself and serves the connections handed to it (a TLS member host).
+   */
+  readonly socketPath?: string;
+  /**
+   * Whether several clients (application processes) share this host: each then gets its
+   * own login state, sessions and session objects (`client-login-guard.ts`). @default false
+   */
+  readonly guardClients?: boolean;
   /** See `HostTransportOptions.heartbeatIntervalMs`. */
   readonly heartbeatIntervalMs: number;
   /** EMULATION of a device's capacity; absent for a plain host. */

@@ -19,6 +19,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { systemClock, type Clock, type TimerHandle } from '../clock/clock.js';
 import { ConfigError, MemberUnreachableError } from '../errors/ha-error.js';
 import type { HostStatusMessage, MemberHostConfig, StartFailure, StartMessage } from './host-ipc.js';
+import { removeOnExit } from './exit-cleanup.js';
 
 /** Options of a {@link HostProcess}. */
 export interface HostProcessOptions {
@@ -31,6 +32,8 @@ export interface HostProcessOptions {
   readonly closeTimeoutMs: number;
   /** The time seam. @default systemClock */
   readonly clock?: Clock;
+  /** Told each line the host writes to its stderr. @default none */
+  readonly onStderr?: ((line: string) => void) | undefined;
 }
 
 /** How long to wait for a SIGKILLed host to be reaped before `stop()` gives up on it. */
@@ -72,12 +75,17 @@ export class HostProcess {
   readonly #clock: Clock;
   #started = false;
   #dir: string | undefined;
+  /** Stops the removal of the directory at process exit (done when `stop()` removed it). */
+  #keepDir: (() => void) | undefined;
   #socketPath: string | undefined;
   #child: ChildProcess | undefined;
   #exited = false;
   #exitWaiters: (() => void)[] = [];
   readonly #exitListeners: ((how: string) => void)[] = [];
   #stderrTail = '';
+  readonly #onStderr: ((line: string) => void) | undefined;
+  /** The start of a stderr line not ended yet. */
+  #stderrLine = '';
   /** Fails a `start()` waiting for the host's ready; set only then. */
   #failStart: ((error: Error) => void) | undefined;
   #stopDone: Promise<void> | undefined;
@@ -86,6 +94,7 @@ export class HostProcess {
     this.#config = options.config;
     this.#closeTimeoutMs = options.closeTimeoutMs;
     this.#clock = options.clock ?? systemClock;
+    this.#onStderr = options.onStderr;
   }
 
   /** Process id of the host, once spawned (for diagnostics, and tests that kill it). */
@@ -127,6 +136,7 @@ export class HostProcess {
       this.#checkStarting();
     }
     this.#dir = dir;
+    this.#keepDir = removeOnExit(dir);
     // mkdtemp makes 0700 already; say it, in case a platform does otherwise.
     await chmod(dir, 0o700);
     const socketPath = join(dir, 'host.sock');
@@ -146,6 +156,10 @@ export class HostProcess {
     child.stderr?.setEncoding('utf8');
     child.stderr?.on('data', (text: string) => {
       this.#stderrTail = (this.#stderrTail + text).slice(-2000);
+      if (this.#onStderr === undefined) return;
+      const lines = (this.#stderrLine + text).split('\n');
+      this.#stderrLine = lines.pop()!.slice(-2000);
+      for (const line of lines) if (line.trim() !== '') this.#onStderr(line);
     });
     child.once('exit', (code, signal) => this.#onExit(signal !== null ? `signal ${signal}` : `code ${String(code)}`));
     child.once('error', (error) => {
@@ -217,6 +231,7 @@ export class HostProcess {
         }
       }
       if (this.#dir !== undefined) await rm(this.#dir, { recursive: true, force: true }).catch(() => undefined);
+      this.#keepDir?.();
     })();
     return this.#stopDone;
   }

@@ -49,6 +49,8 @@ export interface HostTransportOptions extends InProcessTransportOptions {
   readonly closeTimeoutMs?: number;
   /** The time seam. @default systemClock */
   readonly clock?: Clock;
+  /** Told each line the host writes to its stderr (the group hands it to its logger). @default none */
+  readonly onStderr?: ((line: string) => void) | undefined;
 }
 
 function positive(value: number | undefined, fallback: number, path: string): number {
@@ -126,6 +128,7 @@ export class HostTransport implements Transport {
       },
       closeTimeoutMs,
       clock: this.#clock,
+      onStderr: o.onStderr,
     });
     this.#client = new RpcClient({
       member: o.member,

@@ -39,6 +39,7 @@ import { isFrameCommand, type FrameCommand } from '../transport/frame-codec.js';
 import { InProcessTransport } from '../transport/in-process-transport.js';
 import { CommandFailedError, type TokenInfo } from '../transport/transport.js';
 import { CapacityEmulator } from './capacity-emulator.js';
+import { ClientLoginGuard } from './client-login-guard.js';
 import { HostConnection, type ConnectionHost } from './host-connection.js';
 import type { HostStatusMessage, MemberHostConfig, StartFailure, StartMessage } from './host-ipc.js';
 import { startOrphanWatchdog } from './orphan-watchdog.js';
@@ -58,6 +59,10 @@ export class MemberHost implements ConnectionHost {
   readonly #emulator: CapacityEmulator | undefined;
   readonly #inline: boolean;
   readonly #connections = new Set<HostConnection>();
+  /** Connections whose last heartbeat reported load of other clients: each gets one `others: 0` when that load ends. */
+  readonly #loadReported = new Set<HostConnection>();
+  /** Per-client login state, sessions and session objects, when several clients share this host (`config.guardClients`). */
+  readonly #guard: ClientLoginGuard | undefined;
   #server: Server | undefined;
   #heartbeatTimer: TimerHandle | undefined;
   /** Commands received and not yet answered, over all connections: the reported queue depth. */
@@ -74,6 +79,7 @@ export class MemberHost implements ConnectionHost {
     this.#emulator = config.emulate === undefined ? undefined : new CapacityEmulator(config.emulate, clock);
     // Emulated capacity needs every command to pass through its engines.
     this.#inline = config.calls === 'inline' && this.#emulator === undefined;
+    this.#guard = config.guardClients === true ? new ClientLoginGuard((c) => transport.execute(c as Extract<Command, { op: CommandName }>), token.slot) : undefined;
   }
 
   /**
@@ -91,6 +97,9 @@ export class MemberHost implements ConnectionHost {
       configPath: config.configPath,
     });
     const token = await transport.connect();
+    // Chaos runs only (src/host/injected-faults.ts): loaded when the member's module env names a control file.
+    const faults = config.moduleEnv['PKCS11_HA_INJECT_FAULTS'];
+    if (faults !== undefined) (await import('./injected-faults.js')).injectFaults(transport, faults);
     transport.onDisconnect(onModuleLost);
     const host = new MemberHost(config, secret, transport, token, clock);
     try {
@@ -104,6 +113,8 @@ export class MemberHost implements ConnectionHost {
   }
 
   async #listen(): Promise<void> {
+    // No socket: a TLS member host (tls-member-host.ts) hands its connections to serve().
+    if (this.#config.socketPath === undefined) return;
     // The socket file is created with the umask's mode: 0600 from its first instant, not
     // only after the chmod below (the directory is 0700 anyway).
     const previous = process.umask(0o177);
@@ -112,7 +123,7 @@ export class MemberHost implements ConnectionHost {
     try {
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject);
-        server.listen(this.#config.socketPath, () => {
+        server.listen(this.#config.socketPath!, () => {
           server.off('error', reject);
           resolve();
         });
@@ -120,16 +131,22 @@ export class MemberHost implements ConnectionHost {
     } finally {
       process.umask(previous);
     }
-    await chmod(this.#config.socketPath, 0o600);
+    await chmod(this.#config.socketPath!, 0o600);
   }
 
   /**
    * Serves one client connection on `stream`: the handshake first, then its requests.
    * The host's own Unix socket hands its connections here; so can any other listener
-   * (a TLS server) or a test's in-memory stream.
+   * (a TLS server) or a test's in-memory stream. `onDrop` is told why the host drops the
+   * connection (a protocol error, a wrong secret, a client that stopped reading), for a log.
    */
-  serve(stream: Duplex): void {
-    this.#connections.add(new HostConnection(stream, this, this.clock));
+  serve(stream: Duplex, onDrop?: (reason: string) => void): void {
+    this.#connections.add(new HostConnection(stream, this, this.clock, onDrop));
+  }
+
+  /** The heartbeat interval (ms), announced to clients in the welcome. */
+  get heartbeatIntervalMs(): number {
+    return this.#config.heartbeatIntervalMs;
   }
 
   /** Constant-time comparison of a client's secret with this host's. */
@@ -139,17 +156,26 @@ export class MemberHost implements ConnectionHost {
 
   /** Runs a command for a connection and answers it there. */
   run(connection: HostConnection, id: number, command: Command): void {
-    if (this.#inline && (isFrameCommand(command) || isMultipartCommand(command))) {
+    const verdict = this.#guard?.check(connection, command);
+    if (verdict instanceof CommandFailedError) {
+      this.#depth++;
+      this.#answer(connection, failureReply(id, verdict));
+      return;
+    }
+    if (verdict === undefined && this.#inline && (isFrameCommand(command) || isMultipartCommand(command))) {
       this.#runInline(connection, id, command);
       return;
     }
     this.#depth++;
     connection.started.set(id, this.clock.now());
-    const work = (): Promise<unknown> => this.#transport.execute(command as Extract<Command, { op: CommandName }>);
+    const work = (): Promise<unknown> => (verdict === 'guard' ? this.#guard!.run(connection, command) : this.#transport.execute(command as Extract<Command, { op: CommandName }>));
     const running = this.#emulator === undefined ? work() : this.#emulator.run(work);
+    // With several clients, a session runs one command at a time (client-login-guard.ts).
+    const guard = this.#guard;
+    guard?.begin(command);
     running.then(
-      (value) => this.#answer(connection, { t: 'reply', id, ok: true, value }),
-      (error: unknown) => this.#answer(connection, failureReply(id, error)),
+      (value) => (guard?.end(command), this.#answer(connection, { t: 'reply', id, ok: true, value })),
+      (error: unknown) => (guard?.end(command), this.#answer(connection, failureReply(id, error))),
     );
   }
 
@@ -172,8 +198,10 @@ export class MemberHost implements ConnectionHost {
     this.#depth--;
     this.#served++;
     connection.started.delete(reply.id);
+    // The load of the other clients (load seen across processes); none with one client.
+    const others = this.#depth - connection.started.size;
     try {
-      connection.send(reply);
+      connection.send(others > 0 ? { ...reply, others } : reply);
     } catch (error) {
       // A result too big for a frame: the command ran, but its answer cannot travel.
       connection.send({ t: 'reply', id: reply.id, ok: false, error: { message: `RangeError: ${(error as Error).message}` } });
@@ -186,6 +214,7 @@ export class MemberHost implements ConnectionHost {
     return {
       queueDepth: this.#depth,
       served: this.#served,
+      ...(this.#guard === undefined ? {} : { logins: this.#guard.stats }),
       ...(e === undefined ? {} : { emulation: { engines: e.engines, serviceTimeMs: e.serviceTimeMs, busy: e.busy, maxBusy: e.maxBusy } }),
     };
   }
@@ -193,20 +222,43 @@ export class MemberHost implements ConnectionHost {
   /** Drops a closed connection. */
   forget(connection: HostConnection): void {
     this.#connections.delete(connection);
+    this.#loadReported.delete(connection);
+    void this.#guard?.release(connection);
+  }
+
+  /** Connections served now (for a listener's logs). */
+  get connections(): number {
+    return this.#connections.size;
   }
 
   /**
    * Every interval, a heartbeat on each connection whose oldest command has been pending
    * at least one interval: proof that the host is alive while a command takes long. The
    * first heartbeat for a command comes one to two intervals after it started.
+   *
+   * With several clients, also one on each connection whose OTHER clients have commands
+   * in the host, whether it has any pending or not, and one `others: 0` when they stop:
+   * the load report of an idle client would otherwise age out (it is refreshed only by
+   * answers), and its scheduler would send it back to this busy host every time. A lone
+   * client gets no more frames than before.
    */
   #armHeartbeat(): void {
     const interval = this.#config.heartbeatIntervalMs;
     this.#heartbeatTimer = this.clock.setTimeout(() => {
       const now = this.clock.now();
+      let clients = 0;
+      for (const connection of this.#connections) if (connection.authenticated) clients++;
+      const shared = clients > 1;
       for (const connection of this.#connections) {
+        if (!connection.authenticated) continue;
         const oldest = connection.started.values().next();
-        if (!oldest.done && now - oldest.value >= interval) connection.send({ t: 'heartbeat', queueDepth: this.#depth });
+        const slow = !oldest.done && now - oldest.value >= interval;
+        const others = this.#depth - connection.started.size;
+        const load = others > 0 ? shared : this.#loadReported.has(connection);
+        if (!slow && !load) continue;
+        if (others > 0) this.#loadReported.add(connection);
+        else this.#loadReported.delete(connection);
+        connection.send(others > 0 ? { t: 'heartbeat', queueDepth: this.#depth, others } : { t: 'heartbeat', queueDepth: this.#depth });
       }
       this.#armHeartbeat();
     }, interval);

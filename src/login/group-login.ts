@@ -10,6 +10,7 @@ import type { Member } from '../member/member.js';
 import type { Membership } from '../member/membership.js';
 import { Secret } from '../member/secret.js';
 import { pkcs11js } from '../native/pkcs11js.js';
+import { changePinOnEvery } from './pin-change.js';
 
 /** Who is logged in on the group. */
 export interface LoginState {
@@ -28,6 +29,8 @@ export interface GroupLoginOptions {
 export class GroupLogin {
   readonly #o: GroupLoginOptions;
   #state: LoginState | undefined;
+  /** The user PIN every member has since a PIN change through the group: it overrides the members' configured `userPin`. */
+  #userPin: Secret | undefined;
 
   constructor(options: GroupLoginOptions) {
     this.#o = options;
@@ -105,6 +108,46 @@ export class GroupLogin {
     this.#o.catalog.forgetHolders();
   }
 
+  /**
+   * C_SetPIN on every member or on none: the logged-in user's PIN (the security officer's
+   * when the SO is logged in; the user's, checked against `oldPin`, when nobody is). The
+   * PIN kept for recovery logins follows.
+   *
+   * @throws {@link MemberUnreachableError} a member is down (nothing changed) or failed during the change (rolled back)
+   * @throws {@link Pkcs11Error} CKR_PIN_INCORRECT (wrong old PIN, seen by one member only), CKR_PIN_LEN_RANGE, ...
+   */
+  async setPin(oldPin: string, newPin: string): Promise<void> {
+    await changePinOnEvery(this.#members(), { kind: 'set', oldPin, newPin });
+    const state = this.#state;
+    if (state?.userType === pkcs11js.CKU_SO) {
+      this.#state = { userType: state.userType, pin: Secret.of(newPin) };
+      return;
+    }
+    this.#userPin = Secret.of(newPin);
+    if (state !== undefined) this.#state = { userType: state.userType, pin: this.#userPin };
+  }
+
+  /**
+   * C_InitPIN on every member or on none: the security officer, logged in, sets the user
+   * PIN. A rollback sets back the user PIN the group knows (a change made through it, or
+   * the member's configured `userPin`); where it knows none, the error says so.
+   *
+   * @throws {@link Pkcs11Error} CKR_USER_NOT_LOGGED_IN unless the security officer is logged in
+   * @throws {@link MemberUnreachableError} a member is down (nothing changed) or failed during the change
+   */
+  async initPin(pin: string): Promise<void> {
+    if (this.#state?.userType !== pkcs11js.CKU_SO) {
+      throw new Pkcs11Error('CKR_USER_NOT_LOGGED_IN', pkcs11js.CKR_USER_NOT_LOGGED_IN, 'C_InitPIN', undefined, 'caller');
+    }
+    const known = this.#userPin;
+    await changePinOnEvery(this.#members(), { kind: 'init', pin, previous: (m) => (known ?? m.userPin)?.reveal() });
+    this.#userPin = Secret.of(pin);
+  }
+
+  #members(): Member[] {
+    return this.#o.membership.all.filter((m) => m.state.kind !== 'removed');
+  }
+
   /** Forgets the login without telling the members (the group is closing). */
   clear(): void {
     this.#state = undefined;
@@ -129,6 +172,8 @@ export class GroupLogin {
       return;
     }
     if (member.loggedIn) return;
-    await member.login(state.userType, (member.userPin ?? state.pin).reveal());
+    // A member's configured userPin is its user PIN until a PIN change through the group.
+    const pin = state.userType === pkcs11js.CKU_USER ? (this.#userPin ?? member.userPin ?? state.pin) : state.pin;
+    await member.login(state.userType, pin.reveal());
   }
 }

@@ -15,7 +15,7 @@ export function commandError(raw: unknown, op: CommandName, member: { readonly n
     const { rv, fn, message } = raw.wire;
     if (rv !== undefined) {
       const { ckr, fault } = classifyAnswer(rv, member);
-      return new Pkcs11Error(ckr, rv, fn || `command ${op}`, member.name, fault);
+      return new Pkcs11Error(ckr, rv, fn || lastFunction(op), member.name, fault);
     }
     // pkcs11js rejects malformed arguments (wrong types) before calling the module.
     if (message.startsWith('TypeError')) return new InvalidArgumentError(`${op}: ${message.replace(/^TypeError: /, '')}`);
@@ -24,4 +24,25 @@ export function commandError(raw: unknown, op: CommandName, member: { readonly n
   }
   if (HaError.is(raw)) return raw;
   return new MemberUnreachableError(member.name, raw instanceof Error ? raw.message : String(raw), { cause: raw });
+}
+
+/** Commands whose last PKCS#11 function is not `C_` + the command's name. */
+const LAST_FUNCTION: Partial<Record<CommandName, string>> = {
+  getAttributes: 'C_GetAttributeValue',
+  setAttributes: 'C_SetAttributeValue',
+  digestKey: 'C_DigestFinal',
+  digestUpdateKey: 'C_DigestKey',
+  initPin: 'C_InitPIN',
+  setPin: 'C_SetPIN',
+  getMechanismList: 'C_GetMechanismList',
+  getMechanismInfo: 'C_GetMechanismInfo',
+  getTokenInfo: 'C_GetTokenInfo',
+};
+
+/**
+ * The PKCS#11 function a command ends with, for an answer that did not say which function
+ * failed (a transport that lost it): a `Pkcs11Error`'s `fn` always names a C_ function.
+ */
+function lastFunction(op: CommandName): string {
+  return LAST_FUNCTION[op] ?? `C_${op.charAt(0).toUpperCase()}${op.slice(1)}`;
 }

@@ -15,6 +15,10 @@ export type MemberState =
    * active member is left (Luna's standby promotion).
    */
   | { readonly kind: 'standby'; readonly promoted: boolean }
+  /**
+   * Out of service. `since` (here and in `recovering`) is the group clock's `now()` when it
+   * entered the state: a monotonic count of ms, not a date (status gives the date as `changedAt`).
+   */
   | { readonly kind: 'failed'; readonly role: MemberRole; readonly since: number; readonly attempts: number; readonly reason: string }
   /** Reconnecting and resynchronising; `attempt` counts from 1. Takes no traffic yet. */
   | { readonly kind: 'recovering'; readonly role: MemberRole; readonly since: number; readonly attempt: number }

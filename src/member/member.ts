@@ -9,11 +9,15 @@ import { commandError } from './command-error.js';
 import type { Command, CommandName, CommandResult, Handle } from '../pkcs11/commands.js';
 import { NOT_NOW, type TokenInfo, type Transport } from '../transport/transport.js';
 import { isPromoted, isServing, roleOf, servingState, type MemberRole, type MemberState } from './member-state.js';
-import { SessionPool, type SessionPoolStats } from './session-pool.js';
+import { SessionPool } from './session-pool.js';
 import { SessionLease } from './session-lease.js';
 import { CommandDeadlines, type DeadlineExpiry } from './command-deadlines.js';
 import { DeadlineError } from '../errors/ha-error.js';
 import type { Secret } from './secret.js';
+import type { MemberSnapshot } from './member-snapshot.js';
+import type { CommandObserver } from './command-observer.js';
+
+export type { MemberSnapshot } from './member-snapshot.js';
 
 /** Told about every change of a member's state. */
 export type MemberStateListener = (member: Member, previous: MemberState, cause: Error | undefined) => void;
@@ -39,27 +43,8 @@ export interface MemberOptions {
   readonly ceilingMs?: number;
   readonly clock: Clock;
   readonly onStateChange: MemberStateListener;
-}
-
-/** A plain snapshot of a member, for status output. */
-export interface MemberSnapshot {
-  readonly name: string;
-  readonly index: number;
-  readonly role: MemberRole;
-  /** A standby member serving as an active one because no active member is left. */
-  readonly promoted: boolean;
-  readonly state: MemberState;
-  readonly transport: string;
-  readonly token: { readonly label: string; readonly serial: string } | undefined;
-  /** Commands queued or running now. */
-  readonly outstanding: number;
-  /** Operations this member answered (with a result or the caller's error) since the group opened. */
-  readonly served: number;
-  /** Login attempts refused by this member with a PIN error. */
-  readonly loginFailures: number;
-  /** Times this member was taken out of service since the group opened. */
-  readonly failures: number;
-  readonly sessions: SessionPoolStats;
+  /** Told of each command (metrics, diagnostics channels). @default none */
+  readonly observer?: CommandObserver | undefined;
 }
 
 /** A member of an HA group. */
@@ -138,6 +123,11 @@ export class Member {
     return this.#outstanding;
   }
 
+  /** Commands the member's host reports for other application processes (0 when its transport does not count them). */
+  get hostLoad(): number {
+    return this.#transport.hostLoad ?? 0;
+  }
+
   /** Connects the transport and finds the token; the member then takes its configured role. */
   async connect(): Promise<void> {
     try {
@@ -163,15 +153,18 @@ export class Member {
       const command = build(session);
       const transport = this.#transport;
       const ticket = this.#deadlines.start();
+      const began = this.#options.observer?.started() ?? -1;
       try {
         const result = await transport.execute(command);
         this.#deadlines.end(ticket);
+        if (began >= 0) this.#options.observer!.ended(this.name, command.op, began, undefined);
         this.#served++;
         pool.release(session);
         return result;
       } catch (raw) {
         this.#deadlines.end(ticket);
         const error = this.#failed(raw, command.op, transport);
+        if (began >= 0) this.#options.observer!.ended(this.name, command.op, began, error);
         const memberFault = classifyError(error) === 'member';
         // Only an answer counts as served; a lost connection is not one.
         if (!memberFault) this.#served++;
@@ -229,14 +222,17 @@ export class Member {
    */
   #leasedNow(command: Command, transport: Transport): unknown {
     let result: unknown;
+    const began = this.#options.observer?.started() ?? -1;
     try {
       result = transport.runNow!(command as Extract<Command, { op: CommandName }>);
     } catch (raw) {
       const error = this.#failed(raw, command.op, transport);
+      if (began >= 0) this.#options.observer!.ended(this.name, command.op, began, error);
       if (classifyError(error) !== 'member') this.#served++;
       throw error;
     }
     if (result !== NOT_NOW) this.#served++;
+    if (result !== NOT_NOW && began >= 0) this.#options.observer!.ended(this.name, command.op, began, undefined);
     return result;
   }
 
@@ -477,12 +473,15 @@ export class Member {
   /** Sends a command and turns what comes back into a typed error; fails the member on a member fault. */
   async #send<N extends CommandName>(command: Extract<Command, { op: N }>, transport: Transport = this.#transport): Promise<CommandResult<N>> {
     const ticket = this.#deadlines.start();
+    const began = this.#options.observer?.started() ?? -1;
+    let error: HaError | undefined;
     try {
       return await transport.execute(command);
     } catch (raw) {
-      throw this.#failed(raw, command.op, transport);
+      throw (error = this.#failed(raw, command.op, transport));
     } finally {
       this.#deadlines.end(ticket);
+      if (began >= 0) this.#options.observer!.ended(this.name, command.op, began, error);
     }
   }
 

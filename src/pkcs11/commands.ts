@@ -29,12 +29,46 @@ export interface ObjectKind {
   readonly keyType?: number | undefined;
 }
 
+/** What a token says of one mechanism (C_GetMechanismInfo). */
+export interface MechanismLimits {
+  readonly type: number;
+  readonly minKeySize: number;
+  readonly maxKeySize: number;
+  /** CKF_* flags: what the mechanism can do on the token. */
+  readonly flags: number;
+}
+
+/** The flags and limits of a token's C_GetTokenInfo; CK_ULONG values of 2^53 or more (CK_UNAVAILABLE_INFORMATION) read as -1. */
+export interface TokenLimitsRead {
+  readonly flags: number;
+  readonly maxSessionCount: number;
+  readonly sessionCount: number;
+  readonly maxRwSessionCount: number;
+  readonly rwSessionCount: number;
+  readonly maxPinLen: number;
+  readonly minPinLen: number;
+  readonly totalPublicMemory: number;
+  readonly freePublicMemory: number;
+  readonly totalPrivateMemory: number;
+  readonly freePrivateMemory: number;
+}
+
 /** The commands every transport understands, keyed by name: arguments and result. */
 export interface CommandMap {
   openSession: { args: { slot: Handle }; result: Handle };
   closeSession: { args: { session: Handle }; result: void };
   login: { args: { session: Handle; userType: number; pin: string }; result: void };
   logout: { args: { session: Handle }; result: void };
+  /** C_InitPIN: the security officer sets the user PIN. */
+  initPin: { args: { session: Handle; pin: string }; result: void };
+  /** C_SetPIN: the logged-in user's PIN (the SO's when the SO is logged in) changes from `oldPin` to `newPin`. */
+  setPin: { args: { session: Handle; oldPin: string; newPin: string }; result: void };
+  /** C_GetMechanismList of the session's slot. */
+  getMechanismList: { args: { session: Handle }; result: number[] };
+  /** C_GetMechanismInfo of each of `mechanisms` on the session's slot, in one round trip. */
+  getMechanismInfo: { args: { session: Handle; mechanisms: readonly number[] }; result: MechanismLimits[] };
+  /** C_GetTokenInfo of the session's slot: the flags and limits (texts and clock left out). */
+  getTokenInfo: { args: { session: Handle }; result: TokenLimitsRead };
   encrypt: { args: { session: Handle; mechanism: Mechanism; key: Handle; data: Buffer }; result: Buffer };
   decrypt: { args: { session: Handle; mechanism: Mechanism; key: Handle; data: Buffer }; result: Buffer };
   sign: { args: { session: Handle; mechanism: Mechanism; key: Handle; data: Buffer }; result: Buffer };

@@ -23,6 +23,34 @@ const RUNNERS: RunnerTable = {
   closeSession: (p, c) => p.C_CloseSession(c.session),
   login: (p, c) => p.C_Login(c.session, c.userType, c.pin),
   logout: (p, c) => p.C_Logout(c.session),
+  initPin: (p, c) => p.C_InitPIN(c.session, c.pin),
+  setPin: (p, c) => p.C_SetPIN(c.session, c.oldPin, c.newPin),
+  getMechanismList: (p, c) => p.C_GetMechanismList(p.C_GetSessionInfo(c.session).slotID),
+  getMechanismInfo: (p, c) => {
+    const slot = p.C_GetSessionInfo(c.session).slotID;
+    return c.mechanisms.map((type) => {
+      const info = p.C_GetMechanismInfo(slot, type);
+      return { type, minKeySize: info.minKeySize, maxKeySize: info.maxKeySize, flags: info.flags };
+    });
+  },
+  getTokenInfo: (p, c) => {
+    const t = p.C_GetTokenInfo(p.C_GetSessionInfo(c.session).slotID) as unknown as Record<string, number | bigint>;
+    // CK_UNAVAILABLE_INFORMATION is all ones: a number past 2^53 (or a bigint) in pkcs11js.
+    const n = (k: string): number => (typeof t[k] === 'number' && (t[k] as number) < 2 ** 53 ? (t[k] as number) : -1);
+    return {
+      flags: n('flags'),
+      maxSessionCount: n('maxSessionCount'),
+      sessionCount: n('sessionCount'),
+      maxRwSessionCount: n('maxRwSessionCount'),
+      rwSessionCount: n('rwSessionCount'),
+      maxPinLen: n('maxPinLen'),
+      minPinLen: n('minPinLen'),
+      totalPublicMemory: n('totalPublicMemory'),
+      freePublicMemory: n('freePublicMemory'),
+      totalPrivateMemory: n('totalPrivateMemory'),
+      freePrivateMemory: n('freePrivateMemory'),
+    };
+  },
   encrypt: (p, c, out) => {
     p.C_EncryptInit(c.session, mech(c.mechanism), c.key);
     return p.C_Encrypt(c.session, c.data, out ?? Buffer.allocUnsafeSlow(c.data.length + OUTPUT_SLACK));
@@ -226,9 +254,9 @@ export function scratchOutput(command: Extract<Command, { op: 'encrypt' | 'decry
  * function and, for non-PKCS#11 errors, the message cross: never the arguments.
  */
 export function toWireError(error: unknown): WireError {
-  const e = error as { code?: unknown; method?: unknown; message?: unknown } | null;
+  const e = error as { code?: unknown; method?: unknown; message?: unknown; nativeStack?: unknown } | null;
   const message = String(e?.message ?? error).split('\n')[0] ?? '';
-  const fn = typeof e?.method === 'string' && /^C_\w+$/.test(e.method) ? e.method : undefined;
+  const fn = typeof e?.method === 'string' && /^C_\w+$/.test(e.method) ? e.method : calledFunction(e?.nativeStack);
   // pkcs11js reports some failures as plain Errors with a "CKR_NAME:number" message and no code.
   const match = /\b(CKR_[A-Z0-9_]+)(?::(\d+))?/.exec(message);
   if (typeof e?.code === 'number' && e.code !== 0 && match) return { rv: e.code, fn, message: match[1]! };
@@ -238,4 +266,12 @@ export function toWireError(error: unknown): WireError {
     if (rv !== undefined) return { rv, fn, message: match[1]! };
   }
   return { message: error instanceof Error ? `${error.name}: ${message}` : message };
+}
+
+/**
+ * The C_ function named in pkcs11js's `nativeStack` (`... [as C_Decrypt] ...`): pkcs11js
+ * leaves `method` empty for the calls that take an output buffer (C_Encrypt, C_Decrypt, ...).
+ */
+function calledFunction(nativeStack: unknown): string | undefined {
+  return typeof nativeStack === 'string' ? /\[as (C_\w+)\]/.exec(nativeStack)?.[1] : undefined;
 }

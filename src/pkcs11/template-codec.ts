@@ -183,7 +183,8 @@ export function toRawTemplate(input: TemplateInput): Pkcs11Attribute[] {
 
 function rawToRaw(input: RawTemplate): Pkcs11Attribute[] {
   const seen = new Set<number>();
-  return input.map((entry, index): Pkcs11Attribute => {
+  // Array.from, not map: a hole in a sparse array is an entry too (undefined, refused), never skipped.
+  return Array.from(input, (entry, index): Pkcs11Attribute => {
     const at = `template[${index}]`;
     if (typeof entry !== 'object' || entry === null || Array.isArray(entry)) {
       throw new InvalidArgumentError(`${at} must be an object { type, value }, ${received(entry, false)}`);

@@ -20,7 +20,7 @@ import type { GroupDomain } from '../replication/group-domain.js';
 import type { DebtJournal } from '../replication/journal.js';
 import { readReplicaSource } from '../replication/replica-copy.js';
 import { resyncMember } from '../replication/resync.js';
-import { removeStrays } from '../replication/strays.js';
+import { removeHalfMade, removeStrays } from '../replication/strays.js';
 import type { OpenSessions } from './open-sessions.js';
 import { RecoveryLoop, type RecoveryPolicy } from './recovery-loop.js';
 
@@ -54,6 +54,9 @@ export class MemberRecovery {
   readonly #needsFullSync = new Set<Member>();
   /** Members whose first attempt (joining the group) is running: no background attempt meanwhile. */
   readonly #joining = new Set<string>();
+  /** Debts and tentative entries the journal refresh already tried to settle; forgotten every 30 rounds (another server may have let go of them). */
+  #polled = new WeakSet<object>();
+  #rounds = 0;
 
   constructor(options: MemberRecoveryOptions) {
     this.#o = options;
@@ -66,6 +69,7 @@ export class MemberRecovery {
         return state?.kind === 'failed' && this.#automatic(name) ? state.attempts : undefined;
       },
     });
+    this.#watchJournal();
   }
 
   /** A member became failed: schedules its next automatic attempt, if it may have one. */
@@ -178,6 +182,8 @@ export class MemberRecovery {
    */
   async repair(member: Member): Promise<void> {
     try {
+      // Read back from the journal after a restart: the member may have been killed in a creation.
+      if (this.#o.journal.refreshIntervalMs === undefined) await removeHalfMade(member, this.#o.domain.keyOf(member));
       await this.#resync(member, false);
       await this.#o.discovery.scanMember(member);
     } catch (error) {
@@ -207,6 +213,9 @@ export class MemberRecovery {
       if (error instanceof DomainError) this.#manualOnly.add(member.name);
       throw error;
     }
+    // What a creation its host was killed in left half made (no name finds it); only when no
+    // other process uses the members.
+    if (this.#o.journal.refreshIntervalMs === undefined) await removeHalfMade(member, this.#o.domain.keyOf(member));
     await this.#resync(member, fullSync);
     await this.#o.discovery.scanMember(member);
   }
@@ -218,18 +227,65 @@ export class MemberRecovery {
   async #resync(member: Member, fullSync: boolean): Promise<void> {
     const { membership, journal, catalog, domain, events } = this.#o;
     const domainKey = domain.keyOf(member);
-    const others = membership.all.filter((m) => m.serving && m !== member).map((m) => ({ member: m, domainKey: domain.keyOf(m) }));
-    // Strays first: the replica of a creation retried elsewhere then lands on a clean member.
-    await removeStrays({ member, domainKey, journal, others });
-    if (fullSync) await this.#oweEverything(member);
-    await resyncMember({
-      member,
-      journal,
-      domainKey,
-      catalog,
-      onProgress: (done, total) => events.emit('resyncProgress', { member: member.name, done, total }),
-    });
+    // Only the holder of the member's claim repairs it: with a journal shared by several
+    // servers, whoever claims first; the others skip it (its debts leave them on refresh).
+    const claim = await journal.claim(member.name);
+    if (claim !== undefined) {
+      try {
+        const others = membership.all.filter((m) => m.serving && m !== member).map((m) => ({ member: m, domainKey: domain.keyOf(m) }));
+        // Strays first: the replica of a creation retried elsewhere then lands on a clean member.
+        await removeStrays({ member, domainKey, journal, others });
+        if (fullSync) await this.#oweEverything(member);
+        await resyncMember({
+          member,
+          journal,
+          domainKey,
+          catalog,
+          onProgress: (done, total) => events.emit('resyncProgress', { member: member.name, done, total }),
+        });
+      } finally {
+        await claim.release();
+      }
+    }
     await this.#o.sessions.restoreSessions(member, { domainKey: (m) => domain.keyOf(m) });
+  }
+
+  /**
+   * A journal shared with other servers is read again every `refreshIntervalMs`: serving
+   * members that owe what another server recorded are repaired here (when logged in), and
+   * members another server repaired are scanned, so their objects are used here again.
+   */
+  #watchJournal(): void {
+    const { journal, clock, signal } = this.#o;
+    const ms = journal.refreshIntervalMs;
+    if (ms === undefined || signal.aborted) return;
+    const timer = clock.setTimeout(() => {
+      signal.removeEventListener('abort', stop);
+      void this.#refresh().finally(() => this.#watchJournal());
+    }, ms);
+    const stop = () => clock.clearTimeout(timer);
+    signal.addEventListener('abort', stop, { once: true });
+  }
+
+  async #refresh(): Promise<void> {
+    const { journal, membership, discovery, login } = this.#o;
+    try {
+      const repairedElsewhere = await journal.refresh();
+      if (this.#o.signal.aborted) return;
+      for (const name of repairedElsewhere) {
+        const member = membership.byName(name);
+        if (member?.serving) await discovery.scanMember(member);
+      }
+      if (!login.loggedIn) return;
+      if (++this.#rounds % 30 === 0) this.#polled = new WeakSet();
+      // A debt is tried once per 30 rounds: one that cannot be settled is not retried every round.
+      const due = membership.all.filter((m) => m.serving && [...journal.debts(m.name), ...journal.tentatives(m.name)].some((d) => !this.#polled.has(d)));
+      for (const m of due) for (const d of [...journal.debts(m.name), ...journal.tentatives(m.name)]) this.#polled.add(d);
+      await Promise.all(due.map((m) => this.repair(m)));
+    } catch {
+      // The journal is unreachable now: the next round tries again. Operations that must
+      // record a debt meanwhile fail with ERR_JOURNAL, so nothing goes unrecorded.
+    }
   }
 
   /**

@@ -3,7 +3,7 @@
  * may leave on a member (for tentative entries and stray removal), and whether and how a
  * token key is staged (made as a session object, then copied as token objects everywhere).
  */
-import type { WireAttribute } from '../pkcs11/commands.js';
+import type { ObjectKind, WireAttribute } from '../pkcs11/commands.js';
 import type { Pkcs11Attribute } from '../pkcs11/template-codec.js';
 import { pkcs11js } from '../native/pkcs11js.js';
 import type { ReplicaSource } from './replica-copy.js';
@@ -40,6 +40,16 @@ export function creationSearch(template: readonly Pkcs11Attribute[], defaults: {
   if (id !== undefined) out.push({ type: pkcs11js.CKA_ID, value: id });
   out.push({ type: pkcs11js.CKA_TOKEN, value: true });
   return out;
+}
+
+/** The class and key type a creation search names, when it names both (or a class without key type); else undefined. */
+export function kindOf(search: readonly WireAttribute[] | undefined): ObjectKind | undefined {
+  const objectClass = search?.find((a) => a.type === pkcs11js.CKA_CLASS)?.value;
+  const keyType = search?.find((a) => a.type === pkcs11js.CKA_KEY_TYPE)?.value;
+  if (typeof objectClass !== 'number' || (keyType !== undefined && typeof keyType !== 'number')) return undefined;
+  const isKey = objectClass === pkcs11js.CKO_SECRET_KEY || objectClass === pkcs11js.CKO_PRIVATE_KEY || objectClass === pkcs11js.CKO_PUBLIC_KEY;
+  if (isKey && keyType === undefined) return undefined;
+  return { objectClass, keyType };
 }
 
 /**

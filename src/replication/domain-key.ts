@@ -32,7 +32,7 @@ export type MemberDomain =
   | { readonly kind: 'key'; readonly handle: Handle; readonly checkValue: string }
   | { readonly kind: 'ambiguous'; readonly count: number };
 
-/** A problem with the security domain (missing, different on two members, SO PIN absent). */
+/** Code `ERR_DOMAIN`: a problem with the security domain (missing, different on two members, SO PIN absent). */
 export class DomainError extends HaError {
   constructor(message: string, options?: { cause?: unknown }) {
     super('ERR_DOMAIN', message, options);

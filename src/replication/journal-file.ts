@@ -31,7 +31,7 @@ export interface JournalFileSystem {
   link(existing: string, newPath: string): Promise<void>;
   copyFile(from: string, to: string): Promise<void>;
   rm(path: string, options: { force: boolean }): Promise<void>;
-  mkdir(path: string, options: { recursive: true }): Promise<unknown>;
+  mkdir(path: string, options: { recursive: true; mode?: number }): Promise<unknown>;
 }
 
 /** Options of a {@link FileJournalStore}. */
@@ -132,7 +132,8 @@ export class FileJournalStore implements JournalStore {
     const path = this.#path;
     const dir = dirname(path);
     if (!this.#dirReady) {
-      await fs.mkdir(dir, { recursive: true });
+      // Directories it makes are the owner's only (0700), like the file (0600); an existing one is left as it is.
+      await fs.mkdir(dir, { recursive: true, mode: 0o700 });
       this.#dirReady = true;
     }
     const tmp = `${path}.tmp`;
@@ -185,14 +186,16 @@ export class FileJournalStore implements JournalStore {
   }
 }
 
-function encode(_key: string, value: unknown): unknown {
+/** JSON.stringify replacer of journal content: Buffers as `{ __b64 }`. */
+export function encode(_key: string, value: unknown): unknown {
   if (value && typeof value === 'object' && (value as { type?: unknown }).type === 'Buffer' && Array.isArray((value as { data?: unknown }).data)) {
     return { [BUFFER_TAG]: Buffer.from((value as { data: number[] }).data).toString('base64') };
   }
   return value;
 }
 
-function decode(_key: string, value: unknown): unknown {
+/** JSON.parse reviver of journal content (the inverse of {@link encode}). */
+export function decode(_key: string, value: unknown): unknown {
   if (value && typeof value === 'object' && typeof (value as Record<string, unknown>)[BUFFER_TAG] === 'string') {
     return Buffer.from((value as Record<string, string>)[BUFFER_TAG]!, 'base64');
   }
@@ -260,7 +263,8 @@ function isAttribute(value: unknown): boolean {
   return v === undefined || typeof v === 'number' || typeof v === 'boolean' || typeof v === 'string' || Buffer.isBuffer(v);
 }
 
-function isDebt(value: unknown): boolean {
+/** Whether a parsed value is a well-formed debt. */
+export function isDebt(value: unknown): value is Debt {
   if (!isRecord(value) || !isRecord(value.object)) return false;
   const o = value.object;
   const ref =
@@ -283,6 +287,7 @@ function isDebt(value: unknown): boolean {
   }
 }
 
-function isTentative(value: unknown): boolean {
+/** Whether a parsed value is a well-formed tentative entry. */
+export function isTentative(value: unknown): value is TentativeEntry {
   return isRecord(value) && Array.isArray(value.searches) && value.searches.every((s) => Array.isArray(s) && s.every(isAttribute));
 }

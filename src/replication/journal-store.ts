@@ -49,7 +49,7 @@ export interface JournalContent {
 /** Why a journal was refused. */
 export type JournalFault = 'corrupt' | 'truncated' | 'version' | 'missing' | 'io';
 
-/** The journal cannot be read back or written. Carries no journal content. */
+/** Code `ERR_JOURNAL`: the journal cannot be read back or written. Carries no journal content. */
 export class JournalError extends HaError {
   /**
    * @param path the journal file (a store's `JournalStore.location`)
@@ -93,5 +93,73 @@ export interface JournalStore {
    */
   write(content: JournalContent): Promise<void>;
   /** Releases what the store holds open; called once, after the last write. */
+  close(): Promise<void>;
+}
+
+/** A debt as a {@link DebtStore} keeps it: its id (ids grow: the store's order, oldest first) and member. */
+export interface DebtRow {
+  readonly id: string;
+  readonly member: string;
+  readonly debt: Debt;
+}
+
+/** A tentative entry as a {@link DebtStore} keeps it. */
+export interface TentativeRow {
+  readonly id: string;
+  readonly member: string;
+  readonly entry: TentativeEntry;
+  /**
+   * Older than any creation can take: the process that recorded it is gone or lost it. Only
+   * then does another process act on it (its creation may still be running otherwise).
+   */
+  readonly stale: boolean;
+}
+
+/** What a {@link DebtStore} holds, oldest first. */
+export interface DebtRows {
+  readonly debts: readonly DebtRow[];
+  readonly tentatives: readonly TentativeRow[];
+}
+
+/**
+ * The right to repair one member, held by one claimant at a time across every process
+ * that shares the store. What the member owes is read under the claim, and settlements go
+ * through the claim (they fail once it is lost, e.g. its connection dropped).
+ */
+export interface DebtClaim extends DebtRows {
+  /** Removes a settled debt; false when it was gone already (removed by someone else). */
+  settle(id: string): Promise<boolean>;
+  /** Gives the claim up; idempotent. */
+  release(): Promise<void>;
+}
+
+/**
+ * A store of debts as rows, shared by several processes (the PostgreSQL journal:
+ * journal-postgres.ts): each change is one durable row operation, and a member is
+ * repaired by the one claimant that holds its {@link DebtClaim}.
+ */
+export interface DebtStore {
+  /** Where the rows are kept, for messages: never a credential. */
+  readonly location: string;
+  /**
+   * Creates or migrates the store's schema, then reads every row.
+   * @throws {@link JournalError} when it cannot be reached, read or migrated
+   */
+  load(): Promise<DebtRows>;
+  /** Reads every row again (what other processes recorded and settled). */
+  read(): Promise<DebtRows>;
+  /** Records a debt; resolves to its id once durable. */
+  record(member: string, debt: Debt): Promise<string>;
+  /** Records a tentative entry; resolves to its id once durable. */
+  recordTentative(member: string, entry: TentativeEntry): Promise<string>;
+  /** Settles a debt outside a claim; false when it was gone already. */
+  settle(id: string): Promise<boolean>;
+  /** Removes debts and tentative entries by id (no settlement: they are void). */
+  remove(ids: { readonly debts?: readonly string[]; readonly tentatives?: readonly string[] }): Promise<void>;
+  /** Removes everything `member` owes and its tentative entries. */
+  removeMember(member: string): Promise<void>;
+  /** Claims `member` for repair; undefined when another claimant holds it now (it is not waited for). */
+  claim(member: string): Promise<DebtClaim | undefined>;
+  /** Releases connections; called once. */
   close(): Promise<void>;
 }

@@ -93,6 +93,27 @@ export interface DebtJournal {
   flush(): Promise<void>;
   /** Flushes, then refuses durability to later changes (they reject with `ERR_CLOSED`). Idempotent. */
   close(): Promise<void>;
+  /**
+   * Takes the right to repair `member` (remove its strays, settle what it owes) until
+   * released; what it owes is read again under the claim. Undefined when another process
+   * sharing the journal holds it now: that one repairs the member.
+   * @throws {@link JournalError} when the journal cannot be reached
+   */
+  claim(member: string): Promise<JournalClaim | undefined>;
+  /**
+   * Reads again what other processes recorded and settled (a journal of one process has
+   * nothing to read); resolves to the members that owe less than before.
+   * @throws {@link JournalError} when the journal cannot be reached
+   */
+  refresh(): Promise<readonly string[]>;
+  /** How often {@link DebtJournal.refresh} is worth calling (ms): set for a journal shared with other processes. */
+  readonly refreshIntervalMs: number | undefined;
+}
+
+/** The right to repair one member, from {@link DebtJournal.claim}. */
+export interface JournalClaim {
+  /** Gives the claim up; idempotent. */
+  release(): Promise<void>;
 }
 
 /** Options of a {@link Journal} kept in a file (a path given to its constructor). */
@@ -174,16 +195,17 @@ export class Journal implements DebtJournal {
 
   owe(member: string, debt: Debt): Promise<void> {
     const list = this.#debts.get(member) ?? [];
-    // A later debt about the same object supersedes a replica not yet made.
-    const filtered = debt.kind === 'destroy' ? list.filter((d) => !sameObject(d.object, debt.object)) : list;
-    const dropped = debt.kind === 'destroy' && list.some((d) => sameObject(d.object, debt.object) && persisted(d));
-    if (debt.kind === 'destroy' && filtered.length < list.length && list.some((d) => d.kind === 'replica' && sameObject(d.object, debt.object))) {
-      // It never got the object: nothing to destroy.
-      this.#set(member, filtered);
-      return this.#commit(dropped);
+    if (debt.kind === 'destroy' && list.some((d) => d.kind === 'replica' && sameObject(d.object, debt.object))) {
+      // It never got the object: nothing to destroy, and nothing to change on it.
+      const same = list.filter((d) => sameObject(d.object, debt.object));
+      this.#set(member, list.filter((d) => !sameObject(d.object, debt.object)));
+      return this.#commit(same.some(persisted));
     }
-    this.#set(member, [...filtered, debt]);
-    return this.#commit(dropped || persisted(debt));
+    // Changes the member missed stay owed before the deletion: the member still shows the
+    // name from before them, and resync applies them first, so the deletion then finds the
+    // object under the name it records (the object's last one).
+    this.#set(member, [...list, debt]);
+    return this.#commit(persisted(debt));
   }
 
   /**
@@ -191,16 +213,7 @@ export class Journal implements DebtJournal {
    * process, by identity (name and fingerprint) for debts read back from disk.
    */
   owes(member: string, object: OwedObject): boolean {
-    return (
-      this.#debts
-        .get(member)
-        ?.some(
-          (d) =>
-            d.object.handle === object.handle ||
-            // A deleted object has no handle any more, and one from an earlier process means nothing.
-            ((d.object.handle < 0 || d.kind === 'destroy') && d.object.name === object.identity.name && d.object.fingerprint === object.identity.fingerprint),
-        ) ?? false
-    );
+    return owesObject(this.#debts.get(member), object);
   }
 
   debts(member: string): readonly Debt[] {
@@ -267,6 +280,18 @@ export class Journal implements DebtJournal {
   tentatives(member: string): readonly TentativeEntry[] {
     return this.#tentative.get(member) ?? [];
   }
+
+  /** One process owns this journal: every claim is granted. */
+  async claim(): Promise<JournalClaim> {
+    return { release: async () => undefined };
+  }
+
+  /** Nothing else writes this journal: nothing to read again. */
+  async refresh(): Promise<readonly string[]> {
+    return [];
+  }
+
+  readonly refreshIntervalMs: number | undefined = undefined;
 
   flush(): Promise<void> {
     if (this.#store === undefined || this.#durable === this.#changes || this.#storeClosed) return Promise.resolve();
@@ -368,8 +393,9 @@ export class Journal implements DebtJournal {
   }
 }
 
+/** By virtual handle; debts read back from the store all have handle -1, so those by identity too. */
 function sameObject(a: ObjectRef, b: ObjectRef): boolean {
-  return a.handle === b.handle;
+  return a.handle === b.handle && (a.handle >= 0 || (a.name === b.name && a.fingerprint === b.fingerprint));
 }
 
 /** Whether a debt reaches the store (in some form). */
@@ -377,8 +403,8 @@ function persisted(d: Debt): boolean {
   return writable(d) !== undefined;
 }
 
-/** The form of a debt that may be written to a store, or undefined when none may. */
-function writable(d: Debt): Debt | undefined {
+/** The form of a debt that may be written to a store, or undefined when none may (see the module comment). */
+export function writable(d: Debt): Debt | undefined {
   if (!d.object.token) return undefined;
   // A data object's replica needs its value: it stays in memory (see the module comment).
   if (d.kind === 'replica') return d.template.every((a) => WRITABLE_ATTRIBUTES.has(a.type)) ? d : undefined;
@@ -406,4 +432,19 @@ function deferred(): Deferred {
 function handled<T>(promise: Promise<T>): Promise<T> {
   promise.catch(() => undefined);
   return promise;
+}
+
+/**
+ * True when one of `debts` is about `object`: by virtual handle for debts of this process,
+ * by identity (name and fingerprint) for debts read back from disk or from another process.
+ */
+export function owesObject(debts: readonly Debt[] | undefined, object: OwedObject): boolean {
+  return (
+    debts?.some(
+      (d) =>
+        d.object.handle === object.handle ||
+        // A deleted object has no handle any more, and one from an earlier process means nothing.
+        ((d.object.handle < 0 || d.kind === 'destroy') && d.object.name === object.identity.name && d.object.fingerprint === object.identity.fingerprint),
+    ) ?? false
+  );
 }

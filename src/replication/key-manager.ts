@@ -7,22 +7,23 @@
  * object until repaired.
  */
 import type { Catalog, VirtualObject } from '../catalog/catalog.js';
-import { IDENTITY_ATTRIBUTES, identityFrom } from '../catalog/object-identity.js';
+import { IDENTITY_ATTRIBUTES, identityFrom, provisionalIdentity } from '../catalog/object-identity.js';
 import { outcomeUnknown } from '../errors/classification.js';
-import { NoMemberAvailableError, ReplicationError } from '../errors/ha-error.js';
+import { NoMemberAvailableError, ReplicationError, type HaError } from '../errors/ha-error.js';
 import type { Member } from '../member/member.js';
 import { FailoverPolicy } from '../routing/failover-policy.js';
-import type { Command, CommandName, CommandResult, Handle, ObjectKind, WireAttribute } from '../pkcs11/commands.js';
+import type { Command, CommandName, CommandResult, Handle, WireAttribute } from '../pkcs11/commands.js';
 import { pkcs11js } from '../native/pkcs11js.js';
 import type { Pkcs11Attribute } from '../pkcs11/template-codec.js';
 import type { Mechanism } from 'pkcs11js';
 import type { GroupEventSink } from '../events/group-events.js';
 import type { Membership } from '../member/membership.js';
-import type { HolderResolver } from '../routing/router.js';
+import { unseenObject, type HolderResolver } from '../routing/router.js';
 import type { Debt, DebtJournal, ObjectRef, TentativeEntry } from './journal.js';
 import { placeReplica, readReplicaSource, type ReplicaSource } from './replica-copy.js';
+import { oweRevertsOfUncertainRename } from './uncertain-change.js';
 import { isShortCreation, markShort, shortIf } from '../pkcs11/short-commands.js';
-import { asSessionObject, asTokenCopy, creationSearch, KEY_TYPE_OF_MECHANISM, StagingRefused, stageable } from './creation-plan.js';
+import { asSessionObject, asTokenCopy, creationSearch, KEY_TYPE_OF_MECHANISM, kindOf, StagingRefused, stageable } from './creation-plan.js';
 import { isTokenTemplate, replicatedKeyTemplate, type UnextractablePolicy } from './replica-template.js';
 
 /** The virtual session a key management call belongs to. */
@@ -60,16 +61,6 @@ export interface KeyManagerOptions {
 /** The command, marked short when it makes session objects with a fast mechanism (see short-commands.ts). */
 function shortCreation<C extends Command>(command: C): C {
   return isShortCreation(command) ? markShort(command) : command;
-}
-
-/** The class and key type a creation search names, when it names both (or a class without key type); else undefined. */
-function kindOf(search: readonly WireAttribute[] | undefined): ObjectKind | undefined {
-  const objectClass = search?.find((a) => a.type === pkcs11js.CKA_CLASS)?.value;
-  const keyType = search?.find((a) => a.type === pkcs11js.CKA_KEY_TYPE)?.value;
-  if (typeof objectClass !== 'number' || (keyType !== undefined && typeof keyType !== 'number')) return undefined;
-  const isKey = objectClass === pkcs11js.CKO_SECRET_KEY || objectClass === pkcs11js.CKO_PRIVATE_KEY || objectClass === pkcs11js.CKO_PUBLIC_KEY;
-  if (isKey && keyType === undefined) return undefined;
-  return { objectClass, keyType };
 }
 
 /** A reference to an object that survives in the journal. */
@@ -172,7 +163,8 @@ export class KeyManager {
     const short = !object.identity.token;
     const first = await this.#onFirstHolder(object, (m, handle) => m.run<'destroyObject'>((session) => shortIf(short, { op: 'destroyObject', session, object: handle })));
     const ref = objectRef(object);
-    await Promise.all(
+    // Settled: the object is gone from the catalog even when a deletion owed could not be recorded (ERR_JOURNAL, thrown after).
+    const done = await Promise.allSettled(
       this.#others(first).map(async (m) => {
         const handle = object.holders.get(m.index);
         if (handle === undefined) {
@@ -189,12 +181,16 @@ export class KeyManager {
       }),
     );
     this.#o.catalog.remove(object);
+    const unrecorded = done.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (unrecorded !== undefined) throw unrecorded.reason;
   }
 
   /** Sets attributes on every member holding the object; first one holder, then the rest in parallel. */
   async setAttributes(object: VirtualObject, template: readonly Pkcs11Attribute[]): Promise<void> {
     await this.#ensureHolders([object]);
-    const first = await this.#onFirstHolder(object, (m, handle) => m.run<'setAttributes'>((session) => ({ op: 'setAttributes', session, object: handle, template })));
+    const tried: Member[] = [];
+    const first = await this.#onFirstHolder(object, (m, handle) => (tried.push(m), m.run<'setAttributes'>((session) => ({ op: 'setAttributes', session, object: handle, template }))))
+      .catch((error: unknown) => oweRevertsOfUncertainRename(tried, objectRef(object), template, (m, d, r) => this.#owe(m, d, r)).then(() => Promise.reject(error)));
     const firstHandle = object.holders.get(first.index)!;
     const ref = objectRef(object);
     await Promise.all(
@@ -213,8 +209,8 @@ export class KeyManager {
       }),
     );
     const read = await first.run<'getAttributes'>((session) => ({ op: 'getAttributes', session, object: firstHandle, types: IDENTITY_ATTRIBUTES }));
-    // The material did not change: keep the fingerprint, take the new name.
-    this.#o.catalog.reindex(object, { ...identityFrom(read), fingerprint: object.identity.fingerprint });
+    // The material did not change: keep the fingerprint (still unread when provisional), take the new name.
+    this.#o.catalog.reindex(object, { ...identityFrom(read), fingerprint: object.identity.fingerprint, ...(object.identity.provisional ? { provisional: true as const } : {}) });
   }
 
   /**
@@ -255,7 +251,12 @@ export class KeyManager {
     return primary && holdsAll(primary) ? primary : this.#o.membership.all.find(holdsAll);
   }
 
-  #noHolder(inputs: readonly VirtualObject[], cause: unknown): NoMemberAvailableError {
+  #noHolder(inputs: readonly VirtualObject[], cause: unknown): HaError {
+    // An input no member shows while every member serves: the handle is wrong (see unseenObject).
+    for (const o of inputs) {
+      const unseen = unseenObject(o, this.#o.membership.all, cause);
+      if (unseen !== undefined) return unseen;
+    }
     return new NoMemberAvailableError(`no serving member holds ${inputs.map((o) => `object ${o.handle}`).join(' and ') || 'what the call needs'}`, cause === undefined ? undefined : { cause });
   }
 
@@ -334,7 +335,7 @@ export class KeyManager {
       }
       // Replicate every created object in parallel; roll all back if one falls short.
       // (#replicate cleans up after itself when it fails.)
-      const results = await Promise.allSettled(created.map((h, i) => this.#replicate(scope, creator, h, tokens[i] ?? tokens[0]!, staged, kindOf(searches[i]))));
+      const results = await Promise.allSettled(created.map((h, i) => this.#replicate(scope, creator, h, tokens[i] ?? tokens[0]!, staged, searches[i])));
       const objects = results.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
       const failure = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
       if (failure === undefined) {
@@ -386,8 +387,20 @@ export class KeyManager {
    * included, when `handle` is a staged session object: see {@link KeyManager.#create});
    * returns it as a virtual object.
    */
-  async #replicate(scope: SessionScope, source: Member, handle: Handle, token: boolean, staged: boolean, kind?: ObjectKind): Promise<VirtualObject> {
+  async #replicate(scope: SessionScope, source: Member, handle: Handle, token: boolean, staged: boolean, search?: readonly WireAttribute[]): Promise<VirtualObject> {
     const targets = staged ? this.#o.membership.all.filter((m) => m.state.kind !== 'removed') : this.#others(source);
+    const kind = kindOf(search);
+    // A session key with no other member to copy to: its identity comes from its creation
+    // template and nothing is read (the two reads of a key pair cost as much as its
+    // generation). Its fingerprint stays unknown until another member needs it: a member
+    // that joins gets a copy read from this one (VirtualSession's restore), which completes it.
+    const alone = targets.length === 0 && !token && kind !== undefined && search !== undefined && this.#o.minReplicas <= 1 ? provisionalIdentity(kind.objectClass, kind.keyType, search, false) : undefined;
+    if (alone !== undefined) {
+      const object = this.#o.catalog.create(alone);
+      this.#o.catalog.link(object, source.index, handle);
+      scope.own(object);
+      return object;
+    }
     const sessionObject = staged || !token;
     const destroySource = () => source.run<'destroyObject'>((session) => shortIf(sessionObject, { op: 'destroyObject', session, object: handle })).catch(() => undefined);
     let copy: ReplicaSource;
@@ -409,7 +422,8 @@ export class KeyManager {
     /** Members whose copy may exist although they never answered (a member fault during the placement). */
     const uncertain: Member[] = [];
     let ownCopyRefused: unknown;
-    await Promise.all(
+    // Settled, not all: every placement ends before a debt the journal could not record is acted on.
+    const placed = await Promise.allSettled(
       targets.map(async (m) => {
         const debt: Debt = { kind: 'replica', object: ref, wrapped, template };
         const domainKey = this.#o.domain.keyOf(m);
@@ -427,6 +441,13 @@ export class KeyManager {
       }),
     );
     await staging;
+    const unrecorded = placed.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (unrecorded !== undefined) {
+      // A member would owe this object and the journal could not record it (ERR_JOURNAL):
+      // nothing is acknowledged, and the object is removed again wherever it was made.
+      await this.#rollback(object, uncertain).catch(() => undefined);
+      throw unrecorded.reason;
+    }
     if (ownCopyRefused !== undefined) {
       // The creator's module refused a copy of what it made itself: the replica template
       // cannot make this object. Undo, and let #create make it primary-first.
@@ -435,7 +456,9 @@ export class KeyManager {
     }
     if (object.holders.size < this.#o.minReplicas) {
       await this.#rollback(object, uncertain);
-      throw new ReplicationError(`the object reached ${object.holders.size} member(s), fewer than minReplicas ${this.#o.minReplicas}: it was removed again`);
+      // A member that failed while taking its copy may hold one: it owes the copy's removal (status().owed) until it recovers.
+      const owing = uncertain.length === 0 ? '' : `; ${uncertain.map((m) => m.name).join(', ')} failed while taking a copy and owe its removal`;
+      throw new ReplicationError(`the object reached ${object.holders.size} member(s), fewer than minReplicas ${this.#o.minReplicas}: it was removed again${owing}`);
     }
     if (uncertain.length > 0) this.#uncertain.set(object, uncertain);
     if (!token) scope.own(object);
@@ -451,8 +474,9 @@ export class KeyManager {
     this.#uncertain.delete(object);
     const ref = objectRef(object);
     const forgotten = this.#o.journal.forgetObject(object.handle);
-    await Promise.all([forgotten, ...uncertain.map((m) => this.#owe(m, { kind: 'destroy', object: ref }, 'rollback: its copy may exist'))]);
-    await Promise.all(
+    // The copies go even when the journal cannot be written (it keeps what it could not write, and writes it later).
+    const recorded = await Promise.allSettled([forgotten, ...uncertain.map((m) => this.#owe(m, { kind: 'destroy', object: ref }, 'rollback: its copy may exist'))]);
+    const removed = await Promise.allSettled(
       [...object.holders].map(async ([index, handle]) => {
         const member = this.#o.membership.all[index]!;
         try {
@@ -464,10 +488,12 @@ export class KeyManager {
       }),
     );
     this.#o.catalog.remove(object);
+    const failed = [...recorded, ...removed].find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed !== undefined) throw failed.reason;
   }
 
   /** Objects whose holders were forgotten (after a logout) are found again first. */
   async #ensureHolders(objects: readonly VirtualObject[]): Promise<void> {
-    for (const o of objects) if (o.holders.size === 0) await this.#o.discovery.resolve(o);
+    for (const o of objects) if (![...o.holders.keys()].some((i) => this.#o.membership.at(i)?.serving)) await this.#o.discovery.resolve(o);
   }
 }

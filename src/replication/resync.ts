@@ -7,7 +7,8 @@
  * change already applied is applied again harmlessly), and each debt is settled in the
  * journal as soon as it is done (durable a write later, all of them before this returns),
  * so a crash mid-way leaves the rest owed and at most a few done ones again. Nothing
- * is destroyed that cannot be proved to be the recorded object (name and fingerprint).
+ * is destroyed that cannot be proved to be the recorded object (name and fingerprint),
+ * and a deletion is settled only when what is left under its name is provably another object.
  *
  * Session objects are not settled here: they live in the sessions of open virtual
  * sessions, which `VirtualSlot.restoreSessions` rebuilds on the member after this.
@@ -79,6 +80,7 @@ export async function resyncMember(options: ResyncOptions): Promise<ResyncResult
   const blocked = new Set<string>();
   const unsettled: UnsettledDebt[] = [];
   const counts = { settled: 0, replicated: 0, alreadyPresent: 0, destroyed: 0, spared: 0, updated: 0 };
+  const checks: Promise<unknown>[] = [];
   let done = 0;
   for (;;) {
     // Debts recorded while this runs (the member takes no copies while recovering) are taken too.
@@ -98,7 +100,10 @@ export async function resyncMember(options: ResyncOptions): Promise<ResyncResult
           await journal.owe(member.name, { kind: 'destroy', object: next.object });
         } else if (outcome === undefined) {
           // Durable by the flush before returning: settlements coalesce into a few writes.
-          void journal.settle(member.name, next);
+          const settled = journal.settle(member.name, next);
+          // In a shared journal the row can be gone: another server removed the object's debts
+          // (its creation rolled back). The copy just made must not outlive it.
+          if (next.kind === 'replica') checks.push(settled.then((ok) => (ok ? undefined : journal.owe(member.name, { kind: 'destroy', object: next.object }))));
           counts.settled++;
         } else {
           blocked.add(key);
@@ -115,6 +120,7 @@ export async function resyncMember(options: ResyncOptions): Promise<ResyncResult
     const pending = journal.debts(member.name).filter((d) => !tried.has(d) && (d.object.token || d.kind === 'destroy')).length;
     options.onProgress?.(done, done + pending);
   }
+  await Promise.all(checks);
   await journal.flush();
   return { total: done, ...counts, unsettled };
 }
@@ -145,6 +151,9 @@ async function settleOne(o: ResyncOptions, debt: Debt, counts: Counts): Promise<
     case 'destroy': {
       const found = await findOn(member, ref.search, domainKey);
       const proven = found.filter((f) => proves(ref, f.identity));
+      // Spared: provably another object (both show evidence of one kind, and it differs).
+      // Unproven: it may be this very object; the deletion then stays owed.
+      const unproven = found.filter((f) => !proven.includes(f) && !otherMaterial(ref.fingerprint, f.identity.fingerprint));
       counts.spared += found.length - proven.length;
       // Objects with no key material are known by name alone: two of them cannot be told apart.
       if (ref.fingerprint === undefined && proven.length > 1) return `${proven.length} objects carry this name and none can be told apart: none destroyed`;
@@ -154,6 +163,7 @@ async function settleOne(o: ResyncOptions, debt: Debt, counts: Counts): Promise<
         if (object !== undefined) o.catalog!.unlink(object, member.index);
         counts.destroyed++;
       }
+      if (unproven.length > 0) return `${unproven.length} object(s) carry this name and cannot be proved to be another object: kept, the deletion stays owed`;
       return undefined;
     }
     case 'setAttributes': {
@@ -198,7 +208,14 @@ function provesMaterial(ref: ObjectRef, found: FoundObject): boolean {
   return proves({ name: found.identity.name, fingerprint: ref.fingerprint }, found.identity);
 }
 
+/** True when two fingerprints of the same kind (`domain-wrap:`, `kcv:`, ...) differ: other key material. */
+function otherMaterial(a: string | undefined, b: string | undefined): boolean {
+  if (a === undefined || b === undefined) return false;
+  return a.slice(0, a.indexOf(':')) === b.slice(0, b.indexOf(':')) && a !== b;
+}
+
 /** Debts about one object: by virtual handle in this process, by identity after a restart. */
 function objectKey(ref: ObjectRef): string {
-  return ref.handle >= 0 ? `h${ref.handle}` : `n${ref.name}/${ref.fingerprint ?? '-'}`;
+  // After a restart a rename changed the name between debts: the material tells the object.
+  return ref.handle >= 0 ? `h${ref.handle}` : ref.fingerprint !== undefined ? `f${ref.fingerprint}` : `n${ref.name}`;
 }

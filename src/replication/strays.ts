@@ -12,6 +12,7 @@
  * destroyed and the entry stays for the next attempt.
  */
 import type { ObjectIdentity } from '../catalog/object-identity.js';
+import { Pkcs11Error } from '../errors/ha-error.js';
 import type { Member } from '../member/member.js';
 import type { Handle } from '../pkcs11/commands.js';
 import { pkcs11js } from '../native/pkcs11js.js';
@@ -115,4 +116,75 @@ async function heldElsewhere(identity: ObjectIdentity, others: readonly PeerMemb
     if (found.some((f) => f.identity.name === identity.name && (f.identity.fingerprint === identity.fingerprint || f.identity.fingerprint === undefined))) return 'held';
   }
   return 'stray';
+}
+
+/** Key classes, and the attributes that hold (or size) their material: all empty in a half-made key. */
+const KEY_MATERIAL = new Map<number, readonly number[]>([
+  [pkcs11js.CKO_SECRET_KEY, [pkcs11js.CKA_VALUE_LEN]],
+  [pkcs11js.CKO_PRIVATE_KEY, [pkcs11js.CKA_EC_PARAMS, pkcs11js.CKA_MODULUS]],
+  [pkcs11js.CKO_PUBLIC_KEY, [pkcs11js.CKA_EC_PARAMS, pkcs11js.CKA_MODULUS]],
+]);
+
+/**
+ * Removes what a creation left HALF MADE on `member` when its host was killed under it.
+ * SoftHSM creates a token object's file first, then writes the object's default
+ * attributes one write each (CKA_TOKEN=false, empty CKA_LABEL and CKA_ID, no key
+ * material), and the template last in one transaction. A kill in between leaves on the
+ * token an object that no search by name finds (the tentative entries and debts name the
+ * object as it was meant to be), sometimes one with no attributes at all.
+ *
+ * Only what is provably such a remainder goes: an object that does not say it is a token
+ * object, has no label and no id, and either shows no class at all or is a key without
+ * material (no value length, EC parameters or modulus). No complete object looks like
+ * that, but one being made does: nothing is removed unless no command of this process was
+ * running on the member once it had been searched (see the check below), and call it only
+ * when no other process uses the member (a journal of one process; a remote member host
+ * still running a command from before a reconnect would count as one).
+ *
+ * @returns how many objects were removed (0 also when the member was busy: try again later)
+ * @throws what a member fault on `member` threw (it failed again)
+ */
+export async function removeHalfMade(member: Member, domainKey: Handle | undefined): Promise<number> {
+  const all = await member.run<'findObjects'>((session) => ({ op: 'findObjects', session, template: [] }));
+  const tokens = new Set((await member.run<'findObjects'>((session) => ({ op: 'findObjects', session, template: [{ type: pkcs11js.CKA_TOKEN, value: true }] }))).map((h) => h.toString('hex')));
+  // An object being made now looks half made. Nothing of this process runs on the member now,
+  // so whatever ran beside the first search has ended: what it made is complete (and what
+  // starts from now on is not among these handles). Otherwise: next time.
+  if (member.outstanding !== 0) return 0;
+  let removed = 0;
+  for (const handle of all) {
+    if (tokens.has(handle.toString('hex')) || domainKey?.equals(handle)) continue;
+    if (!(await halfMade(member, handle))) continue;
+    await member.run<'destroyObject'>((session) => ({ op: 'destroyObject', session, object: handle }));
+    removed++;
+  }
+  return removed;
+}
+
+/** Whether the object is provably a half-made one (see {@link removeHalfMade}). */
+async function halfMade(member: Member, handle: Handle): Promise<boolean> {
+  const token = await readOne(member, handle, pkcs11js.CKA_TOKEN);
+  const label = await readOne(member, handle, pkcs11js.CKA_LABEL);
+  const id = await readOne(member, handle, pkcs11js.CKA_ID);
+  if (token?.[0] === 1 || (label !== undefined && label.length > 0) || (id !== undefined && id.length > 0)) return false;
+  const cls = await readOne(member, handle, pkcs11js.CKA_CLASS);
+  if (cls === undefined || cls.length === 0) return true; // not even a class: nothing was written but the file
+  const material = KEY_MATERIAL.get(Number(cls.length >= 8 ? cls.readBigUInt64LE(0) : cls.readUInt32LE(0)));
+  if (material === undefined) return false; // not a key: nothing proves it incomplete
+  for (const type of material) {
+    const value = await readOne(member, handle, type);
+    if (value !== undefined && value.some((b) => b !== 0)) return false;
+  }
+  return true;
+}
+
+/** One attribute; undefined when the object lacks it (not valid for its kind, or not written yet: CKR_ATTRIBUTE_VALUE_INVALID in SoftHSM). */
+async function readOne(member: Member, handle: Handle, type: number): Promise<Buffer | undefined> {
+  try {
+    const [read] = await member.run<'getAttributes'>((session) => ({ op: 'getAttributes', session, object: handle, types: [type] }));
+    return read?.value;
+  } catch (error) {
+    if (error instanceof Pkcs11Error && error.rv === pkcs11js.CKR_ATTRIBUTE_VALUE_INVALID) return undefined;
+    throw error;
+  }
 }

@@ -57,7 +57,15 @@ export interface FailoverPolicyOptions {
    * @default 1
    */
   readonly refinds?: number;
+  /**
+   * Told each time a command runs again after failing on `member` (`refind`: there, its
+   * objects found again; `elsewhere`: on another member), for metrics. @default none
+   */
+  readonly onRerun?: RerunListener | undefined;
 }
+
+/** Told when a command runs again after an attempt failed (see {@link FailoverPolicyOptions.onRerun}). */
+export type RerunListener = (member: FailoverMember, step: 'refind' | 'elsewhere', error: unknown) => void;
 
 /**
  * The attempts of one command so far: which members failed under it, how often it failed
@@ -66,6 +74,7 @@ export interface FailoverPolicyOptions {
 export class FailoverRun {
   readonly #limit: number;
   readonly #maxRefinds: number;
+  readonly #onRerun: RerunListener | undefined;
   #excluded: Set<number> | undefined;
   #failures = 0;
   #refinds = 0;
@@ -74,10 +83,12 @@ export class FailoverRun {
   /**
    * @param limit most attempts in all
    * @param maxRefinds most refinds
+   * @param onRerun told of each rerun
    */
-  constructor(limit: number, maxRefinds: number) {
+  constructor(limit: number, maxRefinds: number, onRerun?: RerunListener) {
     this.#limit = limit;
     this.#maxRefinds = maxRefinds;
+    this.#onRerun = onRerun;
   }
 
   /** Failed attempts so far. */
@@ -118,12 +129,14 @@ export class FailoverRun {
     if (canRefind && this.#refinds < this.#maxRefinds && isStaleHandle(error)) {
       this.#refinds++;
       // No attempt left to retry with: the member's own answer goes back.
+      if (!spent) this.#onRerun?.(member, 'refind', error);
       return spent ? 'throw' : 'refind';
     }
     const fault = classifyError(error);
     if (fault === 'caller') return 'throw';
     if (fault === 'ambiguous' && (!isAmbiguousAnswer(error) || (await member.probe()))) return 'throw';
     (this.#excluded ??= new Set()).add(member.index);
+    if (!spent) this.#onRerun?.(member, 'elsewhere', error);
     return spent ? 'exhausted' : 'elsewhere';
   }
 }
@@ -290,6 +303,7 @@ function checkCount(name: string, value: number | undefined, min: number): void 
 export class FailoverPolicy {
   readonly #maxAttempts: number | undefined;
   readonly #refinds: number;
+  readonly #onRerun: RerunListener | undefined;
 
   /** @throws {@link InvalidArgumentError} for a bad option, echoing its value */
   constructor(options: FailoverPolicyOptions = {}) {
@@ -297,6 +311,7 @@ export class FailoverPolicy {
     checkCount('refinds', options.refinds, 0);
     this.#maxAttempts = options.maxAttempts;
     this.#refinds = options.refinds ?? 1;
+    this.#onRerun = options.onRerun;
   }
 
   /**
@@ -306,7 +321,7 @@ export class FailoverPolicy {
    * @param size how many members the group has (the default bound on attempts)
    */
   begin(size: number): FailoverRun {
-    return new FailoverRun(this.#maxAttempts ?? size + this.#refinds, this.#refinds);
+    return new FailoverRun(this.#maxAttempts ?? size + this.#refinds, this.#refinds, this.#onRerun);
   }
 
   /**

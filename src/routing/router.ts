@@ -4,7 +4,7 @@
  * {@link FailoverPolicy} (find the object again, run it on another member, or throw).
  */
 import { classifyError } from '../errors/classification.js';
-import { NoMemberAvailableError } from '../errors/ha-error.js';
+import { InvalidHandleError, NoMemberAvailableError, type HaError } from '../errors/ha-error.js';
 import type { Member } from '../member/member.js';
 import type { VirtualObject } from '../catalog/catalog.js';
 import type { Command, CommandName, CommandResult, Handle } from '../pkcs11/commands.js';
@@ -78,7 +78,8 @@ export class Router {
    * and the key): only members holding all of them are candidates.
    */
   async runWith<N extends CommandName>(objects: readonly VirtualObject[], build: (session: Handle, memberHandles: Handle[]) => Extract<Command, { op: N }>): Promise<CommandResult<N>> {
-    for (const o of objects) if (o.holders.size === 0) await this.#discovery.resolve(o);
+    // No serving holder (links forgotten at a logout, perhaps only a recovering member's found since): find them again.
+    for (const o of objects) if (![...o.holders.keys()].some((i) => this.#members[i]?.serving)) await this.#discovery.resolve(o);
     return this.#failover.execute<Member, CommandResult<N>>(
       {
         size: this.#members.length,
@@ -118,7 +119,9 @@ export class Router {
     }
   }
 
-  #noMember(object: VirtualObject | undefined, cause: unknown): NoMemberAvailableError {
+  #noMember(object: VirtualObject | undefined, cause: unknown): HaError {
+    const unseen = unseenObject(object, this.#members, cause);
+    if (unseen !== undefined) return unseen;
     const what = object === undefined ? 'the command' : `object ${object.handle}`;
     const serving = this.#members.filter((m) => m.serving).map((m) => m.name);
     return new NoMemberAvailableError(
@@ -127,4 +130,15 @@ export class Router {
       { cause },
     );
   }
+}
+
+/**
+ * The error for a command no member could take because none shows its object while every
+ * member serves (a private object after a logout, one destroyed behind the group's back):
+ * the handle is what is wrong, not the members. Undefined when members are missing or an
+ * attempt failed (`cause`): then no member is available.
+ */
+export function unseenObject(object: VirtualObject | undefined, members: readonly Member[], cause: unknown): InvalidHandleError | undefined {
+  if (object === undefined || object.holders.size > 0 || cause !== undefined) return undefined;
+  return members.every((m) => m.serving || m.state.kind === 'removed') ? new InvalidHandleError(object.handle) : undefined;
 }

@@ -11,6 +11,11 @@ export interface Candidate {
   readonly index: number;
   /** Commands queued + running on the member now. */
   readonly outstanding: number;
+  /**
+   * Commands the member's host runs or queues for other application processes, as the
+   * host reported them (0 or absent when not counted): load seen across processes.
+   */
+  readonly hostLoad?: number;
 }
 
 /** A member as the router sees it when filtering candidates. */

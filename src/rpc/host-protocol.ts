@@ -12,7 +12,8 @@
  *   AES-GCM parameters): u32 id, then the command in the worker frame encoding
  *   (`src/transport/frame-codec.ts`), so the hot path has one binary encoding of its commands;
  * - `2`: a successful reply whose value is bytes, a boolean or nothing (every hot
- *   command, and handles): u32 id, a status byte, the bytes.
+ *   command, and handles): u32 id, u32 `others` (see {@link ReplyMessage}), a status
+ *   byte, the bytes.
  *
  * Why not v8 for everything: `v8.serialize` calls back into JavaScript for every Buffer
  * in a message, and measured 5 µs to serialize plus 5 µs to deserialize one AES-GCM
@@ -55,6 +56,8 @@ export interface HelloMessage {
 export interface WelcomeMessage {
   readonly t: 'welcome';
   readonly token: TokenInfo;
+  /** The host's heartbeat interval (ms): a client keeps a load report fresh for a few of them. Absent from older hosts. */
+  readonly heartbeatIntervalMs?: number;
 }
 
 /** Run one command. `id` is an unsigned 32-bit number chosen by the client, unique among its requests in flight. */
@@ -75,15 +78,30 @@ export interface StatsRequestMessage {
  * {@link WireError}; `unreachable` marks a failure of the host's own machinery (its
  * command threads gone), which the client reports as a member fault.
  */
-export type ReplyMessage =
+export type ReplyMessage = (
   | { readonly t: 'reply'; readonly id: number; readonly ok: true; readonly value: unknown }
-  | { readonly t: 'reply'; readonly id: number; readonly ok: false; readonly error: WireError; readonly unreachable?: boolean };
+  | { readonly t: 'reply'; readonly id: number; readonly ok: false; readonly error: WireError; readonly unreachable?: boolean }
+) & {
+  /**
+   * Commands the host had read and not answered, for all its OTHER clients, when it
+   * answered (load seen across processes; the client knows its own). Absent means 0.
+   */
+  readonly others?: number;
+};
 
-/** Sent while some command has been pending in the host longer than the heartbeat interval. */
+/**
+ * Sent, every heartbeat interval, to a client that has had a command pending in the host
+ * longer than the interval (proof the host is alive); and, when the host serves several
+ * clients, to each client whose OTHER clients keep the host busy, pending commands or
+ * not, so that its load report stays fresh for an idle client, with one last `others: 0`
+ * once they stop. A client may get one with nothing pending.
+ */
 export interface HeartbeatMessage {
   readonly t: 'heartbeat';
   /** Commands queued + running in the host, over all its connections. */
   readonly queueDepth: number;
+  /** Of those, the ones of the host's other clients (see {@link ReplyMessage.others}). Absent means 0. */
+  readonly others?: number;
 }
 
 /** Every message that travels on the socket. */
@@ -96,6 +114,15 @@ export interface HostStats {
   readonly queueDepth: number;
   /** Commands answered since the host started. */
   readonly served: number;
+  /** Present when the host serves several clients (a remote member host): its per-client login counters. */
+  readonly logins?: {
+    /** User logins it let reach the token. */
+    readonly tokenLogins: number;
+    /** User logins it refused without the token (a PIN known to be wrong). */
+    readonly refusedLogins: number;
+    /** Clients logged in now. */
+    readonly clientsLoggedIn: number;
+  };
   /** Present when the host runs with an emulated capacity (`EmulatedCapacity`, measurements only). */
   readonly emulation?: {
     /** As configured. */
@@ -142,28 +169,31 @@ export function appendFrame(m: HostMessage, parts: Buffer[]): number {
     parts.push(head, body);
     return 9 + body.length;
   }
-  if (m.t === 'reply' && m.ok && isU32(m.id)) {
+  if (m.t === 'reply' && m.ok && isU32(m.id) && (m.others === undefined || isU32(m.others))) {
     const v = m.value;
+    const others = m.others ?? 0;
     if (v instanceof Uint8Array) {
-      if (v.length + 10 > MAX_FRAME_BYTES) throw tooBig(v.length + 10);
-      const frame = Buffer.allocUnsafe(14 + v.length);
-      frame.writeUInt32BE(10 + v.length, 0);
+      if (v.length + 14 > MAX_FRAME_BYTES) throw tooBig(v.length + 14);
+      const frame = Buffer.allocUnsafe(18 + v.length);
+      frame.writeUInt32BE(14 + v.length, 0);
       frame[4] = TAG_HOT_REPLY;
       frame.writeUInt32BE(m.id, 5);
-      frame[9] = REPLY_BYTES;
-      frame.writeUInt32BE(v.length, 10);
-      frame.set(v, 14);
+      frame.writeUInt32BE(others, 9);
+      frame[13] = REPLY_BYTES;
+      frame.writeUInt32BE(v.length, 14);
+      frame.set(v, 18);
       parts.push(frame);
       return frame.length;
     }
     if (typeof v === 'boolean' || v === undefined) {
-      const frame = Buffer.allocUnsafe(10);
-      frame.writeUInt32BE(6, 0);
+      const frame = Buffer.allocUnsafe(14);
+      frame.writeUInt32BE(10, 0);
       frame[4] = TAG_HOT_REPLY;
       frame.writeUInt32BE(m.id, 5);
-      frame[9] = v === undefined ? REPLY_VOID : v ? REPLY_TRUE : REPLY_FALSE;
+      frame.writeUInt32BE(others, 9);
+      frame[13] = v === undefined ? REPLY_VOID : v ? REPLY_TRUE : REPLY_FALSE;
       parts.push(frame);
-      return 10;
+      return 14;
     }
   }
   const body = serialize(m);
@@ -205,7 +235,9 @@ function asHostMessage(v: unknown): HostMessage {
         if (v['secret'] instanceof Uint8Array) return v as unknown as HelloMessage;
         break;
       case 'welcome':
-        if (isObject(v['token']) && v['token']['slot'] instanceof Uint8Array) return v as unknown as WelcomeMessage;
+        if (isObject(v['token']) && v['token']['slot'] instanceof Uint8Array && (v['heartbeatIntervalMs'] === undefined || (isU32(v['heartbeatIntervalMs']) && v['heartbeatIntervalMs'] > 0))) {
+          return v as unknown as WelcomeMessage;
+        }
         break;
       case 'request':
         if (isU32(v['id']) && isObject(v['command']) && typeof v['command']['op'] === 'string') return v as unknown as RequestMessage;
@@ -214,12 +246,12 @@ function asHostMessage(v: unknown): HostMessage {
         if (isU32(v['id'])) return v as unknown as StatsRequestMessage;
         break;
       case 'reply':
-        if (isU32(v['id']) && (v['ok'] === true || (v['ok'] === false && isObject(v['error']) && typeof v['error']['message'] === 'string'))) {
+        if (isU32(v['id']) && (v['others'] === undefined || isU32(v['others'])) && (v['ok'] === true || (v['ok'] === false && isObject(v['error']) && typeof v['error']['message'] === 'string'))) {
           return v as unknown as ReplyMessage;
         }
         break;
       case 'heartbeat':
-        if (isU32(v['queueDepth'])) return v as unknown as HeartbeatMessage;
+        if (isU32(v['queueDepth']) && (v['others'] === undefined || isU32(v['others']))) return v as unknown as HeartbeatMessage;
         break;
     }
   }
@@ -255,17 +287,20 @@ export function decodeBody(body: Buffer, policy: BufferPolicy): HostMessage {
     }
     if (tag === TAG_HOT_REPLY) {
       const id = body.readUInt32BE(1);
-      const status = body[5];
+      const others = body.readUInt32BE(5);
+      const status = body[9];
+      // `others` only when there are some: a lone client's replies keep their plain shape.
+      const reply = (value: unknown): ReplyMessage => (others === 0 ? { t: 'reply', id, ok: true, value } : { t: 'reply', id, ok: true, value, others });
       if (status === REPLY_BYTES) {
-        const n = body.readUInt32BE(6);
-        if (n !== body.length - 10) throw new HostProtocolError(`reply of ${n} bytes in a frame of ${body.length}`);
-        const view = body.subarray(10);
-        return { t: 'reply', id, ok: true, value: policy === 'copy' ? Buffer.from(view) : view };
+        const n = body.readUInt32BE(10);
+        if (n !== body.length - 14) throw new HostProtocolError(`reply of ${n} bytes in a frame of ${body.length}`);
+        const view = body.subarray(14);
+        return reply(policy === 'copy' ? Buffer.from(view) : view);
       }
-      if (body.length !== 6) throw new HostProtocolError(`reply frame of ${body.length} bytes for status ${String(status)}`);
-      if (status === REPLY_TRUE) return { t: 'reply', id, ok: true, value: true };
-      if (status === REPLY_FALSE) return { t: 'reply', id, ok: true, value: false };
-      if (status === REPLY_VOID) return { t: 'reply', id, ok: true, value: undefined };
+      if (body.length !== 10) throw new HostProtocolError(`reply frame of ${body.length} bytes for status ${String(status)}`);
+      if (status === REPLY_TRUE) return reply(true);
+      if (status === REPLY_FALSE) return reply(false);
+      if (status === REPLY_VOID) return reply(undefined);
       throw new HostProtocolError(`unknown reply status ${String(status)}`);
     }
   } catch (error) {

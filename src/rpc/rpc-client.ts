@@ -40,8 +40,21 @@ export interface RpcClientOptions {
    * caller's own deadline covers the handshake (as `HostTransport`'s start timeout does).
    */
   readonly connectTimeoutMs?: number;
-  /** The time seam (the connect timeout). @default systemClock */
+  /** The time seam (the connect timeout, the age of the host's load report). @default systemClock */
   readonly clock?: Clock;
+  /**
+   * Whether {@link RpcClient.hostLoad} reports what the host says its OTHER clients keep
+   * it busy with (in every answer and heartbeat); off, it stays 0. On for a remote member
+   * host that serves several application processes. @default false
+   */
+  readonly countHostLoad?: boolean;
+  /**
+   * How long a load report counts once received (ms): a host no longer heard from is not
+   * kept busy by an old report. A busy host repeats its report to every client on each
+   * heartbeat, so this must be longer than its heartbeat interval.
+   * @default 3 heartbeat intervals of the host, as its welcome announces it (3000 when it announces none)
+   */
+  readonly hostLoadTtlMs?: number;
 }
 
 type State = 'new' | 'connecting' | 'ready' | 'lost' | 'closed';
@@ -79,6 +92,13 @@ export class RpcClient implements Transport {
   readonly #secret: Uint8Array | (() => Uint8Array);
   readonly #connectTimeoutMs: number | undefined;
   readonly #clock: Clock;
+  readonly #countHostLoad: boolean;
+  readonly #hostLoadTtlMs: number | undefined;
+  /** The heartbeat interval the host announced in its welcome. */
+  #hostHeartbeatMs = 1000;
+  /** The host's last report of its other clients' commands, and when it came. */
+  #others = 0;
+  #othersAt = 0;
   #state: State = 'new';
   #stream: Duplex | undefined;
   /** The last error the stream reported: the cause of the loss its 'close' then tells. */
@@ -107,6 +127,24 @@ export class RpcClient implements Transport {
     this.#secret = options.secret;
     this.#connectTimeoutMs = timeout;
     this.#clock = options.clock ?? systemClock;
+    this.#countHostLoad = options.countHostLoad === true;
+    this.#hostLoadTtlMs = options.hostLoadTtlMs;
+  }
+
+  /**
+   * Commands the host had read and not answered for its other clients at its last report
+   * (an answer or a heartbeat), while that report is fresh; 0 unless `countHostLoad`.
+   * The least-busy scheduler adds it to the member's own outstanding commands.
+   */
+  get hostLoad(): number {
+    if (this.#others === 0) return 0;
+    const ttl = this.#hostLoadTtlMs ?? 3 * this.#hostHeartbeatMs;
+    return this.#clock.now() - this.#othersAt > ttl ? 0 : this.#others;
+  }
+
+  #noteLoad(others: number): void {
+    this.#others = others;
+    if (others !== 0) this.#othersAt = this.#clock.now();
   }
 
   /** Commands sent and not yet answered. */
@@ -180,7 +218,9 @@ export class RpcClient implements Transport {
   }
 
   #onClose(): void {
-    if (this.#state === 'connecting') this.#connectFailed?.(this.#unavailable('member host closed the connection during the handshake'));
+    // The stream's error says why (a TLS certificate the client refused, for one).
+    const why = this.#streamError === undefined ? '' : `: ${this.#streamError.message}`;
+    if (this.#state === 'connecting') this.#connectFailed?.(this.#unavailable(`member host closed the connection during the handshake${why}`));
     else this.#lose('connection to the member host closed');
   }
 
@@ -197,6 +237,7 @@ export class RpcClient implements Transport {
 
   #dispatch(m: HostMessage): void {
     if (m.t === 'reply') {
+      if (this.#countHostLoad) this.#noteLoad(m.others ?? 0);
       const p = this.#pending.get(m.id);
       if (p === undefined) return;
       this.#pending.delete(m.id);
@@ -204,6 +245,7 @@ export class RpcClient implements Transport {
       if (m.ok) p.resolve(m.value);
       else p.reject(m.unreachable === true ? this.#unavailable(m.error.message) : new CommandFailedError(m.error));
     } else if (m.t === 'heartbeat') {
+      if (this.#countHostLoad) this.#noteLoad(m.others ?? 0);
       for (const listener of this.#heartbeatListeners) {
         try {
           listener(m.queueDepth);
@@ -215,6 +257,7 @@ export class RpcClient implements Transport {
         }
       }
     } else if (m.t === 'welcome' && this.#onWelcome !== undefined) {
+      if (m.heartbeatIntervalMs !== undefined) this.#hostHeartbeatMs = m.heartbeatIntervalMs;
       this.#onWelcome(m.token);
       this.#onWelcome = undefined;
     } else {
@@ -281,7 +324,10 @@ export class RpcClient implements Transport {
     this.#disconnectListeners.push(listener);
   }
 
-  /** @param listener gets the queue depth the host reports (commands queued + running there) */
+  /**
+   * @param listener gets the queue depth the host reports (commands queued + running
+   *   there); a host serving several clients also sends them with nothing pending here
+   */
   onHeartbeat(listener: (queueDepth: number) => void): void {
     this.#heartbeatListeners.push(listener);
   }

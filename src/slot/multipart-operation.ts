@@ -18,6 +18,7 @@ import { pkcs11js } from '../native/pkcs11js.js';
 import type { Command, Handle, MultipartCommand } from '../pkcs11/commands.js';
 import type { FailoverPolicy, FailoverRun, PinnedExecution, PinnedOperation } from '../routing/failover-policy.js';
 import { eligible, type Scheduler } from '../routing/scheduler.js';
+import { unseenObject } from '../routing/router.js';
 import { ReplayBuffer, type KeptPart, type ReplayBudget } from './replay-buffer.js';
 import { mechanismName, unreplayableReason, type OperationKind } from './replay-rules.js';
 
@@ -96,7 +97,7 @@ export class MultipartOperation implements PinnedOperation<Member> {
       {
         size: env.members.length,
         pick: (run) => (run.failures === 0 && first !== undefined ? first : op.#pick(run)),
-        none: (cause) => new NoMemberAvailableError(`no serving member can run ${op.name}${key === undefined ? '' : ` with object ${key.handle}`}`, { cause }),
+        none: (cause) => unseenObject(key, env.members, cause) ?? new NoMemberAvailableError(`no serving member can run ${op.name}${key === undefined ? '' : ` with object ${key.handle}`}`, { cause }),
       },
       async (m) => {
         op.#lease = await op.#open(m);

@@ -51,10 +51,11 @@ export class MultipartSession {
   async init(kind: OperationKind, mechanism: MechanismInput, key?: ObjectHandle): Promise<void> {
     const context = this.#checked();
     const m = toMechanism(mechanism);
-    const object = key === undefined ? undefined : this.#object(key);
+    // Every kind but a digest needs a key: a missing one is a bad handle, not a keyless operation.
+    const object = kind === 'digest' ? undefined : this.#object(key as ObjectHandle);
     if (this.#open.has(kind)) throw sessionError('CKR_OPERATION_ACTIVE', functionName(kind, 'Init'));
     const starting = (async () => {
-      if (object !== undefined && object.holders.size === 0) await context.discovery.resolve(object);
+      if (object !== undefined && ![...object.holders.keys()].some((i) => context.membership.at(i)?.serving)) await context.discovery.resolve(object);
       return MultipartOperation.begin({ ...this.#settingsOf(context), members: context.membership.all, primary: context.membership.primary }, kind, m, object);
     })();
     this.#open.set(kind, starting);
@@ -98,7 +99,7 @@ export class MultipartSession {
 
   /** C_<Kind>Final: the operation's last output, signature or digest (whole), or whether the signature verified. */
   async final(kind: OperationKind, signature?: Uint8Array): Promise<Buffer | boolean> {
-    const s = signature === undefined ? undefined : bytes(signature, 'signature');
+    const s = kind === 'verify' ? bytes(signature, 'signature') : undefined;
     try {
       return await this.#run(kind, 'Final', (op) => op.final(s));
     } finally {

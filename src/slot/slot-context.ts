@@ -13,6 +13,7 @@ import type { KeyManager } from '../replication/key-manager.js';
 import type { DebtJournal } from '../replication/journal.js';
 import type { Router } from '../routing/router.js';
 import type { MultipartSettings } from './multipart-operation.js';
+import type { SlotCapabilities } from './slot-capabilities.js';
 
 /** The group as its sessions see it. */
 export interface SlotContext {
@@ -31,4 +32,6 @@ export interface SlotContext {
   readonly closed: AbortSignal;
   /** Where multi-part operations run and how much they keep for a replay. @default the primary, 1 MiB per operation, 4 MiB per session */
   readonly multipart?: MultipartSettings;
+  /** What every serving member supports, cached (made by the slot when not given). */
+  readonly capabilities?: SlotCapabilities;
 }

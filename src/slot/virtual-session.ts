@@ -10,6 +10,7 @@ import { attributeType } from '../pkcs11/attribute-table.js';
 import { toMechanism, type MechanismInput } from '../pkcs11/mechanism-table.js';
 import { fromRawAttributes, toRawTemplate, type FriendlyAttributes, type FriendlyTemplate, type TemplateInput } from '../pkcs11/template-codec.js';
 import { pkcs11js } from '../native/pkcs11js.js';
+import { describeType, isUlong } from '../pkcs11/argument-checks.js';
 import type { SlotContext } from './slot-context.js';
 import { MultipartSession } from './multipart-session.js';
 import { ClosedError } from '../errors/ha-error.js';
@@ -17,8 +18,10 @@ import type { Member } from '../member/member.js';
 import type { Handle } from '../pkcs11/commands.js';
 import type { SessionScope } from '../replication/key-manager.js';
 import { BackingSessions } from './session-objects.js';
+import { rememberValueLen, withValueLen } from './value-len.js';
 import { classifyError } from '../errors/classification.js';
 import { placeReplica, readReplicaSource } from '../replication/replica-copy.js';
+import { identityFrom } from '../catalog/object-identity.js';
 import type { SessionRestoreOptions, SessionRestoreResult } from '../recovery/open-sessions.js';
 
 /** Who logs in: the normal user, the security officer, or a raw CKU_* number. */
@@ -34,7 +37,7 @@ function userTypeNumber(userType: UserType): number {
   if (userType === 'user') return pkcs11js.CKU_USER;
   if (userType === 'so') return pkcs11js.CKU_SO;
   if (typeof userType === 'number' && Number.isInteger(userType) && userType >= 0) return userType;
-  throw new InvalidArgumentError(`userType must be 'user', 'so' or a CKU_* number, got ${JSON.stringify(userType)}`);
+  throw new InvalidArgumentError(`userType must be 'user', 'so' or a CKU_* number, got ${typeof userType === 'string' ? JSON.stringify(userType) : describeType(userType)}`);
 }
 
 /**
@@ -89,7 +92,11 @@ export class VirtualSession {
   async login(pin: string, userType: UserType = 'user'): Promise<void> {
     this.#check();
     if (typeof pin !== 'string' || pin.length === 0) throw new InvalidArgumentError('pin must be a non-empty string');
-    await this.#context.login.login(userTypeNumber(userType), pin);
+    // A refused PIN changes the tokens' PIN flags (CKF_USER_PIN_COUNT_LOW, ...).
+    await this.#context.login.login(userTypeNumber(userType), pin).catch((error: unknown) => {
+      this.#context.capabilities?.forget();
+      throw error;
+    });
     // Debts read back from the journal (the application restarted while a member owed
     // something) are settled now that private objects can be made. Before login returns:
     // a search running beside the repair could link a copy the repair is deleting.
@@ -101,6 +108,33 @@ export class VirtualSession {
     this.#check();
     await this.#multipart.endAll();
     await this.#context.login.logout();
+  }
+
+  /**
+   * Changes the PIN (C_SetPIN) on every member or on none: the user's, or the security
+   * officer's while the SO is logged in. Refused while a member is down; a member failing
+   * during the change has it rolled back on the others.
+   *
+   * @throws {@link MemberUnreachableError} a member is down or failed during the change (the PIN is unchanged)
+   * @throws {@link Pkcs11Error} `CKR_PIN_INCORRECT` for a wrong old PIN (tried on one member only)
+   */
+  async setPin(oldPin: string, newPin: string): Promise<void> {
+    this.#check();
+    if (typeof oldPin !== 'string' || typeof newPin !== 'string' || newPin.length === 0) throw new InvalidArgumentError('oldPin and newPin must be strings, newPin non-empty');
+    await this.#context.login.setPin(oldPin, newPin).finally(() => this.#context.capabilities?.forget());
+  }
+
+  /**
+   * Sets the user PIN (C_InitPIN) on every member or on none; the security officer must
+   * be logged in.
+   *
+   * @throws {@link MemberUnreachableError} a member is down or failed during the change
+   * @throws {@link Pkcs11Error} `CKR_USER_NOT_LOGGED_IN` unless the SO is logged in
+   */
+  async initPin(pin: string): Promise<void> {
+    this.#check();
+    if (typeof pin !== 'string' || pin.length === 0) throw new InvalidArgumentError('pin must be a non-empty string');
+    await this.#context.login.initPin(pin).finally(() => this.#context.capabilities?.forget());
   }
 
   /** Encrypts `data` in one part (C_EncryptInit + C_Encrypt) on the least busy member holding `key`. */
@@ -205,7 +239,7 @@ export class VirtualSession {
   async generateRandom(length: number): Promise<Buffer> {
     this.#check();
     if (!Number.isInteger(length) || length < 1 || length > 1 << 20) {
-      throw new InvalidArgumentError(`length must be an integer from 1 to ${1 << 20}, got ${JSON.stringify(length)}`);
+      throw new InvalidArgumentError(`length must be an integer from 1 to ${1 << 20}, got ${describeType(length)}`);
     }
     return this.#context.router.run<'generateRandom'>(undefined, (session) => ({ op: 'generateRandom', session, length }));
   }
@@ -225,7 +259,9 @@ export class VirtualSession {
    * Attributes the object lacks or hides (sensitive values) come back undefined.
    */
   async getAttributes(key: ObjectHandle, names: readonly (keyof FriendlyTemplate)[]): Promise<FriendlyAttributes> {
-    const types = names.map((n) => attributeType(n));
+    this.#check();
+    if (!Array.isArray(names)) throw new InvalidArgumentError(`names must be an array of attribute names, e.g. ['label'], got ${describeType(names)}`);
+    const types = Array.from(names, (n) => attributeType(n)); // a hole is a name too (refused), never skipped
     const read = await this.getAttributeValues(key, types);
     return fromRawAttributes(read.filter((a): a is { type: number; value: Buffer } => a.value !== undefined));
   }
@@ -233,11 +269,12 @@ export class VirtualSession {
   /** Reads raw attribute values by CKA_* number; missing or hidden ones have `value: undefined`. */
   async getAttributeValues(key: ObjectHandle, types: readonly number[]): Promise<ReadAttribute[]> {
     this.#check();
-    if (!Array.isArray(types) || !types.every((t) => Number.isInteger(t) && t >= 0)) {
-      throw new InvalidArgumentError(`types must be CKA_* numbers, got ${JSON.stringify(types)}`);
+    if (!Array.isArray(types) || !Array.from(types).every((t) => isUlong(t))) {
+      throw new InvalidArgumentError(`types must be an array of CKA_* numbers, got ${Array.isArray(types) ? `an array holding ${describeType(types.find((t) => !isUlong(t)))}` : describeType(types)}`);
     }
     const object = this.#object(key);
-    return this.#context.router.run<'getAttributes'>(object, (session, h) => ({ op: 'getAttributes', session, object: h, types }));
+    const read = await this.#context.router.run<'getAttributes'>(object, (session, h) => ({ op: 'getAttributes', session, object: h, types }));
+    return withValueLen(object, read);
   }
 
   /**
@@ -250,7 +287,8 @@ export class VirtualSession {
    */
   async generateKey(mechanism: MechanismInput, template: TemplateInput): Promise<ObjectHandle> {
     this.#check();
-    return (await this.#track(this.#context.keys.generateKey(this.#scope, toMechanism(mechanism), toRawTemplate(template)))).handle;
+    const raw = toRawTemplate(template);
+    return rememberValueLen(await this.#track(this.#context.keys.generateKey(this.#scope, toMechanism(mechanism), raw)), raw).handle;
   }
 
   /** Generates a key pair on the primary and replicates both halves to every member. */
@@ -267,7 +305,8 @@ export class VirtualSession {
    */
   async createObject(template: TemplateInput): Promise<ObjectHandle> {
     this.#check();
-    return (await this.#track(this.#context.keys.createObject(this.#scope, toRawTemplate(template)))).handle;
+    const raw = toRawTemplate(template);
+    return rememberValueLen(await this.#track(this.#context.keys.createObject(this.#scope, raw)), raw).handle;
   }
 
   /** Copies an object (C_CopyObject) and replicates the copy. */
@@ -279,14 +318,15 @@ export class VirtualSession {
   /** Unwraps a key with one of the application's keys, then replicates it. */
   async unwrapKey(mechanism: MechanismInput, unwrappingKey: ObjectHandle, wrapped: Uint8Array, template: TemplateInput): Promise<ObjectHandle> {
     this.#check();
-    const object = await this.#track(this.#context.keys.unwrapKey(this.#scope, toMechanism(mechanism), this.#object(unwrappingKey), bytes(wrapped, 'wrapped'), toRawTemplate(template)));
-    return object.handle;
+    const raw = toRawTemplate(template);
+    return rememberValueLen(await this.#track(this.#context.keys.unwrapKey(this.#scope, toMechanism(mechanism), this.#object(unwrappingKey), bytes(wrapped, 'wrapped'), raw)), raw).handle;
   }
 
   /** Derives a key and replicates it. */
   async deriveKey(mechanism: MechanismInput, baseKey: ObjectHandle, template: TemplateInput): Promise<ObjectHandle> {
     this.#check();
-    return (await this.#track(this.#context.keys.deriveKey(this.#scope, toMechanism(mechanism), this.#object(baseKey), toRawTemplate(template)))).handle;
+    const raw = toRawTemplate(template);
+    return rememberValueLen(await this.#track(this.#context.keys.deriveKey(this.#scope, toMechanism(mechanism), this.#object(baseKey), raw)), raw).handle;
   }
 
   /** Destroys an object on every member (members that cannot be reached owe the deletion). */
@@ -409,6 +449,9 @@ export class VirtualSession {
         await this.#scope.exec<'destroyObject'>(member, (session) => ({ op: 'destroyObject', session, object: placed })).catch(() => undefined);
         return 'destroyed meanwhile';
       }
+      // A key made while no other member was there was never read (a provisional identity):
+      // its identity is what its copy was read from.
+      if (object.identity.provisional) catalog.reindex(object, identityFrom(copy.read, copy.wrapped));
       catalog.link(object, member.index, placed);
       this.#backing.own(object);
       return undefined;

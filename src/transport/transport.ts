@@ -51,6 +51,12 @@ export interface Transport {
   runNow?<N extends CommandName>(command: Extract<Command, { op: N }>): CommandResult<N> | typeof NOT_NOW;
   /** Commands this transport holds, queued or running (its own view of "busy"). */
   readonly pending: number;
+  /**
+   * Commands the far side runs or queues for its OTHER clients, as it last reported them
+   * (a remote member host shared by several application processes). Transports whose far
+   * side serves only this process leave this out.
+   */
+  readonly hostLoad?: number;
   /** Called at most once, when the connection drops on its own (not on `close`). */
   onDisconnect(listener: (error: Error) => void): void;
   /**

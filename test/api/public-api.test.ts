@@ -12,6 +12,7 @@ import { describe, expect, it } from 'vitest';
 import * as main from '../../src/index.js';
 import * as testbed from '../../src/testbed/softhsm-testbed.js';
 import * as testing from '../../src/testing.js';
+import * as facadeEntry from '../../src/pkcs11js.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
@@ -21,12 +22,14 @@ const API_CHECK_TIMEOUT_MS = 120_000;
 describe('public API', () => {
   it('pkcs11-ha exports exactly these runtime names', () => {
     expect(Object.keys(main).sort()).toEqual([
+      'AdminError',
       'ClosedError',
       'CommandError',
       'CommandFailedError',
       'ConfigError',
       'DeadlineError',
       'DomainError',
+      'FAILOVER_CHANNEL',
       'HaError',
       'HaGroup',
       'HostTransport',
@@ -37,10 +40,12 @@ describe('public API', () => {
       'LeastBusyScheduler',
       'MemberUnreachableError',
       'NoMemberAvailableError',
+      'OPERATION_CHANNEL',
       'OperationRestartError',
       'PARAMETER_SHAPES',
       'PeakEwmaScheduler',
       'Pkcs11Error',
+      'RECOVERY_CHANNEL',
       'ReplicationError',
       'VirtualSession',
       'VirtualSlot',
@@ -59,6 +64,12 @@ describe('public API', () => {
   it('pkcs11-ha/testbed and pkcs11-ha/testing export exactly these runtime names', () => {
     expect(Object.keys(testbed).sort()).toEqual(['createTestbed', 'findSoftHsmModule', 'softHsmVersion']);
     expect(Object.keys(testing).sort()).toEqual(['internalsOf', 'seededRandom']);
+  });
+
+  it('pkcs11-ha/pkcs11js exports exactly these runtime names, and every pkcs11js constant on its default', () => {
+    expect(Object.keys(facadeEntry).sort()).toEqual(['CONFIG_ENV', 'LABEL_ENV', 'NativeError', 'PKCS11', 'Pkcs11Error', 'default']);
+    expect(facadeEntry.default.CKM_AES_GCM).toBeTypeOf('number');
+    expect(facadeEntry.default.PKCS11).toBe(facadeEntry.PKCS11);
   });
 
   it(

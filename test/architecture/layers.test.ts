@@ -29,9 +29,11 @@ const LAYERS = [
   'recovery',
   'slot',
   'admin',
+  'observability',
   'group',
   'testbed',
   'cli',
+  'facade',
 ] as const;
 
 function files(dir: string): string[] {

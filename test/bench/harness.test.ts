@@ -1,10 +1,11 @@
 /**
- * The pure parts of the bench harness: percentiles, medians, the latency log, and result
- * entries whose ratio is always value / baseline. Nothing here is timed.
+ * The pure parts of the bench harness: percentiles, medians, the latency log, result
+ * entries whose ratio is always value / baseline, and the settle-then-interleave sequence.
+ * Nothing here is timed but one closed phase of 20 ms.
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { BenchAborted, entry, LatencyLog, latencyFields, measurement, median, percentile, roundMs, roundRate, SETTLE_MAX_ROUNDS, SETTLE_MS, settleUntilSteady, spread, summarize, type LoopTiming } from '../../bench/harness.js';
+import { BenchAborted, closedPhase, entry, fmtRate, LatencyLog, latencyFields, measurement, median, percentile, roundMs, roundRate, SETTLE_MAX_ROUNDS, SETTLE_MS, settleAndInterleave, settleUntilSteady, spread, summarize, type LoopTiming, type Measurement } from '../../bench/harness.js';
 
 describe('percentile', () => {
   it.each([
@@ -153,3 +154,45 @@ describe('settleUntilSteady', () => {
     await expect(settleUntilSteady(rounds([1, 2, 3]).measure, abort.signal)).rejects.toBeInstanceOf(BenchAborted);
   });
 });
+
+describe('settleAndInterleave', () => {
+  it('settles every variant once with the settling timing, then interleaves the run, advancing and logging each repetition', async () => {
+    const calls: string[] = [];
+    const advanced: number[] = [];
+    const lines: string[] = [];
+    const ctx = { reps: 2, durationMs: 3000, warmupMs: 1000, signal: new AbortController().signal, log: (l: string) => lines.push(l), advance: (s: number) => advanced.push(s) };
+    const sample = (rate: number): Measurement => ({ rate, p50Ms: 1, p99Ms: 2, ops: rate });
+    const samples = await settleAndInterleave(ctx, 'fam/op', (t) => [
+      { name: 'a', measure: () => (calls.push(`a ${t.warmupMs}/${t.durationMs}`), sample(1500)) },
+      { name: 'b', measure: async () => (calls.push(`b ${t.warmupMs}/${t.durationMs}`), sample(20_000)) },
+    ]);
+    expect(calls).toEqual([`a ${SETTLE_MS}/1`, `b ${SETTLE_MS}/1`, 'a 1000/3000', 'b 1000/3000', 'b 1000/3000', 'a 1000/3000']);
+    expect(advanced).toEqual([(2 * SETTLE_MS) / 1000, 4, 4, 4, 4]);
+    expect(lines).toEqual(['fam/op rep 1/2: a 1.50k | b 20.0k', 'fam/op rep 2/2: a 1.50k | b 20.0k']);
+    expect(samples.get('a')!.map((m) => m.rate)).toEqual([1500, 1500]);
+  });
+});
+
+describe('closedPhase', () => {
+  it('runs every lane until the deadline, one latency per operation', async () => {
+    const latencies = new LatencyLog();
+    const lanes = new Set<number>();
+    const { ops, elapsedMs } = await closedPhase(3, async (lane) => lanes.add(lane), 20, latencies, new AbortController().signal);
+    expect(ops).toBeGreaterThan(0);
+    expect(latencies.length).toBe(ops);
+    expect([...lanes].sort()).toEqual([0, 1, 2]);
+    expect(elapsedMs).toBeGreaterThanOrEqual(20);
+  });
+
+  it('does nothing once aborted', async () => {
+    const abort = new AbortController();
+    abort.abort();
+    expect((await closedPhase(2, async () => undefined, 1000, new LatencyLog(), abort.signal)).ops).toBe(0);
+  });
+});
+
+it.each([
+  [957.4, '957'],
+  [2190, '2.19k'],
+  [12_345, '12.3k'],
+])('fmtRate(%f) = %s', (v, text) => expect(fmtRate(v)).toBe(text));

@@ -6,7 +6,7 @@
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { Catalog } from '../../src/catalog/catalog.js';
-import { identityFrom, sameObject, type ObjectIdentity } from '../../src/catalog/object-identity.js';
+import { identityFrom, provisionalIdentity, sameObject, type ObjectIdentity } from '../../src/catalog/object-identity.js';
 import type { Handle, ReadAttribute } from '../../src/pkcs11/commands.js';
 import { pkcs11js } from '../../src/native/pkcs11js.js';
 
@@ -262,5 +262,69 @@ describe('Catalog.remove and forgetMember', () => {
     c.link(o, 2, handle(7));
     expect(c.byMemberHandle(2, handle(7))).toBe(o);
     expect(c.adopt(3, handle(8), aes('0a0b0c')).object).toBe(o);
+  });
+});
+
+describe('provisional identities (a key made with no other member: named from its template, nothing read)', () => {
+  it.each([
+    { what: 'an EC public key, label as text, no id', cls: pkcs11js.CKO_PUBLIC_KEY, keyType: pkcs11js.CKK_EC, label: 'pub', id: undefined, token: false },
+    { what: 'an EC private key, label and id as bytes', cls: pkcs11js.CKO_PRIVATE_KEY, keyType: pkcs11js.CKK_EC, label: Buffer.from('priv'), id: Buffer.from([1, 2]), token: false },
+    { what: 'an AES key with no label, a token key', cls: pkcs11js.CKO_SECRET_KEY, keyType: pkcs11js.CKK_AES, label: undefined, id: 'k1', token: true },
+  ])('$what: named and searched as a read of the made key would name it', ({ cls, keyType, label, id, token }) => {
+    const template = [
+      { type: pkcs11js.CKA_CLASS, value: cls },
+      ...(label === undefined ? [] : [{ type: pkcs11js.CKA_LABEL, value: label }]),
+      ...(id === undefined ? [] : [{ type: pkcs11js.CKA_ID, value: id }]),
+    ];
+    const bytes = (v: string | Buffer | undefined) => (v === undefined ? Buffer.alloc(0) : Buffer.from(v));
+    // What a module reports: an absent label or id reads as empty.
+    const read = identityFrom([
+      { type: pkcs11js.CKA_CLASS, value: ulong(cls) },
+      { type: pkcs11js.CKA_KEY_TYPE, value: ulong(keyType) },
+      { type: pkcs11js.CKA_LABEL, value: bytes(label) },
+      { type: pkcs11js.CKA_ID, value: bytes(id) },
+      { type: pkcs11js.CKA_TOKEN, value: Buffer.from([token ? 1 : 0]) },
+    ]);
+    expect(provisionalIdentity(cls, keyType, template, token)).toEqual({ ...read, provisional: true });
+  });
+
+  it('is not made for data objects, unknown key types, or a label given in another form', () => {
+    expect(provisionalIdentity(pkcs11js.CKO_DATA, pkcs11js.CKK_AES, [], false)).toBeUndefined();
+    expect(provisionalIdentity(pkcs11js.CKO_SECRET_KEY, undefined, [], false)).toBeUndefined();
+    expect(provisionalIdentity(pkcs11js.CKO_SECRET_KEY, pkcs11js.CKK_AES, [{ type: pkcs11js.CKA_LABEL, value: 5 }], false)).toBeUndefined();
+  });
+
+  it('is found again only under the handle it was made under (kept when holders are forgotten), and then takes the identity read', () => {
+    const c = new Catalog();
+    const template = [{ type: pkcs11js.CKA_LABEL, value: 'orders' }, { type: pkcs11js.CKA_ID, value: 'k1' }];
+    const o = c.create(provisionalIdentity(pkcs11js.CKO_SECRET_KEY, pkcs11js.CKK_AES, template, true)!);
+    c.link(o, 0, handle(7));
+    c.forgetHolders();
+    // Same name under another handle, or on another member: nothing proves it is this key; no conflict either.
+    const elsewhere = c.adopt(0, handle(8), aes('0a0b0c'));
+    expect(elsewhere.object).not.toBe(o);
+    expect(elsewhere.conflict).toBeUndefined();
+    expect(c.adopt(1, handle(7), aes('0a0b0c')).object).not.toBe(o);
+    // Under its own handle: this object, now with the fingerprint read.
+    const found = c.adopt(0, handle(7), aes('0d0e0f'));
+    expect(found.object).toBe(o);
+    expect(o.identity.provisional).toBeUndefined();
+    expect(o.identity.fingerprint).toBe(`kcv:${sha(Buffer.from('0d0e0f', 'hex'))}`);
+    // Read, it is an ordinary object, matched by its fingerprint: the handle it was made under no longer counts.
+    c.forgetMember(0);
+    expect(c.adopt(0, handle(7), aes('999999')).object).not.toBe(o);
+    expect(c.adopt(1, handle(3), aes('0d0e0f')).object).toBe(o);
+  });
+
+  it('a handle reused under another name is not taken for it; a removed object leaves no hint', () => {
+    const c = new Catalog();
+    const o = c.create(provisionalIdentity(pkcs11js.CKO_SECRET_KEY, pkcs11js.CKK_AES, [{ type: pkcs11js.CKA_LABEL, value: 'orders' }, { type: pkcs11js.CKA_ID, value: 'k1' }], true)!);
+    c.link(o, 0, handle(7));
+    c.forgetMember(0);
+    expect(c.adopt(0, handle(7), aes('0a0b0c', 'other')).object).not.toBe(o);
+    const p = c.create(provisionalIdentity(pkcs11js.CKO_SECRET_KEY, pkcs11js.CKK_AES, [{ type: pkcs11js.CKA_LABEL, value: 'orders' }, { type: pkcs11js.CKA_ID, value: 'k1' }], true)!);
+    c.link(p, 1, handle(9));
+    c.remove(p);
+    expect(c.adopt(1, handle(9), aes('0a0b0c')).object).not.toBe(p);
   });
 });

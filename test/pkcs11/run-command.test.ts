@@ -7,7 +7,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { acquireModule, releaseModule, type LoadedModule } from '../../src/pkcs11/module-registry.js';
 import { pkcs11js } from '../../src/native/pkcs11js.js';
-import { runCommand } from '../../src/pkcs11/run-command.js';
+import { runCommand, toWireError } from '../../src/pkcs11/run-command.js';
 import type { Handle } from '../../src/pkcs11/commands.js';
 import { toMechanism } from '../../src/pkcs11/mechanism-table.js';
 import { createTestbed, type Testbed } from '../../src/testbed/softhsm-testbed.js';
@@ -111,5 +111,28 @@ describe('multi-part steps', () => {
     runCommand(module.pkcs11, { op: 'digestInit', session, mechanism: toMechanism('SHA256') });
     runCommand(module.pkcs11, { op: 'digestUpdateKey', session, key });
     expect(runCommand(module.pkcs11, { op: 'digestFinal', session })).toHaveLength(32);
+  });
+});
+
+describe('toWireError', () => {
+  const fail = (run: () => unknown) => {
+    try {
+      run();
+    } catch (error) {
+      return toWireError(error);
+    }
+    throw new Error('the call did not fail');
+  };
+
+  it('names the C_ function that failed, also for the calls where pkcs11js leaves `method` empty (C_Decrypt, C_Encrypt, ...)', () => {
+    const mechanism = toMechanism({ name: 'AES_GCM', iv: Buffer.alloc(12) });
+    const key = aesKey(true, 'wire-error');
+    const sealed = runCommand(module.pkcs11, { op: 'encrypt', session, mechanism, key, data: Buffer.from('x') });
+    sealed[0]! ^= 1;
+    // SoftHSM's answer to a bad GCM tag, from C_Decrypt (the Init succeeded).
+    expect(fail(() => runCommand(module.pkcs11, { op: 'decrypt', session, mechanism, key, data: sealed }))).toEqual({ rv: pkcs11js.CKR_GENERAL_ERROR, fn: 'C_Decrypt', message: 'CKR_GENERAL_ERROR' });
+    // The Init itself refused: C_DecryptInit.
+    expect(fail(() => runCommand(module.pkcs11, { op: 'decrypt', session, mechanism: toMechanism('SHA256_HMAC'), key, data: sealed }))).toMatchObject({ fn: 'C_DecryptInit' });
+    expect(fail(() => runCommand(module.pkcs11, { op: 'encrypt', session, mechanism: toMechanism('ECDSA'), key, data: sealed }))).toMatchObject({ fn: 'C_EncryptInit' });
   });
 });

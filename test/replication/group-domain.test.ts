@@ -62,3 +62,27 @@ describe('GroupDomain.admit', () => {
     expect(domain.keyOf(members[0]!)).toBeDefined();
   });
 });
+
+describe('HaGroup.open and the domain', () => {
+  it('refuses (fails) a member holding another domain key, and one holding none; the others serve', async () => {
+    const group = await HaGroup.open({ members: bed.memberConfigs(), transport: 'in-process', recovery: { maxAttempts: 0 } });
+    try {
+      const states = group.status().members.map((m) => m.state);
+      expect(states.slice(0, 2).map((s) => s.kind)).toEqual(['active', 'active']);
+      expect(states[2]).toMatchObject({ kind: 'failed', reason: expect.stringMatching(/domain key [0-9a-f]+ differs/) });
+      expect(states[3]).toMatchObject({ kind: 'failed', reason: expect.stringMatching(/no domain key/) });
+      // A refused member is not tried again by hand either: it still holds the wrong key.
+      expect(await group.recover('member-3')).toBe(false);
+      expect(await group.recover('member-4')).toBe(false);
+      expect(group.status().members.map((m) => m.state.kind)).toEqual(['active', 'active', 'failed', 'failed']);
+    } finally {
+      await group.close();
+    }
+  });
+
+  it('initDomain refuses members holding two different domain keys (ERR_DOMAIN) and gives none of them the other key', async () => {
+    const configs = bed.memberConfigs().slice(0, 3);
+    await expect(HaGroup.initDomain({ members: configs, transport: 'in-process' })).rejects.toMatchObject({ code: 'ERR_DOMAIN' });
+    expect(await checked([0, 1]).then((d) => d.checkValue)).not.toBe(await checked([2]).then((d) => d.checkValue));
+  });
+});

@@ -170,6 +170,24 @@ describe('journal group commit', () => {
     expect(j.owes('member-2', { handle: 1, identity: { name: ref(1, 'a').name, fingerprint: ref(1, 'a').fingerprint } })).toBe(true);
   });
 
+  it('a deletion keeps the attribute changes the member missed before it (it still shows the old name); debts read back are told apart by identity', async () => {
+    const store = new CountingStore();
+    const j = new Journal(store);
+    const rename = { kind: 'setAttributes' as const, object: ref(1, 'v0'), template: [{ type: A.CKA_LABEL, value: Buffer.from('v1') }] };
+    await j.owe('member-2', rename);
+    await j.owe('member-2', { kind: 'destroy', object: ref(1, 'v1') });
+    expect(j.debts('member-2').map((d) => [d.kind, d.object.name])).toEqual([
+      ['setAttributes', ref(1, 'v0').name],
+      ['destroy', ref(1, 'v1').name],
+    ]);
+    expect(store.durable?.debts['member-2']).toHaveLength(2);
+    // After a restart every debt has handle -1: a deletion of one object cancels nothing of another.
+    const reopened = new Journal(Object.assign(new CountingStore(), { recorded: { debts: { 'member-2': [replica(7, 'a'), replica(8, 'b')] }, tentative: {} } }));
+    await reopened.load();
+    await reopened.owe('member-2', { kind: 'destroy', object: { ...ref(0, 'a'), handle: -1 } });
+    expect(reopened.debts('member-2').map((d) => d.object.name)).toEqual([ref(0, 'b').name]);
+  });
+
   it('never writes over a store before reading it: what was recorded comes first, as debts matched by identity', async () => {
     const store = new CountingStore();
     store.recorded = { debts: { 'member-2': [replica(7, 'old')] }, tentative: {} };

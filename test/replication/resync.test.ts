@@ -6,6 +6,7 @@
  * logged in, and repaired by calling the replication functions directly, as the group's
  * recovery does.
  */
+import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -20,11 +21,12 @@ import { readMemberDomain } from '../../src/replication/domain-key.js';
 import { findOn } from '../../src/replication/member-objects.js';
 import { Journal } from '../../src/replication/journal.js';
 import { resyncMember } from '../../src/replication/resync.js';
-import { removeStrays } from '../../src/replication/strays.js';
+import { removeHalfMade, removeStrays } from '../../src/replication/strays.js';
 import type { VirtualSession } from '../../src/slot/virtual-session.js';
 import { createTestbed, type Testbed } from '../../src/testbed/softhsm-testbed.js';
 import { FaultTransport } from '../helpers/fault-transport.js';
 import { ReplyLossTransport } from '../helpers/reply-loss-transport.js';
+import { until } from '../helpers/until.js';
 import { internalsOf } from '../../src/testing.js';
 
 let bed: Testbed;
@@ -181,6 +183,61 @@ describe('resyncMember', () => {
     expect(await onMember(member, { label: 'fp-key' }, domainKey)).toEqual([{ handle: other.handle, fingerprint: other.fingerprint }]);
   });
 
+  it('a key renamed and then destroyed while the member was down is destroyed on it, though it still shows its old name', async () => {
+    const { group: g, session } = await openGroup();
+    const aes = await session.generateKey('AES_KEY_GEN', AES('rd-v0'));
+    const ec = await session.generateKeyPair('EC_KEY_PAIR_GEN', { label: 'rd-ec-v0', curve: 'P-256', token: true, verify: true }, { label: 'rd-ec-v0', token: true, sign: true });
+    takeDown(g, 2);
+    for (const h of [aes, ec.publicKey, ec.privateKey]) {
+      const old = h === aes ? 'rd' : 'rd-ec';
+      await session.setAttributes(h, { label: `${old}-v1` });
+      await session.setAttributes(h, { label: `${old}-v2` });
+      await session.destroyObject(h);
+    }
+    const { journal, catalog } = internalsOf(g);
+    // The missed renames stay owed before the deletion (the deletion names the object as it was last).
+    expect(journal.debts('member-3').map((d) => d.kind)).toEqual(Array(3).fill(['setAttributes', 'setAttributes', 'destroy']).flat());
+    const { member, domainKey } = await reconnect(g, 2);
+    expect(await onMember(member, { label: 'rd-v0' }, domainKey)).toHaveLength(1);
+    const result = await resyncMember({ member, journal, domainKey, catalog });
+    expect(result).toMatchObject({ settled: 9, destroyed: 3, unsettled: [] });
+    for (const label of ['rd-v0', 'rd-v1', 'rd-v2', 'rd-ec-v0', 'rd-ec-v1', 'rd-ec-v2']) expect(await onMember(member, { label }, domainKey), label).toEqual([]);
+  });
+
+  it('a destroy debt stays owed while an object under its name cannot be proved to be another one', async () => {
+    const { group: g, session } = await openGroup();
+    const key = await session.generateKey('AES_KEY_GEN', AES('up-key'));
+    takeDown(g, 2);
+    await session.destroyObject(key);
+    const { journal } = internalsOf(g);
+    const { member, domainKey } = await reconnect(g, 2);
+    // A key under the same name that cannot be wrapped: it shows other evidence (a check value), not comparable.
+    await member.run<'generateKey'>((s) => ({ op: 'generateKey', session: s, mechanism: toMechanism('AES_KEY_GEN'), template: toRawTemplate({ ...AES('up-key'), extractable: false }) }));
+    expect(await onMember(member, { label: 'up-key' }, domainKey)).toHaveLength(2);
+    const result = await resyncMember({ member, journal, domainKey });
+    expect(result).toMatchObject({ settled: 0, destroyed: 1 });
+    expect(result.unsettled.map((u) => u.reason)).toEqual([expect.stringContaining('cannot be proved to be another object')]);
+    expect(journal.debts('member-3').map((d) => d.kind)).toEqual(['destroy']);
+    expect(await onMember(member, { label: 'up-key' }, domainKey)).toHaveLength(1);
+  });
+
+  it('a key renamed and destroyed while the member was down is destroyed there after a restart from the journal file', async () => {
+    const journalPath = join(bed.dir, 'rename-destroy-journal.json');
+    const { group: first, session } = await openGroup({ journalPath });
+    const key = await session.generateKey('AES_KEY_GEN', AES('rr-v0'));
+    takeDown(first, 2);
+    await session.setAttributes(key, { label: 'rr-v1' });
+    await session.destroyObject(key);
+    await first.close();
+    expect((await Journal.open(journalPath)).debts('member-3').map((d) => d.kind)).toEqual(['setAttributes', 'destroy']);
+    // The application restarts; member-3 is reachable again: the login settles what it owes.
+    const { group: g } = await openGroup({ journalPath });
+    expect(g.status().owed).toEqual({});
+    const member = internalsOf(g).members[2]!;
+    const domainKey = await domainKeyOf(member);
+    for (const label of ['rr-v0', 'rr-v1']) expect(await onMember(member, { label }, domainKey), label).toEqual([]);
+  });
+
   it('settles debts read back from the journal file after a restart, by identity', async () => {
     const journalPath = join(bed.dir, 'restart-journal.json');
     const { group: first, session } = await openGroup({ journalPath });
@@ -201,6 +258,108 @@ describe('resyncMember', () => {
     expect(await resyncMember({ member, journal, domainKey })).toMatchObject({ total: 0 });
     expect((await onMember(member, { label: 'rj-aes' }, domainKey)).map((c) => c.fingerprint)).toEqual([fingerprint]);
   });
+});
+
+/** Every object on the member that does not say it is a token object, with its class, label and id as read. */
+async function nonTokenObjects(member: Member): Promise<{ label: string | undefined; cls: number | undefined }[]> {
+  const all = await member.run<'findObjects'>((s) => ({ op: 'findObjects', session: s, template: [] }));
+  const tokens = new Set((await member.run<'findObjects'>((s) => ({ op: 'findObjects', session: s, template: [{ type: pkcs11js.CKA_TOKEN, value: true }] }))).map((h) => h.toString('hex')));
+  const out: { label: string | undefined; cls: number | undefined }[] = [];
+  for (const h of all.filter((x) => !tokens.has(x.toString('hex')))) {
+    const read = await member.run<'getAttributes'>((s) => ({ op: 'getAttributes', session: s, object: h, types: [pkcs11js.CKA_LABEL, pkcs11js.CKA_CLASS] })).catch(() => undefined);
+    out.push({ label: read?.[0]?.value?.toString(), cls: read?.[1]?.value?.readUInt32LE(0) });
+  }
+  return out;
+}
+
+/**
+ * SIGKILLs a process generating EC token key pairs on `token` until a kill left a half-made
+ * object there (SoftHSM writes an object's file, then its defaults, then its template).
+ */
+async function leaveHalfMadeObject(token: Testbed['tokens'][number], member: Member): Promise<void> {
+  const script = `
+    const p = require('pkcs11js'); const m = new p.PKCS11(); m.load(${JSON.stringify(token.modulePath)});
+    m.C_Initialize({ flags: p.CKF_OS_LOCKING_OK });
+    const slot = m.C_GetSlotList(true).find((s) => m.C_GetTokenInfo(s).serialNumber.trim() === ${JSON.stringify(token.serial)});
+    const s = m.C_OpenSession(slot, p.CKF_SERIAL_SESSION | p.CKF_RW_SESSION); m.C_Login(s, p.CKU_USER, process.env.PIN);
+    process.stdout.write('ready\\n');
+    for (let i = 0; ; i++) m.C_GenerateKeyPair(s, { mechanism: p.CKM_EC_KEY_PAIR_GEN },
+      [{ type: p.CKA_TOKEN, value: true }, { type: p.CKA_LABEL, value: 'hm' }, { type: p.CKA_EC_PARAMS, value: Buffer.from('06082a8648ce3d030107', 'hex') }],
+      [{ type: p.CKA_TOKEN, value: true }, { type: p.CKA_LABEL, value: 'hm' }]);`;
+  let kills = 0;
+  await until(
+    async () => {
+      const child = spawn(process.execPath, ['-e', script], { env: { ...process.env, ...token.env, PIN: token.userPin }, stdio: ['ignore', 'pipe', 'inherit'] });
+      await new Promise<void>((resolve) => child.stdout.once('data', () => resolve()));
+      await new Promise((resolve) => setTimeout(resolve, 20 + Math.random() * 80)); // a random point of a creation
+      child.kill('SIGKILL');
+      await new Promise((resolve) => child.once('exit', resolve));
+      kills++;
+      // What the member sees now (SoftHSM reads the token directory again at a search).
+      return (await nonTokenObjects(member)).some((o) => o.label === undefined || o.label === '');
+    },
+    'a kill that leaves a half-made object',
+    60_000,
+    0,
+  );
+  expect(kills).toBeGreaterThan(0);
+}
+
+describe('half-made objects', () => {
+  it('removeHalfMade removes keys with no token flag, name or material, and keeps every complete object', async () => {
+    const { group: g, session } = await openGroup();
+    await session.generateKey('AES_KEY_GEN', AES('hm-kept'));
+    takeDown(g, 2);
+    const { member, domainKey } = await reconnect(g, 2);
+    const create = (template: { type: number; value: number | boolean | Buffer }[]) => member.run<'createObject'>((s) => ({ op: 'createObject', session: s, template }));
+    const A = pkcs11js;
+    // As SoftHSM leaves a key whose creation was killed: defaults only (session objects here, which look the same).
+    await create([{ type: A.CKA_CLASS, value: A.CKO_PUBLIC_KEY }, { type: A.CKA_KEY_TYPE, value: A.CKK_EC }, { type: A.CKA_TOKEN, value: false }, { type: A.CKA_EC_PARAMS, value: Buffer.alloc(0) }, { type: A.CKA_EC_POINT, value: Buffer.alloc(0) }]);
+    await create([{ type: A.CKA_CLASS, value: A.CKO_SECRET_KEY }, { type: A.CKA_KEY_TYPE, value: A.CKK_GENERIC_SECRET }, { type: A.CKA_TOKEN, value: false }, { type: A.CKA_VALUE, value: Buffer.alloc(0) }]);
+    // Kept: one with a label, complete keys without a name (a session key, a token key).
+    await create([{ type: A.CKA_CLASS, value: A.CKO_PUBLIC_KEY }, { type: A.CKA_KEY_TYPE, value: A.CKK_EC }, { type: A.CKA_TOKEN, value: false }, { type: A.CKA_LABEL, value: Buffer.from('hm-named') }, { type: A.CKA_EC_PARAMS, value: Buffer.alloc(0) }, { type: A.CKA_EC_POINT, value: Buffer.alloc(0) }]);
+    for (const token of [false, true]) {
+      await member.run<'generateKey'>((s) => ({ op: 'generateKey', session: s, mechanism: toMechanism('AES_KEY_GEN'), template: [{ type: A.CKA_TOKEN, value: token }, { type: A.CKA_VALUE_LEN, value: 32 }] }));
+    }
+    expect(await nonTokenObjects(member)).toHaveLength(4);
+    expect(await removeHalfMade(member, domainKey)).toBe(2);
+    expect((await nonTokenObjects(member)).map((o) => o.label).sort()).toEqual(['', 'hm-named']);
+    expect(await onMember(member, { label: 'hm-kept' }, domainKey)).toHaveLength(1);
+    expect(await onMember(member, { label: '', class: 'secretKey', token: true }, domainKey)).toHaveLength(1);
+    expect(await removeHalfMade(member, domainKey)).toBe(0);
+  });
+
+  it('removeHalfMade removes nothing while a command of this process runs on the member (what it makes looks half made)', async () => {
+    const { group: g } = await openGroup();
+    takeDown(g, 2);
+    const { member, domainKey } = await reconnect(g, 2);
+    const A = pkcs11js;
+    await member.run<'createObject'>((s) => ({ op: 'createObject', session: s, template: [{ type: A.CKA_CLASS, value: A.CKO_SECRET_KEY }, { type: A.CKA_KEY_TYPE, value: A.CKK_GENERIC_SECRET }, { type: A.CKA_TOKEN, value: false }, { type: A.CKA_VALUE, value: Buffer.alloc(0) }] }));
+    const slow = member.run<'generateKeyPair'>((s) => ({
+      op: 'generateKeyPair',
+      session: s,
+      mechanism: toMechanism('RSA_PKCS_KEY_PAIR_GEN'),
+      publicTemplate: [{ type: A.CKA_TOKEN, value: false }, { type: A.CKA_MODULUS_BITS, value: 4096 }, { type: A.CKA_PUBLIC_EXPONENT, value: Buffer.from([1, 0, 1]) }],
+      privateTemplate: [{ type: A.CKA_TOKEN, value: false }],
+    }));
+    expect(member.outstanding).toBeGreaterThan(0);
+    expect(await removeHalfMade(member, domainKey)).toBe(0);
+    await slow;
+    expect(await removeHalfMade(member, domainKey)).toBe(1);
+  });
+
+  it('a member recovered after its host was killed in a key creation keeps no half-made object', async () => {
+    const { group: g } = await openGroup();
+    takeDown(g, 2);
+    const member = internalsOf(g).members[2]!;
+    // The member is down: another process stands in for its host, killed in creations until one leaves a half-made key.
+    await member.reconnect();
+    await member.login(pkcs11js.CKU_USER, bed.tokens[2]!.userPin);
+    await leaveHalfMadeObject(bed.tokens[2]!, member);
+    member.fail('test: down again');
+    expect(await g.recover('member-3')).toBe(true);
+    expect((await nonTokenObjects(member)).filter((o) => o.label === undefined || o.label === '')).toEqual([]);
+  }, 90_000);
 });
 
 describe('session objects on a recovered member', () => {

@@ -182,11 +182,11 @@ describe('session key management on an in-process member (inline calls)', () => 
     }) as typeof transport.runHere;
     try {
       const pair = await session.generateKeyPair('EC_KEY_PAIR_GEN', { ecParams: P256, token: false, verify: true, label: 'inline' }, { token: false, sign: true, label: 'inline' });
-      expect(inline).toEqual(['generateKeyPair', 'getAttributes', 'getAttributes']);
+      // Alone in the group, nothing is read: the identity comes from the templates.
+      expect(inline).toEqual(['generateKeyPair']);
       const signature = await session.sign('ECDSA', pair.privateKey, Buffer.alloc(32, 1));
       expect(await session.verify('ECDSA', pair.publicKey, Buffer.alloc(32, 1), signature)).toBe(true);
-      // A search (on the threads) reads the objects afresh: the identity read at creation
-      // (identity only, kind given) matches it, so both halves are found as the handles the creation gave.
+      // A search (on the threads) finds both halves as the handles the creation gave.
       expect((await session.findObjects({ label: 'inline' })).sort()).toEqual([pair.publicKey, pair.privateKey].sort());
       inline.length = 0;
       await session.destroyObject(pair.privateKey);
@@ -203,5 +203,61 @@ describe('session key management on an in-process member (inline calls)', () => 
     expect(transport.calls.threads - beforeToken.threads).toBeGreaterThanOrEqual(3);
     await session.destroyObject(token.privateKey);
     await session.destroyObject(token.publicKey);
+  });
+});
+
+describe('session keys made while the group has one member (identity from the template, read when needed)', () => {
+  let bed: Testbed;
+  const P256 = Buffer.from('06082a8648ce3d030107', 'hex');
+
+  beforeAll(async () => {
+    bed = await createTestbed({ count: 2 });
+    await HaGroup.initDomain({ members: bed.memberConfigs(), transport: 'in-process' });
+  });
+  afterAll(async () => {
+    await bed?.dispose();
+  });
+
+  it('are named as a read would name them, and a search after a logout finds the public half under the same handle, its fingerprint read then', async () => {
+    const group = await HaGroup.open({ members: bed.memberConfigs().slice(0, 1), transport: 'in-process' });
+    try {
+      const session = group.slot.openSession();
+      await session.login(bed.tokens[0]!.userPin);
+      const pair = await session.generateKeyPair('EC_KEY_PAIR_GEN', { ecParams: P256, token: false, verify: true, label: 'alone' }, { token: false, private: false, sign: true, label: 'alone', id: Buffer.from([7]) });
+      expect(group.describeObject(pair.publicKey)!.fingerprint).toBeUndefined();
+      // A search reads the identity of what it does not know: a second object with the same name is told apart.
+      const other = await session.createObject({ class: 'publicKey', keyType: 'ec', ecParams: P256, ecPoint: Buffer.concat([Buffer.from([4, 65, 4]), Buffer.alloc(64, 9)]), token: false, label: 'alone' });
+      expect((await session.findObjects({ label: 'alone' })).sort()).toEqual([pair.publicKey, pair.privateKey, other].sort());
+      await session.logout();
+      await session.login(bed.tokens[0]!.userPin);
+      // The holders were forgotten at logout; both public keys are found again, each as itself.
+      expect((await session.findObjects({ label: 'alone', class: 'publicKey' })).sort()).toEqual([pair.publicKey, other].sort());
+      expect(group.describeObject(pair.publicKey)!.fingerprint).toMatch(/^ec-point:/);
+      const digest = Buffer.alloc(32, 3);
+      expect(await session.verify('ECDSA', pair.publicKey, digest, await session.sign('ECDSA', pair.privateKey, digest))).toBe(true);
+    } finally {
+      await group.close();
+    }
+  });
+
+  it('are read from their member when a second member joins, and the copies serve once the first member is gone', async () => {
+    const group = await HaGroup.open({ members: bed.memberConfigs().slice(0, 1), transport: 'in-process' });
+    try {
+      const session = group.slot.openSession();
+      await session.login(bed.tokens[0]!.userPin);
+      const pair = await session.generateKeyPair('EC_KEY_PAIR_GEN', { ecParams: P256, token: false, verify: true, label: 'joined' }, { token: false, sign: true, label: 'joined' });
+      expect(group.describeObject(pair.privateKey)!.fingerprint).toBeUndefined();
+      const joined = await group.addMember(bed.memberConfigs()[1]!);
+      expect(group.describeObject(pair.privateKey)).toMatchObject({ holders: ['member-1', joined], fingerprint: expect.stringMatching(/^domain-wrap:/) });
+      expect(group.describeObject(pair.publicKey)).toMatchObject({ holders: ['member-1', joined], fingerprint: expect.stringMatching(/^ec-point:/) });
+      await group.removeMember('member-1');
+      const digest = Buffer.alloc(32, 5);
+      expect(await session.verify('ECDSA', pair.publicKey, digest, await session.sign('ECDSA', pair.privateKey, digest))).toBe(true);
+      await session.destroyObject(pair.privateKey);
+      await session.destroyObject(pair.publicKey);
+      expect(await session.findObjects({ label: 'joined' })).toEqual([]);
+    } finally {
+      await group.close();
+    }
   });
 });

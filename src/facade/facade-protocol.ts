@@ -1,0 +1,79 @@
+/**
+ * The messages between a facade `PKCS11` object (the caller's thread) and the facade
+ * worker thread that owns the group. One protocol for the three pkcs11js forms: a
+ * synchronous call posts on the sync port and blocks on shared memory until the worker
+ * has answered there; callback and promise calls post on the async port and are answered
+ * through the event loop.
+ *
+ * Everything crosses by structured clone, which turns Buffers into Uint8Arrays: handles
+ * travel as numbers, and {@link revive} makes Buffers of byte arrays again on each side.
+ */
+import type { MessagePort } from 'node:worker_threads';
+import type { GroupConfig } from '../group/group-config.js';
+
+/** A call of one engine function: `owner` is the calling `PKCS11` object. */
+/** A call sent with the next request instead of on its own: its failure is kept for the call it prepares. */
+export interface PipelinedCall {
+  readonly owner: number;
+  readonly fn: string;
+  readonly args: readonly unknown[];
+}
+
+export interface CallRequest {
+  readonly id: number;
+  readonly owner: number;
+  readonly fn: string;
+  readonly args: readonly unknown[];
+  /** Calls made before this one whose answer nobody waits for (pipelined C_*Init), run first, in order. */
+  readonly pre?: readonly PipelinedCall[];
+}
+
+/** How a call failed, as pkcs11js would report it. */
+export type FacadeFailure =
+  | { readonly kind: 'pkcs11'; readonly ckr: string; readonly rv: number; readonly detail?: string }
+  | { readonly kind: 'type'; readonly message: string }
+  | { readonly kind: 'native'; readonly message: string };
+
+/** The answer to a {@link CallRequest}. */
+export type CallReply = { readonly id: number; readonly ok: true; readonly value: unknown } | { readonly id: number; readonly ok: false; readonly failure: FacadeFailure };
+
+/** What the worker gets at start (workerData). */
+export interface FacadeWorkerData {
+  readonly config: GroupConfig;
+  /** Int32 slot 0: the id of the last synchronous call answered. */
+  readonly signal: SharedArrayBuffer;
+  readonly syncPort: MessagePort;
+  readonly asyncPort: MessagePort;
+}
+
+/** The worker's first message on the async port: the group opened, or why not. */
+export type ReadyMessage = { readonly ready: true } | { readonly ready: false; readonly failure: FacadeFailure };
+
+/**
+ * Turns the Uint8Arrays a structured clone made of Buffers back into Buffers, deeply
+ * (arrays and plain objects; mechanism parameters and templates nest them).
+ */
+export function revive(value: unknown): unknown {
+  if (value instanceof Uint8Array) return Buffer.isBuffer(value) ? value : Buffer.from(value.buffer, value.byteOffset, value.byteLength);
+  if (Array.isArray(value)) return value.map(revive);
+  if (value !== null && typeof value === 'object' && Object.getPrototypeOf(value) === Object.prototype) {
+    const out: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(value)) out[k] = revive(v);
+    return out;
+  }
+  return value;
+}
+
+/** An 8-byte handle Buffer, as pkcs11js gives them, for a facade handle number. */
+export function handleBuffer(n: number): Buffer {
+  const b = Buffer.alloc(8);
+  b.writeBigUInt64LE(BigInt(n));
+  return b;
+}
+
+/** The number a handle Buffer stands for (pkcs11js handles are native-endian 8-byte values). */
+export function handleNumber(b: Buffer): number {
+  if (b.length !== 8) return -1;
+  const n = b.readBigUInt64LE();
+  return n > BigInt(Number.MAX_SAFE_INTEGER) ? -1 : Number(n);
+}
