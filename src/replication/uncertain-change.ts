@@ -24,8 +24,10 @@ const NAME_PARTS = new Map<number, number>([
  * of an uncertain change stay as the member has them).
  */
 export function revertOfUncertainRename(ref: ObjectRef, template: readonly WireAttribute[]): Debt | undefined {
-  // Labels and ids travel as bytes on the wire (the template codec makes them so).
-  const changed = template.filter((a): a is { type: number; value: Buffer } => NAME_PARTS.has(a.type) && Buffer.isBuffer(a.value));
+  // Labels and ids are bytes on the token; a string value is written as its UTF-8 bytes (pkcs11js).
+  const changed = template.flatMap((a) =>
+    NAME_PARTS.has(a.type) && (Buffer.isBuffer(a.value) || typeof a.value === 'string') ? [{ type: a.type, value: Buffer.isBuffer(a.value) ? a.value : Buffer.from(a.value) }] : [],
+  );
   const parts = ref.name.split('/');
   if (changed.length === 0 || parts.length !== 5) return undefined;
   const old = (type: number) => ref.search.find((s) => s.type === type)?.value ?? Buffer.alloc(0);

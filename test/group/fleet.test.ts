@@ -109,7 +109,8 @@ describe.skipIf(absent)('two application processes over three TLS member hosts a
     // The host comes back on the same port; B's recovery loop reconnects and repairs from PostgreSQL.
     hosts[2] = await startTlsHost(bed.dir, bed.tokens[2]!, certs, { port: victim.port });
     await until(async () => (await rows(`SELECT 1 FROM ${SCHEMA}.debts`)).length === 0, 'B to repair member-3', 30_000, 50);
-    await until(async () => (await b!.status()).members[2]!.state.kind === 'active', "B's member-3 to serve again", 15_000, 20);
+    // B's member serves again at its next recovery attempt once the host is back (a loaded CI machine: bounded, generous).
+    await until(async () => (await b!.status()).members[2]!.state.kind === 'active', "B's member-3 to serve again", 45_000, 20);
     // Settled by B (`<hostname>:<pid>`), one settlement per debt.
     const byB = `${hostname()}:${b!.pid}`;
     expect(await rows(`SELECT kind, settled_by, count(*)::int AS n FROM ${SCHEMA}.settlements GROUP BY kind, settled_by ORDER BY kind`)).toEqual([
@@ -178,7 +179,7 @@ describe.skipIf(absent)('two application processes over three TLS member hosts a
 
     hosts[2] = await startTlsHost(bed.dir, bed.tokens[2]!, certs, { port: victim.port });
     await until(async () => (await rows(`SELECT 1 FROM ${SCHEMA}.debts UNION ALL SELECT 1 FROM ${SCHEMA}.tentatives`)).length === 0, 'B to repair member-3', 30_000, 50);
-    await until(async () => (await b!.status()).members[2]!.state.kind === 'active', "B's member-3 to serve again", 15_000, 20);
+    await until(async () => (await b!.status()).members[2]!.state.kind === 'active', "B's member-3 to serve again", 45_000, 20);
     const settled = await rows(`SELECT settled_by, count(*)::int AS n FROM ${SCHEMA}.settlements GROUP BY settled_by`);
     const byB = `${hostname()}:${b!.pid}`;
     expect(settled.filter((r) => r.settled_by !== byB)).toEqual([]); // nobody but B repaired
@@ -204,5 +205,5 @@ describe.skipIf(absent)('two application processes over three TLS member hosts a
     expect(repairedAtA).toEqual([]);
     expect((await rows(`SELECT count(*)::int AS n FROM ${SCHEMA}.settlements`))[0]!.n).toBe(settledBefore + settledNow);
     for (const label of labels) expect([label, await onTokenAtA(2, label)]).toEqual([label, destroyed.has(label) ? 0 : 1]);
-  }, 60_000);
+  }, 120_000);
 });

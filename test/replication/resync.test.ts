@@ -204,6 +204,28 @@ describe('resyncMember', () => {
     for (const label of ['rd-v0', 'rd-v1', 'rd-v2', 'rd-ec-v0', 'rd-ec-v1', 'rd-ec-v2']) expect(await onMember(member, { label }, domainKey), label).toEqual([]);
   });
 
+  it('a rename that fails because its only serving holder failed under it: that member owes the old name back', async () => {
+    const { group: g, session } = await openGroup();
+    const aes = await session.generateKey('AES_KEY_GEN', AES('ur-v0'));
+    takeDown(g, 1);
+    takeDown(g, 2);
+    // The change runs on member-1, then its connection drops: applied there, but the caller is
+    // told it failed (no other member could take it), and the group keeps the old name.
+    transports[0]!.loseReplyOf('setAttributes');
+    await expect(session.setAttributes(aes, { label: 'ur-v1' })).rejects.toThrow();
+    const { journal, catalog } = internalsOf(g);
+    const owed = journal.debts('member-1');
+    expect(owed.map((d) => d.kind)).toEqual(['setAttributes']);
+    expect(owed[0]!.object.search.find((a) => a.type === pkcs11js.CKA_LABEL)?.value.toString()).toBe('ur-v1');
+    const { member, domainKey } = await reconnect(g, 0);
+    expect(await onMember(member, { label: 'ur-v1' }, domainKey)).toHaveLength(1);
+    const result = await resyncMember({ member, journal, domainKey, catalog });
+    expect(result.unsettled).toEqual([]);
+    // Back under the name the group kept: a deletion recorded under it finds the key.
+    expect(await onMember(member, { label: 'ur-v1' }, domainKey)).toEqual([]);
+    expect(await onMember(member, { label: 'ur-v0' }, domainKey)).toHaveLength(1);
+  });
+
   it('a destroy debt stays owed while an object under its name cannot be proved to be another one', async () => {
     const { group: g, session } = await openGroup();
     const key = await session.generateKey('AES_KEY_GEN', AES('up-key'));
