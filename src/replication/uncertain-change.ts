@@ -34,7 +34,7 @@ export function revertOfUncertainRename(ref: ObjectRef, template: readonly WireA
   const back = changed.map((a) => ({ type: a.type, value: old(a.type) }));
   if (back.every((b, i) => b.value.equals(changed[i]!.value))) return undefined;
   for (const a of changed) parts[NAME_PARTS.get(a.type)!] = a.value.toString('hex');
-  const search = [...ref.search.filter((s) => !NAME_PARTS.has(s.type)), ...ref.search.filter((s) => NAME_PARTS.has(s.type)).map((s) => changed.find((a) => a.type === s.type) ?? s)];
+  const search = ref.search.map((s) => changed.find((a) => a.type === s.type) ?? s);
   // A name attribute the object did not show before now takes part in the search too.
   for (const a of changed) if (!search.some((s) => s.type === a.type)) search.push(a);
   return { kind: 'setAttributes', object: { ...ref, name: parts.join('/'), search }, template: back };
