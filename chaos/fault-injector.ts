@@ -1,7 +1,8 @@
 /**
  * Applies a fault schedule (chaos/fault-schedule.ts) to a live group, one fault at a time:
  * before each fault it waits until the previous one has ended and every member serves
- * again (bounded), so that at most one member host is hit at once.
+ * again (bounded; a fault whose wait runs out is skipped), so that at most one member host
+ * is hit at once. A killed host counts as down from the signal on, before the group notices.
  *
  * Processes are reached through the group's internals (`pkcs11-ha/testing`): the pid of
  * the host that serves a member now. Only hosts this process spawned are signalled; a
@@ -68,11 +69,17 @@ export class FaultInjector {
   readonly pids = new Set<number>();
   /** Faults applied, in order. */
   readonly applied: AppliedFault[] = [];
-  /** Faults skipped because their member had no live host when their turn came. */
+  /** Faults skipped because another member was still down, or theirs had no live host, when their turn came. */
   skipped = 0;
   readonly #o: InjectorOptions;
   /** Members whose host is stopped now, with its pid. */
   readonly #stopped = new Map<number, number>();
+  /**
+   * Members whose host was killed or told to exit, with that host's pid, until the group
+   * has noticed (the member no longer serves on that host): a signalled host still looks
+   * like it serves for a moment, and the next fault must not land in that moment.
+   */
+  readonly #signalled = new Map<number, number>();
   /** Ends of faults in effect: run at their time, or at once by `heal()`. */
   readonly #ends = new Set<{ timer: NodeJS.Timeout; end: () => void; done: Promise<void> }>();
 
@@ -93,15 +100,23 @@ export class FaultInjector {
     return pid;
   }
 
-  /** Names of members that are not serving, or whose host is stopped, now. */
+  /** Names of members that are not serving, or whose host is stopped or signalled, now. */
   down(): string[] {
-    const members = internalsOf(this.#o.group()).members;
-    return members.filter((m) => !m.serving || this.#stopped.has(m.index)).map((m) => m.name);
+    return internalsOf(this.#o.group()).members.filter((m) => this.#isDown(m)).map((m) => m.name);
   }
 
   /** True when no member serves with a running host. */
   allDown(): boolean {
-    return internalsOf(this.#o.group()).members.every((m) => !m.serving || this.#stopped.has(m.index));
+    return internalsOf(this.#o.group()).members.every((m) => this.#isDown(m));
+  }
+
+  #isDown(m: { readonly index: number; readonly serving: boolean }): boolean {
+    const signalled = this.#signalled.get(m.index);
+    if (signalled !== undefined) {
+      if (m.serving && this.pidOf(m.index) === signalled) return true;
+      this.#signalled.delete(m.index);
+    }
+    return !m.serving || this.#stopped.has(m.index);
   }
 
   /**
@@ -113,8 +128,13 @@ export class FaultInjector {
       if (fault.atMs >= stopAtMs) break;
       const wait = fault.atMs - this.#o.now();
       if (wait > 0) await sleep(wait);
-      await this.#settle(stopAtMs);
+      const settled = await this.#settle(stopAtMs);
       if (this.#o.now() >= stopAtMs) break;
+      // One member at a time: a fault whose turn comes while another member is still down is skipped.
+      if (!settled && fault.kind !== 'groupRestart') {
+        this.skipped++;
+        continue;
+      }
       await this.#apply(fault);
     }
     // The restart from the journal happens once in every run that scheduled it, even when
@@ -126,11 +146,12 @@ export class FaultInjector {
     }
   }
 
-  /** Waits until the faults in effect have ended and every member serves (bounded). */
-  async #settle(stopAtMs: number): Promise<void> {
+  /** Waits until the faults in effect have ended and every member serves (bounded); true when they do. */
+  async #settle(stopAtMs: number): Promise<boolean> {
     await Promise.all([...this.#ends].map((e) => e.done));
     const limit = Date.now() + (this.#o.settleMs ?? 20_000);
     while (this.down().length > 0 && Date.now() < limit && this.#o.now() < stopAtMs) await sleep(50);
+    return this.down().length === 0;
   }
 
   async #apply(fault: Fault): Promise<void> {
@@ -151,10 +172,12 @@ export class FaultInjector {
     switch (fault.kind) {
       case 'kill':
         record(`SIGKILL host ${host}`);
+        this.#signalled.set(fault.member, host);
         process.kill(host, 'SIGKILL');
         break;
       case 'restart':
         record(`SIGTERM host ${host} (clean exit; the group starts a new one)`);
+        this.#signalled.set(fault.member, host);
         process.kill(host, 'SIGTERM');
         break;
       case 'stop':

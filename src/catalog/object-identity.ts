@@ -149,6 +149,27 @@ export function provisionalIdentity(
 }
 
 /**
+ * The identity an object shows once `template` is set on it (C_SetAttributeValue): its
+ * label and id as the template gives them, the rest unchanged (class, key type and token
+ * flag cannot change; neither does the key material, so the fingerprint is kept). Computed,
+ * not read back: a member failing after the change must not leave the catalog searching
+ * for a name no member carries any more.
+ *
+ * @returns undefined when the label or id is given in a form whose bytes the module decides
+ */
+export function renamedIdentity(identity: ObjectIdentity, template: readonly { readonly type: number; readonly value?: unknown }[]): ObjectIdentity | undefined {
+  const values = new Map(identity.search.map((a) => [a.type, a.value]));
+  for (const a of template) {
+    if (a.type !== pkcs11js.CKA_LABEL && a.type !== pkcs11js.CKA_ID) continue;
+    const bytes = asBytes(a.value);
+    if (bytes === undefined) return undefined;
+    values.set(a.type, bytes);
+  }
+  const renamed = identityFrom([...values].map(([type, value]) => ({ type, value })));
+  return { ...renamed, fingerprint: identity.fingerprint, ...(identity.provisional ? { provisional: true as const } : {}) };
+}
+
+/**
  * True when two identities may be the same object: same name and no contradicting
  * evidence. For secret and private keys, evidence on one side and none on the other also
  * contradicts: a member that cannot show its key's material must not join a key that can.

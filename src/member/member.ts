@@ -238,7 +238,8 @@ export class Member {
 
   /**
    * Asks the member a cheap question (one random byte) to tell whether it is sick after
-   * an ambiguous error. A member fault in the probe fails the member.
+   * an ambiguous error. A member fault in the probe fails the member, and so does an
+   * ambiguous answer to it.
    *
    * @returns true when the member answered (so the ambiguous error was not its fault)
    */
@@ -254,10 +255,12 @@ export class Member {
       this.#pool.release(session);
       return true;
     } catch (error) {
-      const memberFault = classifyError(error) === 'member';
-      if (memberFault) this.#pool.discard(session);
+      const fault = classifyError(error);
+      if (fault === 'member') this.#pool.discard(session);
       else this.#pool.release(session);
-      return !memberFault && this.serving;
+      // No input of the caller's is involved in one random byte: an ambiguous answer means a sick module.
+      if (fault === 'ambiguous' && this.serving) this.fail('a probe (one random byte) was answered with an ambiguous error', error as Error);
+      return fault === 'caller' && this.serving;
     } finally {
       this.#outstanding--;
     }

@@ -7,7 +7,7 @@
  * object until repaired.
  */
 import type { Catalog, VirtualObject } from '../catalog/catalog.js';
-import { IDENTITY_ATTRIBUTES, identityFrom, provisionalIdentity } from '../catalog/object-identity.js';
+import { IDENTITY_ATTRIBUTES, identityFrom, provisionalIdentity, renamedIdentity, type ObjectIdentity } from '../catalog/object-identity.js';
 import { outcomeUnknown } from '../errors/classification.js';
 import { NoMemberAvailableError, ReplicationError, type HaError } from '../errors/ha-error.js';
 import type { Member } from '../member/member.js';
@@ -191,8 +191,10 @@ export class KeyManager {
     const tried: Member[] = [];
     const first = await this.#onFirstHolder(object, (m, handle) => (tried.push(m), m.run<'setAttributes'>((session) => ({ op: 'setAttributes', session, object: handle, template }))))
       .catch((error: unknown) => oweRevertsOfUncertainRename(tried, objectRef(object), template, (m, d, r) => this.#owe(m, d, r)).then(() => Promise.reject(error)));
-    const firstHandle = object.holders.get(first.index)!;
     const ref = objectRef(object);
+    // Renamed at once: a failure from here on must not leave the catalog with a name no member carries.
+    const read = (): Promise<ObjectIdentity> => first.run<'getAttributes'>((session) => ({ op: 'getAttributes', session, object: object.holders.get(first.index)!, types: IDENTITY_ATTRIBUTES })).then((a) => ({ ...identityFrom(a), fingerprint: object.identity.fingerprint, ...(object.identity.provisional ? { provisional: true as const } : {}) }));
+    this.#o.catalog.reindex(object, renamedIdentity(object.identity, template) ?? (await read()));
     await Promise.all(
       this.#others(first).map(async (m) => {
         const handle = object.holders.get(m.index);
@@ -208,9 +210,6 @@ export class KeyManager {
         }
       }),
     );
-    const read = await first.run<'getAttributes'>((session) => ({ op: 'getAttributes', session, object: firstHandle, types: IDENTITY_ATTRIBUTES }));
-    // The material did not change: keep the fingerprint (still unread when provisional), take the new name.
-    this.#o.catalog.reindex(object, { ...identityFrom(read), fingerprint: object.identity.fingerprint, ...(object.identity.provisional ? { provisional: true as const } : {}) });
   }
 
   /**

@@ -76,6 +76,14 @@ describe('ambiguous return codes', () => {
     expect(states(h.group)).toEqual(['failed', 'active', 'active']);
   });
 
+  it('CKR_GENERAL_ERROR to the probe as well (a module answering every call so) fails the member and the command runs elsewhere', async () => {
+    const h = await fx.openSigning();
+    h.faults[0]!.failNext('sign', { rv: pkcs11js.CKR_GENERAL_ERROR });
+    h.faults[0]!.failNext('generateRandom', { rv: pkcs11js.CKR_GENERAL_ERROR });
+    expect(await h.sign()).toEqual(h.expectedMac);
+    expect(states(h.group)).toEqual(['failed', 'active', 'active']);
+  });
+
   it('1000 tampered-tag style errors never fail a member', async () => {
     const h = await fx.openSigning();
     for (const f of h.faults) f.failNext('sign', { rv: pkcs11js.CKR_GENERAL_ERROR }, 333);

@@ -8,6 +8,7 @@ import { InProcessTransport } from '../../src/transport/in-process-transport.js'
 import { createTestbed, type Testbed } from '../../src/testbed/softhsm-testbed.js';
 import { RecordingTransport, containsBytes, type Exchange } from '../helpers/recording-transport.js';
 import { internalsOf } from '../../src/testing.js';
+import { faultGroups, states } from '../helpers/fault-group.js';
 
 const inProcess = (m: ResolvedMemberConfig) =>
   new InProcessTransport({ member: m.name, modulePath: m.modulePath, moduleEnv: m.moduleEnv, token: m.token, threads: m.threads, configPath: m.path });
@@ -319,5 +320,29 @@ describe('replication when a member cannot be reached', () => {
     } finally {
       await g.close();
     }
+  });
+});
+
+describe('a rename whose first holder fails right after it', () => {
+  const fx = faultGroups({ prefix: 'rn', domain: true });
+
+  it('leaves the catalog with the new name: the key is found and used under it after its links are forgotten (chaos run: keys lost every holder)', async () => {
+    const h = await fx.openSigning();
+    const key = await h.session.generateKey('AES_KEY_GEN', { label: 'rn-old', valueLen: 32, token: true, encrypt: true, decrypt: true });
+    const status = h.group.status();
+    const primary = status.members.findIndex((m) => m.name === status.primary);
+    // The rename reaches the first holder; the next read there finds the member gone.
+    h.faults[primary]!.failNext('getAttributes', 'disconnect');
+    await h.session.setAttributes(key, { label: 'rn-new' });
+    h.faults[primary]!.disconnect();
+    expect(states(h.group)[primary]).toBe('failed');
+    // A logout forgets every private object's links: holders are found again by name.
+    await h.session.logout();
+    await h.session.login(fx.bed.tokens[0]!.userPin);
+    expect(await h.session.findObjects({ label: 'rn-new' })).toEqual([key]);
+    const iv = randomBytes(16);
+    const sealed = await h.session.encrypt({ name: 'AES_CBC_PAD', iv }, key, Buffer.from('renamed'));
+    expect((await h.session.decrypt({ name: 'AES_CBC_PAD', iv }, key, sealed)).toString()).toBe('renamed');
+    expect(h.group.describeObject(key)?.holders).toHaveLength(2);
   });
 });
