@@ -90,6 +90,16 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
       g.on('memberFailed', (e) => log(`${at()}  event memberFailed ${e.member}: ${e.reason}`));
       g.on('recoveryFailed', (e) => log(`${at()}  event recoveryFailed ${e.member} (attempt ${e.attempt}): ${e.reason}`));
       g.on('memberRecovered', (e) => log(`${at()}  event memberRecovered ${e.member}`));
+      // How a recovery goes, so that a slow one can be read: its state changes, and its resync every 5 s at most.
+      g.on('memberStateChanged', (e) => {
+        if (e.current.kind === 'recovering') log(`${at()}  event recovering ${e.member}`);
+      });
+      const progressAt = new Map<string, number>();
+      g.on('resyncProgress', (e) => {
+        if (e.done !== e.total && now() - (progressAt.get(e.member) ?? -Infinity) < 5000) return;
+        progressAt.set(e.member, now());
+        log(`${at()}  event resync ${e.member}: ${e.done}/${e.total}`);
+      });
       return g;
     };
     group = watch(await HaGroup.open(config));

@@ -19,6 +19,7 @@ export class Membership {
   readonly #members: Member[] = [];
   readonly #options: ElectionOptions;
   #primary: Member | undefined;
+  readonly #catchingUp = new Set<Member>();
 
   constructor(options: ElectionOptions) {
     this.#options = options;
@@ -54,6 +55,22 @@ export class Membership {
     const serving = this.#members.filter((m) => m.serving);
     const primary = this.#primary;
     return primary ? [primary, ...serving.filter((m) => m !== primary)] : serving;
+  }
+
+  /**
+   * Marks a recovering member as catching up, or no longer. While it catches up, new token
+   * objects are copied to it at once instead of owed, so that what it owes stops growing
+   * and its resync ends (the chaos run: a member recovering under constant key creation
+   * was owed debts as fast as it settled them, for 300 s).
+   */
+  catchUp(member: Member, on: boolean): void {
+    if (on) this.#catchingUp.add(member);
+    else this.#catchingUp.delete(member);
+  }
+
+  /** Whether new token objects are copied to `member` now: it serves, or it recovers and catches up. */
+  takesCopies(member: Member): boolean {
+    return member.serving || (member.state.kind === 'recovering' && this.#catchingUp.has(member));
   }
 
   /** Runs an election and applies it: promotes and demotes standby members, moves the primary. */

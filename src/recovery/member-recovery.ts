@@ -139,6 +139,7 @@ export class MemberRecovery {
     const { membership, journal, login, events, signal } = this.#o;
     const member = membership.byName(name);
     if (member === undefined || member.state.kind !== 'failed' || signal.aborted) return;
+    membership.catchUp(member, false); // a new attempt removes strays before it takes copies again
     try {
       await member.reconnect();
       await this.#restore(member, this.#needsFullSync.has(member));
@@ -164,6 +165,8 @@ export class MemberRecovery {
       events.emit('memberRecovered', { member: name, attempts: state.attempt });
     } catch (error) {
       if ((member.state as MemberState).kind === 'recovering') member.fail(`recovery: ${(error as Error).message}`, error as Error);
+    } finally {
+      membership.catchUp(member, false);
     }
   }
 
@@ -236,6 +239,8 @@ export class MemberRecovery {
         // Strays first: the replica of a creation retried elsewhere then lands on a clean member.
         await removeStrays({ member, domainKey, journal, others });
         if (fullSync) await this.#oweEverything(member);
+        // Clean now: new token objects are copied to it directly while it settles its backlog.
+        if (member.state.kind === 'recovering') membership.catchUp(member, true);
         await resyncMember({
           member,
           journal,

@@ -426,7 +426,7 @@ export class KeyManager {
       targets.map(async (m) => {
         const debt: Debt = { kind: 'replica', object: ref, wrapped, template };
         const domainKey = this.#o.domain.keyOf(m);
-        if (!m.serving || (wrapped !== undefined && domainKey === undefined)) {
+        if (!(token ? this.#o.membership.takesCopies(m) : m.serving) || (wrapped !== undefined && domainKey === undefined)) {
           await this.#owe(m, debt, m.serving ? 'no domain key' : `member is ${m.state.kind}`);
           return;
         }

@@ -115,6 +115,40 @@ describe('debts recorded late in an attempt', () => {
   });
 });
 
+describe('catching up under key creation', () => {
+  it('a recovering member takes copies of new token keys directly once clean, so what it owes stops growing', async () => {
+    const h = await fx.open();
+    const session = h.group.slot.openSession();
+    await session.login(fx.bed.tokens[0]!.userPin);
+    h.faults[0]!.disconnect();
+    const missed = await session.generateKey('AES_KEY_GEN', { label: 'cu-missed', token: true, valueLen: 32, encrypt: true, decrypt: true });
+    expect(h.group.status().owed['member-1']).toBe(1);
+    // Hold the resync's copy of the missed key.
+    h.onReconnect[0] = (f) => f.failNext('unwrapKey', 'hang');
+    const recovering = h.group.recover('member-1');
+    await until(() => h.faults[0]!.hanging === 1, 'the resync to place the missed key');
+    expect(states(h.group)[0]).toBe('recovering');
+    // Made while it recovers: copied to it at once, not owed.
+    const late = await session.generateKey('AES_KEY_GEN', { label: 'cu-late', token: true, valueLen: 32, encrypt: true, decrypt: true });
+    expect(h.group.describeObject(late)!.holders).toContain('member-1');
+    expect(h.group.status().owed['member-1']).toBe(1);
+    // A session key is not: the member's sessions are restored at the end of the attempt.
+    await session.generateKey('AES_KEY_GEN', { label: 'cu-session', token: false, valueLen: 32, encrypt: true });
+    h.faults[0]!.release();
+    expect(await recovering).toBe(true);
+    expect(h.group.status().owed['member-1'] ?? 0).toBe(0);
+    for (const key of [missed, late]) expect(h.group.describeObject(key)!.holders).toContain('member-1');
+    // And both work on member-1 alone.
+    h.faults[1]!.disconnect();
+    h.faults[2]!.disconnect();
+    const iv = randomBytes(16);
+    for (const key of [missed, late]) {
+      const sealed = await session.encrypt({ name: 'AES_CBC_PAD', iv }, key, Buffer.from('caught up'));
+      expect((await session.decrypt({ name: 'AES_CBC_PAD', iv }, key, sealed)).toString()).toBe('caught up');
+    }
+  });
+});
+
 describe('on member host processes', () => {
   let journalDir: string;
   beforeAll(async () => {
