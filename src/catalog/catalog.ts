@@ -18,6 +18,20 @@ export interface VirtualObject {
   readonly holders: Map<number, Handle>;
   /** CKA_VALUE_LEN given when the group made this secret key (slot/value-len.ts). */
   valueLen?: number;
+  /** An attribute change in progress: until it settles, members may show the object under different names. */
+  changing?: Promise<void>;
+}
+
+/**
+ * Marks `object` as changing while `change` runs (see {@link VirtualObject.changing}), so
+ * that a search for its holders waits for the members to agree on its name first.
+ */
+export function trackChange(object: VirtualObject, change: Promise<void>): Promise<void> {
+  const tracked: Promise<void> = change.finally(() => {
+    if (object.changing === tracked) delete object.changing;
+  });
+  object.changing = tracked;
+  return tracked;
 }
 
 /** Two objects share a name but not their key material. */

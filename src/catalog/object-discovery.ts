@@ -5,6 +5,7 @@
  */
 import { classifyError } from '../errors/classification.js';
 import { NoMemberAvailableError } from '../errors/ha-error.js';
+import { isAmbiguousAnswer } from '../errors/return-code-rules.js';
 import type { GroupEventSink } from '../events/group-events.js';
 import type { Member } from '../member/member.js';
 import type { Membership } from '../member/membership.js';
@@ -71,9 +72,13 @@ export class ObjectDiscovery {
     let answered = 0;
     let lastError: unknown;
     // Adopt in member order so that virtual handle numbers do not depend on timing.
-    for (const r of found) {
+    for (const [i, r] of found.entries()) {
       if (r.status === 'rejected') {
-        if (classifyError(r.reason) !== 'member') throw r.reason;
+        // An ambiguous answer from one member (CKR_GENERAL_ERROR) must not hide what the
+        // others found; its probe decides whether it is sick (and fails it if so).
+        const answer = isAmbiguousAnswer(r.reason);
+        if (classifyError(r.reason) !== 'member' && !answer) throw r.reason;
+        if (answer) void members[i]!.probe();
         lastError = r.reason;
         continue;
       }
@@ -84,7 +89,7 @@ export class ObjectDiscovery {
         if (object) result.add(object.handle);
       }
     }
-    if (answered === 0) throw new NoMemberAvailableError('no member could search for objects', { cause: lastError });
+    if (answered === 0) throw lastError !== undefined && isAmbiguousAnswer(lastError) ? lastError : new NoMemberAvailableError('no member could search for objects', { cause: lastError });
     return [...result].sort((a, b) => a - b);
   }
 

@@ -19,6 +19,12 @@ export interface ObjectRef {
   readonly token: boolean;
 }
 
+/** The reference to a virtual object that survives in the journal. */
+export function objectRef(object: { readonly handle: number; readonly identity: Omit<ObjectRef, 'handle'> }): ObjectRef {
+  const { name, fingerprint, search, token } = object.identity;
+  return { handle: object.handle, name, fingerprint, search, token };
+}
+
 /** One thing a member owes. */
 export type Debt =
   | { readonly kind: 'replica'; readonly object: ObjectRef; readonly wrapped: Buffer | undefined; readonly template: readonly WireAttribute[] }

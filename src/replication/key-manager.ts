@@ -6,7 +6,7 @@
  * reached is recorded in the journal as owing the replica; it is not used for that
  * object until repaired.
  */
-import type { Catalog, VirtualObject } from '../catalog/catalog.js';
+import { trackChange, type Catalog, type VirtualObject } from '../catalog/catalog.js';
 import { IDENTITY_ATTRIBUTES, identityFrom, provisionalIdentity, renamedIdentity, type ObjectIdentity } from '../catalog/object-identity.js';
 import { outcomeUnknown } from '../errors/classification.js';
 import { NoMemberAvailableError, ReplicationError, type HaError } from '../errors/ha-error.js';
@@ -19,7 +19,8 @@ import type { Mechanism } from 'pkcs11js';
 import type { GroupEventSink } from '../events/group-events.js';
 import type { Membership } from '../member/membership.js';
 import { unseenObject, type HolderResolver } from '../routing/router.js';
-import type { Debt, DebtJournal, ObjectRef, TentativeEntry } from './journal.js';
+import type { Debt, DebtJournal, TentativeEntry } from './journal.js';
+import { objectRef } from './journal-store.js';
 import { placeReplica, readReplicaSource, type ReplicaSource } from './replica-copy.js';
 import { oweRevertsOfUncertainRename } from './uncertain-change.js';
 import { isShortCreation, markShort, shortIf } from '../pkcs11/short-commands.js';
@@ -61,11 +62,6 @@ export interface KeyManagerOptions {
 /** The command, marked short when it makes session objects with a fast mechanism (see short-commands.ts). */
 function shortCreation<C extends Command>(command: C): C {
   return isShortCreation(command) ? markShort(command) : command;
-}
-
-/** A reference to an object that survives in the journal. */
-function objectRef(object: VirtualObject): ObjectRef {
-  return { handle: object.handle, name: object.identity.name, fingerprint: object.identity.fingerprint, search: object.identity.search, token: object.identity.token };
 }
 
 /** Runs key management on the primary and replicates the result. */
@@ -185,8 +181,12 @@ export class KeyManager {
     if (unrecorded !== undefined) throw unrecorded.reason;
   }
 
-  /** Sets attributes on every member holding the object; first one holder, then the rest in parallel. */
-  async setAttributes(object: VirtualObject, template: readonly Pkcs11Attribute[]): Promise<void> {
+  /** Sets attributes on every member holding the object; first one holder, then the rest in parallel (the object is `changing` meanwhile). */
+  setAttributes(object: VirtualObject, template: readonly Pkcs11Attribute[]): Promise<void> {
+    return trackChange(object, this.#setAttributes(object, template));
+  }
+
+  async #setAttributes(object: VirtualObject, template: readonly Pkcs11Attribute[]): Promise<void> {
     await this.#ensureHolders([object]);
     const tried: Member[] = [];
     const first = await this.#onFirstHolder(object, (m, handle) => (tried.push(m), m.run<'setAttributes'>((session) => ({ op: 'setAttributes', session, object: handle, template }))))

@@ -78,8 +78,13 @@ export class Router {
    * and the key): only members holding all of them are candidates.
    */
   async runWith<N extends CommandName>(objects: readonly VirtualObject[], build: (session: Handle, memberHandles: Handle[]) => Extract<Command, { op: N }>): Promise<CommandResult<N>> {
-    // No serving holder (links forgotten at a logout, perhaps only a recovering member's found since): find them again.
-    for (const o of objects) if (![...o.holders.keys()].some((i) => this.#members[i]?.serving)) await this.#discovery.resolve(o);
+    // No serving holder (links forgotten at a logout, perhaps only a recovering member's found since): find them again,
+    // once a change of name in progress has reached every member (found by name, the object would be missed meanwhile).
+    for (const o of objects) {
+      if ([...o.holders.keys()].some((i) => this.#members[i]?.serving)) continue;
+      await o.changing?.catch(() => undefined);
+      await this.#discovery.resolve(o);
+    }
     return this.#failover.execute<Member, CommandResult<N>>(
       {
         size: this.#members.length,

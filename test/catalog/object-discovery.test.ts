@@ -5,6 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import { pkcs11js } from '../../src/native/pkcs11js.js';
 import { faultGroups, states } from '../helpers/fault-group.js';
+import { until } from '../helpers/until.js';
 
 const fx = faultGroups({ prefix: 'od' });
 
@@ -17,5 +18,22 @@ describe('finding holders again by identity', () => {
     expect(h.faults[0]!.executed('findObjects')).toBeGreaterThan(searches);
     expect(states(h.group)).toEqual(['active', 'active', 'active']);
     expect(h.group.describeObject(h.key)!.holders).toEqual(['member-1', 'member-2', 'member-3']);
+  });
+});
+
+describe('searching every member', () => {
+  it('an ambiguous answer (CKR_GENERAL_ERROR) from one member does not hide what the others found; its probe keeps it in service', async () => {
+    const h = await fx.openSigning();
+    h.faults[0]!.failNext('findObjects', { rv: pkcs11js.CKR_GENERAL_ERROR });
+    const probes = h.faults[0]!.executed('generateRandom');
+    expect(await h.session.findObjects({ label: 'od-hmac' })).toEqual([h.key]);
+    await until(() => h.faults[0]!.executed('generateRandom') > probes, 'the probe of member-1');
+    expect(states(h.group)).toEqual(['active', 'active', 'active']);
+  });
+
+  it('the same answer from every member goes back to the caller as it is', async () => {
+    const h = await fx.openSigning();
+    for (const f of h.faults) f.failNext('findObjects', { rv: pkcs11js.CKR_GENERAL_ERROR });
+    await expect(h.session.findObjects({ label: 'od-hmac' })).rejects.toMatchObject({ code: 'ERR_PKCS11', ckr: 'CKR_GENERAL_ERROR' });
   });
 });

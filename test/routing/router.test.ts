@@ -19,6 +19,7 @@ import { provisionKeys, standardKeys } from '../../src/testbed/provision.js';
 import { FakeClock } from '../helpers/fake-clock.js';
 import { FaultTransport, type Fault } from '../helpers/fault-transport.js';
 import { internalsOf } from '../../src/testing.js';
+import { until } from '../helpers/until.js';
 
 const KEYS = standardKeys('t');
 const HMAC_VALUE = (KEYS.find((k) => k.kind === 'hmac') as { value: Buffer }).value;
@@ -359,5 +360,26 @@ describe('holders found again when none of the linked ones serves', () => {
     internals.catalog.link(object, 2, handleOn2);
     expect(await sign(h)).toEqual(EXPECTED_MAC);
     expect([...object.holders.keys()].sort()).toEqual([0, 1, 2]);
+  });
+
+  it('waits for a change of name in progress to reach the members before it searches by the new name', async () => {
+    const h = await open();
+    const internals = internalsOf(h.group);
+    const object = internals.catalog.get(h.key)!;
+    // The rename reaches member-1 (the first holder); its copies to the others are held.
+    h.faults[1]!.failNext('setAttributes', 'hang');
+    h.faults[2]!.failNext('setAttributes', 'hang');
+    const renaming = h.session.setAttributes(h.key, { label: 't-renamed' });
+    await until(() => h.faults[1]!.hanging === 1 && h.faults[2]!.hanging === 1, 'the rename to reach the others');
+    // Then member-1 goes, and the others' links are forgotten (as a logout does).
+    internals.members[0]!.fail('test: taken out');
+    internals.catalog.unlink(object, 1);
+    internals.catalog.unlink(object, 2);
+    const signing = sign(h);
+    h.faults[1]!.release();
+    h.faults[2]!.release();
+    await renaming;
+    expect(await signing).toEqual(EXPECTED_MAC);
+    expect([...object.holders.keys()].sort()).toEqual([1, 2]);
   });
 });
