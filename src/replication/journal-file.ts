@@ -277,7 +277,7 @@ export function isDebt(value: unknown): value is Debt {
   const template = Array.isArray(value.template) && value.template.every(isAttribute);
   switch (value.kind) {
     case 'replica':
-      return template && (value.wrapped === undefined || Buffer.isBuffer(value.wrapped));
+      return template && (value.wrapped === undefined || Buffer.isBuffer(value.wrapped)) && (value.uncertain === undefined || value.uncertain === true);
     case 'setAttributes':
       return template && (value.redacted === undefined || (Array.isArray(value.redacted) && value.redacted.every((t) => typeof t === 'number')));
     case 'destroy':

@@ -27,7 +27,14 @@ export function objectRef(object: { readonly handle: number; readonly identity: 
 
 /** One thing a member owes. */
 export type Debt =
-  | { readonly kind: 'replica'; readonly object: ObjectRef; readonly wrapped: Buffer | undefined; readonly template: readonly WireAttribute[] }
+  | {
+      readonly kind: 'replica';
+      readonly object: ObjectRef;
+      readonly wrapped: Buffer | undefined;
+      readonly template: readonly WireAttribute[];
+      /** The member failed while taking this copy: it may hold it already (a later deletion is then owed, not dropped). */
+      readonly uncertain?: true;
+    }
   | { readonly kind: 'destroy'; readonly object: ObjectRef }
   | {
       readonly kind: 'setAttributes';

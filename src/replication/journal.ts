@@ -196,10 +196,12 @@ export class Journal implements DebtJournal {
   owe(member: string, debt: Debt): Promise<void> {
     const list = this.#debts.get(member) ?? [];
     if (debt.kind === 'destroy' && list.some((d) => d.kind === 'replica' && sameObject(d.object, debt.object))) {
-      // It never got the object: nothing to destroy, and nothing to change on it.
+      // It never got the object: nothing to destroy, and nothing to change on it. Unless it
+      // failed while taking its copy: the copy may exist, and must go (the chaos run).
       const same = list.filter((d) => sameObject(d.object, debt.object));
-      this.#set(member, list.filter((d) => !sameObject(d.object, debt.object)));
-      return this.#commit(same.some(persisted));
+      const mayHold = same.some((d) => d.kind === 'replica' && d.uncertain === true);
+      this.#set(member, [...list.filter((d) => !sameObject(d.object, debt.object)), ...(mayHold ? [debt] : [])]);
+      return this.#commit(same.some(persisted) || (mayHold && persisted(debt)));
     }
     // Changes the member missed stay owed before the deletion: the member still shows the
     // name from before them, and resync applies them first, so the deletion then finds the

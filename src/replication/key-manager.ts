@@ -433,9 +433,10 @@ export class KeyManager {
         try {
           catalog.link(object, m.index, await placeReplica(exec, m, domainKey, wrapped, template));
         } catch (error) {
-          if (outcomeUnknown(error)) uncertain.push(m);
+          const unknown = outcomeUnknown(error);
+          if (unknown) uncertain.push(m);
           else if (staged && m === source) ownCopyRefused = error;
-          await this.#owe(m, debt, (error as Error).message);
+          await this.#owe(m, unknown ? { ...debt, uncertain: true } : debt, (error as Error).message);
         }
       }),
     );

@@ -170,6 +170,21 @@ describe('journal group commit', () => {
     expect(j.owes('member-2', { handle: 1, identity: { name: ref(1, 'a').name, fingerprint: ref(1, 'a').fingerprint } })).toBe(true);
   });
 
+  it('a deletion after a copy whose outcome is unknown (the member failed taking it) stays owed: the copy may exist', async () => {
+    const store = new CountingStore();
+    const j = new Journal(store);
+    await j.owe('member-2', { ...replica(1, 'a'), uncertain: true });
+    const destroy = { kind: 'destroy' as const, object: ref(1, 'a') };
+    await j.owe('member-2', destroy);
+    expect(j.debts('member-2')).toEqual([destroy]);
+    expect(store.durable?.debts['member-2']).toHaveLength(1);
+    // Read back from the file, the flag holds.
+    const reopened = new Journal(Object.assign(new CountingStore(), { recorded: { debts: { 'member-2': [{ ...replica(7, 'b'), uncertain: true as const }] }, tentative: {} } }));
+    await reopened.load();
+    await reopened.owe('member-2', { kind: 'destroy', object: { ...ref(0, 'b'), handle: -1 } });
+    expect(reopened.debts('member-2').map((d) => d.kind)).toEqual(['destroy']);
+  });
+
   it('a deletion keeps the attribute changes the member missed before it (it still shows the old name); debts read back are told apart by identity', async () => {
     const store = new CountingStore();
     const j = new Journal(store);
