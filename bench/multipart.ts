@@ -59,8 +59,9 @@ function direct(p: InstanceType<typeof pkcs11js.PKCS11>, session: Buffer, op: Op
 
 /**
  * The virtual slot: one operation over the 16 parts. The output goes into the lane's own
- * buffer, as the direct path writes into its one: each part's output is copied there (the
- * slot gives a buffer per Update), not gathered into a new 1 MiB buffer per operation.
+ * buffer, as the direct path writes into its one: each Update is given the rest of it
+ * (`encryptUpdate(part, out)`, as pkcs11js's C_EncryptUpdate) and the slot writes there;
+ * the Final's few bytes come in a buffer of their own and are copied there.
  */
 async function viaGroup(session: VirtualSession, op: Op, key: ObjectHandle, out: Buffer): Promise<Buffer> {
   if (op === 'sha256-1m') {
@@ -70,7 +71,7 @@ async function viaGroup(session: VirtualSession, op: Op, key: ObjectHandle, out:
   }
   let at = 0;
   await session.encryptInit({ name: 'AES_CBC', iv: IV }, key);
-  for (const part of PARTS) at += (await session.encryptUpdate(part)).copy(out, at);
+  for (const part of PARTS) at += (await session.encryptUpdate(part, out.subarray(at))).length;
   at += (await session.encryptFinal()).copy(out, at);
   return out.subarray(0, at);
 }

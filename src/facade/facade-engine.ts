@@ -181,12 +181,26 @@ export class FacadeEngine {
       C_DeriveKey: async (_o: number, s: number, mechanism: Mechanism, baseKey: number, template: Template) =>
         this.#made(await this.#session(s).session.deriveKey(mechanism, this.#key(baseKey), template as RawTemplate), s, template),
       C_GenerateRandom: async (_o: number, s: number, length: number) => (length === 0 ? Buffer.alloc(0) : this.#session(s).session.generateRandom(length)),
-      C_SeedRandom: (_o: number, s: number) => {
+      // Every serving member takes the seed: the next random bytes may come from any of them.
+      C_SeedRandom: async (_o: number, s: number, seed: Buffer) => {
         this.#session(s);
-        // Seeding one member would leave the others unseeded; every member seeds itself.
-        throw new FacadeError('CKR_RANDOM_SEED_NOT_SUPPORTED');
+        if (seed.length === 0) throw new FacadeError('CKR_ARGUMENTS_BAD');
+        await this.#group.slot.seedRandom(seed);
       },
       C_DigestKey: async (_o: number, s: number, key: number) => (this.#prepared(s, 'digest'), this.#session(s).ops.digestKey(this.#key(key))),
+      // The object lives on several members, each storing it its own way: no one size holds
+      // for the group. CK_UNAVAILABLE_INFORMATION, as pkcs11js reads it (what SoftHSM answers too).
+      C_GetObjectSize: (_o: number, s: number, object: number) => (this.#session(s), this.#object(object), 0xffff_ffff),
+      // Recovery needs every member to offer it under one key; SoftHSM (the members here) does not.
+      C_SignRecoverInit: (_o: number, s: number) => this.#unsupported(s),
+      C_SignRecover: (_o: number, s: number) => this.#unsupported(s),
+      C_VerifyRecoverInit: (_o: number, s: number) => this.#unsupported(s),
+      C_VerifyRecover: (_o: number, s: number) => this.#unsupported(s),
+      // The dual functions: each operation runs on its own member session, so the pair works on any module.
+      C_DigestEncryptUpdate: (_o: number, s: number, data: Buffer) => (this.#prepared(s, 'digest'), this.#prepared(s, 'encrypt'), this.#session(s).ops.intoBoth('digest', data)),
+      C_SignEncryptUpdate: (_o: number, s: number, data: Buffer) => (this.#prepared(s, 'sign'), this.#prepared(s, 'encrypt'), this.#session(s).ops.intoBoth('sign', data)),
+      C_DecryptDigestUpdate: (_o: number, s: number, data: Buffer) => (this.#prepared(s, 'decrypt'), this.#prepared(s, 'digest'), this.#session(s).ops.decryptInto('digest', data)),
+      C_DecryptVerifyUpdate: (_o: number, s: number, data: Buffer) => (this.#prepared(s, 'decrypt'), this.#prepared(s, 'verify'), this.#session(s).ops.decryptInto('verify', data)),
     };
     for (const [kind, name] of [
       ['encrypt', 'Encrypt'],
@@ -202,6 +216,12 @@ export class FacadeEngine {
       table[`C_${name}Final`] = o.final;
     }
     return table;
+  }
+
+  /** A function no member offers: the session is checked first, as SoftHSM does. */
+  #unsupported(s: number): never {
+    this.#session(s);
+    throw new FacadeError('CKR_FUNCTION_NOT_SUPPORTED');
   }
 
   #session(handle: number): FacadeSession {
@@ -279,10 +299,14 @@ export class FacadeEngine {
 
   async #login(handle: number, userType: number, pin: string): Promise<void> {
     const s = this.#session(handle);
-    if (userType !== pkcs11js.CKU_USER && userType !== pkcs11js.CKU_SO) {
-      // CKU_CONTEXT_SPECIFIC needs the member that holds the operation: not offered yet.
-      throw new FacadeError(userType === pkcs11js.CKU_CONTEXT_SPECIFIC ? 'CKR_OPERATION_NOT_INITIALIZED' : 'CKR_USER_TYPE_INVALID');
+    if (userType === pkcs11js.CKU_CONTEXT_SPECIFIC) {
+      // Authorises the session's open operation on the member that runs it (session-operations.ts);
+      // a pipelined Init that failed says so first.
+      for (const kind of ['encrypt', 'decrypt', 'sign', 'verify'] as const) this.#prepared(handle, kind);
+      if (typeof pin !== 'string' || pin.length === 0) throw new FacadeError('CKR_PIN_INCORRECT');
+      return s.ops.contextLogin(pin);
     }
+    if (userType !== pkcs11js.CKU_USER && userType !== pkcs11js.CKU_SO) throw new FacadeError('CKR_USER_TYPE_INVALID');
     if (this.#user !== undefined) throw new FacadeError(this.#user === userType ? 'CKR_USER_ALREADY_LOGGED_IN' : 'CKR_USER_ANOTHER_ALREADY_LOGGED_IN');
     if (userType === pkcs11js.CKU_SO && [...this.#sessions.values()].some((x) => !x.rw)) throw new FacadeError('CKR_SESSION_READ_ONLY_EXISTS');
     if (typeof pin !== 'string' || pin.length === 0) throw new FacadeError('CKR_PIN_INCORRECT');

@@ -46,6 +46,9 @@ export interface FacadeWorkerData {
   readonly asyncPort: MessagePort;
 }
 
+/** What crosses the async port: the calls (or answers) of one turn of the sender's event loop, in one message. */
+export type Batch<T> = T | readonly T[];
+
 /** The worker's first message on the async port: the group opened, or why not. */
 export type ReadyMessage = { readonly ready: true } | { readonly ready: false; readonly failure: FacadeFailure };
 

@@ -11,7 +11,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { HaGroup } from '../group/ha-group.js';
 import { FacadeEngine } from './facade-engine.js';
 import { toFailure } from './facade-error.js';
-import { revive, type CallReply, type CallRequest, type FacadeWorkerData, type ReadyMessage } from './facade-protocol.js';
+import { revive, type Batch, type CallReply, type CallRequest, type PipelinedCall, type FacadeWorkerData, type ReadyMessage } from './facade-protocol.js';
 import { stripRegisterHook } from './hook-flags.js';
 
 async function main(): Promise<void> {
@@ -40,15 +40,26 @@ async function main(): Promise<void> {
     if (r.fn === '__closeGroup') return group!.close();
     return engine!.call(r.owner, r.fn, revive(r.args) as unknown[]);
   };
-  const run = async (r: CallRequest): Promise<CallReply> => {
-    // Pipelined Inits first, in order: what they did (or their failure) is there for this call.
-    for (const p of r.pre ?? []) {
+  const runPre = async (pre: readonly PipelinedCall[]): Promise<void> => {
+    for (const p of pre) {
       try {
         await engine!.call(p.owner, p.fn, revive(p.args) as unknown[]);
       } catch (error) {
         engine!.deferFailure(p.fn, revive(p.args) as unknown[], error);
       }
     }
+  };
+  // Pipelined Inits run in the order they were made, and before any call that came after
+  // them: a batch's calls start together, and one lane's Init may ride on another's call.
+  let preTail: Promise<void> | undefined;
+  const run = async (r: CallRequest): Promise<CallReply> => {
+    if (r.pre !== undefined) {
+      const pre = r.pre;
+      const mine = (preTail ?? Promise.resolve()).then(() => runPre(pre));
+      preTail = mine;
+      await mine;
+      if (preTail === mine) preTail = undefined;
+    } else if (preTail !== undefined) await preTail;
     try {
       const value = await call(r);
       return { id: r.id, ok: true, value };
@@ -56,6 +67,8 @@ async function main(): Promise<void> {
       return { id: r.id, ok: false, failure: toFailure(error, r.fn) };
     }
   };
+  // Synchronous calls: answered on the sync port, then signalled in shared memory (the
+  // caller polls it through a short call, so the notify seldom has a sleeper to wake).
   data.syncPort.on('message', (r: CallRequest) => {
     void run(r).then((reply) => {
       data.syncPort.postMessage(reply);
@@ -63,8 +76,21 @@ async function main(): Promise<void> {
       Atomics.notify(signal, 0);
     });
   });
-  data.asyncPort.on('message', (r: CallRequest) => {
-    void run(r).then((reply) => data.asyncPort.postMessage(reply));
+  // Asynchronous calls come in batches (one per turn of the caller's event loop); their
+  // answers go back in batches too: those ready in one microtask checkpoint, together.
+  let outbox: CallReply[] = [];
+  const flush = (): void => {
+    const batch = outbox;
+    outbox = [];
+    data.asyncPort.postMessage(batch.length === 1 ? batch[0] : batch);
+  };
+  const answer = (reply: CallReply): void => {
+    outbox.push(reply);
+    if (outbox.length === 1) queueMicrotask(flush);
+  };
+  data.asyncPort.on('message', (m: Batch<CallRequest>) => {
+    if (Array.isArray(m)) for (const r of m as readonly CallRequest[]) void run(r).then(answer);
+    else void run(m as CallRequest).then(answer);
   });
 }
 

@@ -136,7 +136,14 @@ export const WORKER_FUNCTIONS: Readonly<Record<string, FunctionSpec>> = (() => {
     C_GenerateRandom: { n: 2, send: (a) => [s(a), bufferArg(a, 1).length], back: (v, a) => intoOutput(asBuffer(v), a[1] as Buffer) },
     C_SeedRandom: { n: 2, send: (a) => [s(a), bufferArg(a, 1)] },
     C_DigestKey: { n: 2, send: (a) => [s(a), handleArg(a, 1)] },
+    C_GetObjectSize: { n: 2, send: (a) => [s(a), handleArg(a, 1)] },
+    C_SignRecoverInit: { n: 3, send: (a) => [s(a), objectArg(a, 1), handleArg(a, 2)] },
+    C_VerifyRecoverInit: { n: 3, send: (a) => [s(a), objectArg(a, 1), handleArg(a, 2)] },
   };
+  // One part in, output written into the caller's buffer: the recover functions and the dual-function updates.
+  for (const fn of ['C_SignRecover', 'C_VerifyRecover', 'C_DigestEncryptUpdate', 'C_DecryptDigestUpdate', 'C_SignEncryptUpdate', 'C_DecryptVerifyUpdate']) {
+    spec[fn] = { n: 3, send: (a) => (bufferArg(a, 2), [s(a), bufferArg(a, 1)]), back: (v, a) => intoOutput(asBuffer(v), a[2] as Buffer) };
+  }
   operation('Encrypt', spec, 'out');
   operation('Decrypt', spec, 'out');
   operation('Sign', spec, 'sign');

@@ -16,7 +16,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { MessageChannel, receiveMessageOnPort, Worker, type MessagePort } from 'node:worker_threads';
 import type { GroupConfig } from '../group/group-config.js';
 import { pkcs11Failure } from './facade-error.js';
-import { revive, type CallReply, type CallRequest, type FacadeFailure, type FacadeWorkerData, type PipelinedCall, type ReadyMessage } from './facade-protocol.js';
+import { revive, type Batch, type CallReply, type CallRequest, type FacadeFailure, type FacadeWorkerData, type PipelinedCall, type ReadyMessage } from './facade-protocol.js';
 import { stripHookArgs, stripRegisterHook } from './hook-flags.js';
 
 /** A call's failure, carried to the `PKCS11` method that turns it into pkcs11js's error. */
@@ -29,8 +29,13 @@ export class CallFailure extends Error {
 /** The functions whose answer is a new session or object handle. */
 const GIVES_HANDLE = new Set(['C_OpenSession', 'C_CreateObject', 'C_CopyObject', 'C_GenerateKey', 'C_UnwrapKey', 'C_DeriveKey']);
 
-/** Iterations of `Atomics.load` before a synchronous caller sleeps: a woken thread costs tens of µs. */
-const SPIN = 20_000;
+/**
+ * How long a synchronous caller polls for its answer before it sleeps (ms). A thread put
+ * to sleep takes 0.1-0.4 ms to wake on a VM (inline-slicer.ts), longer than a whole
+ * signature; the caller is blocked either way, so it keeps its core for the common short
+ * call and sleeps only through long ones (key generation, a failover).
+ */
+const SPIN_MS = 1;
 /** A synchronous call that gets no answer for this long fails with CKR_DEVICE_ERROR (the worker is gone). */
 const SYNC_LIMIT_MS = 10 * 60_000;
 /** How long C_Initialize waits for the group to open. */
@@ -58,6 +63,8 @@ export class GroupClient {
   readonly #async: MessagePort;
   readonly #pending = new Map<number, { fn: string; resolve: (v: unknown) => void; reject: (e: Error) => void }>();
   #nextId = 0;
+  /** Asynchronous calls of this turn of the event loop, posted together (#flush). */
+  #outbox: CallRequest[] = [];
   /** Pipelined calls waiting for the next request to carry them. */
   #pipelined: PipelinedCall[] = [];
   /** Session and object handles the worker gave out (never reused): a handle not in it is refused at once, not pipelined. */
@@ -82,7 +89,10 @@ export class GroupClient {
     this.#worker.unref();
     this.#worker.on('error', (error) => this.#die(`the facade worker failed: ${error.message}`));
     this.#worker.on('exit', () => this.#die('the facade worker exited'));
-    this.#async.on('message', (m: CallReply) => this.#onReply(m));
+    this.#async.on('message', (m: Batch<CallReply>) => {
+      if (Array.isArray(m)) for (const r of m as readonly CallReply[]) this.#onReply(r);
+      else this.#onReply(m as CallReply);
+    });
     this.#async.unref();
   }
 
@@ -127,6 +137,8 @@ export class GroupClient {
    */
   callSync(owner: number, fn: string, args: readonly unknown[]): unknown {
     if (this.#dead) throw new CallFailure(this.#dead);
+    // Asynchronous calls made before this one are posted first, as they were made first.
+    if (this.#outbox.length > 0) this.#flush();
     const id = this.#id();
     this.#sync.postMessage(this.#request(id, owner, fn, args));
     this.#wait(id, SYNC_LIMIT_MS);
@@ -158,9 +170,17 @@ export class GroupClient {
     return new Promise((resolve, reject) => {
       this.#pending.set(id, { fn, resolve, reject });
       if (this.#pending.size === 1) this.#async.ref();
-      this.#async.postMessage(this.#request(id, owner, fn, args));
+      this.#outbox.push(this.#request(id, owner, fn, args));
+      if (this.#outbox.length === 1) queueMicrotask(this.#flush);
     });
   }
+
+  /** Posts the calls made in this turn of the event loop as one message: one structured clone and one wake-up for the worker, not one per call. */
+  readonly #flush = (): void => {
+    const batch = this.#outbox;
+    this.#outbox = [];
+    if (batch.length > 0) this.#async.postMessage(batch.length === 1 ? batch[0] : batch);
+  };
 
   /**
    * A call whose answer nobody waits for: it goes with the next request (whichever port,
@@ -184,9 +204,12 @@ export class GroupClient {
     return this.#nextId;
   }
 
-  /** Blocks until the worker signals `id` (a brief spin first, then sleeps). */
+  /** Blocks until the worker signals `id` (polling for up to SPIN_MS first, then sleeping). */
   #wait(id: number, limitMs: number): void {
-    for (let i = 0; i < SPIN; i++) if (Atomics.load(this.#signal, 0) === id) return;
+    const spinEnd = performance.now() + SPIN_MS;
+    do {
+      for (let i = 0; i < 512; i++) if (Atomics.load(this.#signal, 0) === id) return;
+    } while (performance.now() < spinEnd);
     const start = Date.now();
     for (let v = Atomics.load(this.#signal, 0); v !== id; v = Atomics.load(this.#signal, 0)) {
       if (Date.now() - start > limitMs) throw new CallFailure(pkcs11Failure('CKR_DEVICE_ERROR', 'the facade worker did not answer'));

@@ -16,20 +16,12 @@ import { CallFailure, GroupClient } from './group-client.js';
 import { groupSource, type GroupSource } from './group-source.js';
 import { moduleInfo, slotInfo, VIRTUAL_SLOT_ID } from './slot-info.js';
 
-/** Functions the virtual slot refuses (the token is initialised member by member, before it joins). C_InitPIN and C_SetPIN reach every member (login/pin-change.ts). */
-const NOT_SUPPORTED = [
-  'C_InitToken',
-  'C_WaitForSlotEvent',
-  'C_GetObjectSize',
-  'C_SignRecoverInit',
-  'C_SignRecover',
-  'C_VerifyRecoverInit',
-  'C_VerifyRecover',
-  'C_DigestEncryptUpdate',
-  'C_DecryptDigestUpdate',
-  'C_SignEncryptUpdate',
-  'C_DecryptVerifyUpdate',
-] as const;
+/**
+ * Functions the virtual slot refuses: the token is initialised member by member, before it
+ * joins, and slot events are the group's own business (members come and go inside the
+ * one slot). C_InitPIN and C_SetPIN reach every member (login/pin-change.ts).
+ */
+const NOT_SUPPORTED = ['C_InitToken', 'C_WaitForSlotEvent'] as const;
 
 /** The functions answered here, without the worker: what they return cannot change. */
 const LOCAL: Record<string, { n: number; run: (a: readonly unknown[]) => unknown }> = {

@@ -44,7 +44,7 @@ const PIN_INCORRECT = rv('CKR_PIN_INCORRECT');
 const OPERATION_ACTIVE = rv('CKR_OPERATION_ACTIVE');
 
 /** The commands the guard always runs itself (their bookkeeping is its job). */
-const OWN_OPS: ReadonlySet<string> = new Set(['openSession', 'closeSession', 'login', 'logout', 'initPin', 'setPin']);
+const OWN_OPS: ReadonlySet<string> = new Set(['openSession', 'closeSession', 'login', 'logout', 'initPin', 'setPin', 'contextLogin']);
 /** Commands that make objects: refused to a client that has not logged in while others have, unless the new object is public. */
 const CREATIONS: ReadonlySet<string> = new Set(['createObject', 'copyObject', 'generateKey', 'generateKeyPair', 'unwrapKey', 'deriveKey']);
 /** The fields of a command that name objects. */
@@ -196,6 +196,8 @@ export class ClientLoginGuard {
       }
       case 'login':
         return this.#serial(() => this.#login(client, command));
+      case 'contextLogin':
+        return this.#contextLogin(client, command);
       case 'logout':
         return this.#serial(() => this.#logout(client, command));
       case 'initPin':
@@ -272,6 +274,21 @@ export class ClientLoginGuard {
     return new Promise((resolve, reject) => {
       scrypt(pin, this.#salt, 32, { N: 16384, r: 8, p: 1 }, (error, key) => (error ? reject(error) : resolve(key)));
     });
+  }
+
+  /**
+   * A context-specific login (a key with CKA_ALWAYS_AUTHENTICATE): only from a client logged
+   * in itself, and only with the PIN that succeeded, so that a wrong one never reaches the
+   * token (where repeated, it could lock the PIN for every client).
+   */
+  async #contextLogin(client: object, command: Extract<Command, { op: 'contextLogin' }>): Promise<unknown> {
+    if (!this.#users.has(client)) throw failure(USER_NOT_LOGGED_IN, 'C_Login');
+    const good = this.#goodPin;
+    if (good !== undefined && !timingSafeEqual(await this.#hash(command.pin), good)) {
+      this.#refusedLogins++;
+      throw failure(PIN_INCORRECT, 'C_Login');
+    }
+    return this.#execute(command);
   }
 
   async #login(client: object, command: Extract<Command, { op: 'login' }>): Promise<unknown> {

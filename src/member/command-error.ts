@@ -37,6 +37,11 @@ const LAST_FUNCTION: Partial<Record<CommandName, string>> = {
   getMechanismList: 'C_GetMechanismList',
   getMechanismInfo: 'C_GetMechanismInfo',
   getTokenInfo: 'C_GetTokenInfo',
+  contextLogin: 'C_Login',
+  encryptOnce: 'C_Encrypt',
+  decryptOnce: 'C_Decrypt',
+  signOnce: 'C_Sign',
+  verifyOnce: 'C_Verify',
 };
 
 /**

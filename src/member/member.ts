@@ -194,7 +194,7 @@ export class Member {
         pool,
         this.#transport,
         (command, transport) => this.#leased(command, transport),
-        (command, transport) => this.#leasedNow(command, transport),
+        (command, transport, output) => this.#leasedNow(command, transport, output),
       );
     } finally {
       this.#outstanding--;
@@ -220,11 +220,11 @@ export class Member {
    * One step on a leased session made synchronously by the transport, or NOT_NOW. No
    * deadline: a call that returns before this does cannot outlive one.
    */
-  #leasedNow(command: Command, transport: Transport): unknown {
+  #leasedNow(command: Command, transport: Transport, output?: Buffer): unknown {
     let result: unknown;
     const began = this.#options.observer?.started() ?? -1;
     try {
-      result = transport.runNow!(command as Extract<Command, { op: CommandName }>);
+      result = transport.runNow!(command as Extract<Command, { op: CommandName }>, output);
     } catch (raw) {
       const error = this.#failed(raw, command.op, transport);
       if (began >= 0) this.#options.observer!.ended(this.name, command.op, began, error);

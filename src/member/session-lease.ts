@@ -22,8 +22,8 @@ export interface LeasePool {
 /** Runs one command on the member through `transport` (counted, timed, typed). */
 export type LeaseStep = (command: Command, transport: Transport) => Promise<unknown>;
 
-/** Runs one command on the member through `transport` synchronously, or gives {@link NOT_NOW} (see `Transport.runNow`). */
-export type LeaseStepNow = (command: Command, transport: Transport) => unknown;
+/** Runs one command on the member through `transport` synchronously, or gives {@link NOT_NOW} (see `Transport.runNow`, and its `output`). */
+export type LeaseStepNow = (command: Command, transport: Transport, output?: Buffer) => unknown;
 
 /** One session of a member, held for a multi-part operation. */
 export class SessionLease {
@@ -83,16 +83,28 @@ export class SessionLease {
    * its promises. Gives {@link NOT_NOW} when it cannot (then use {@link run}, which also
    * reports a lease that ended or is busy).
    *
+   * @param output where an encryptUpdate or decryptUpdate writes its result (see `Transport.runNow`)
    * @throws what {@link run} rejects with when the step fails
    */
-  runNow<N extends CommandName>(build: (session: Handle) => Extract<Command, { op: N }>): CommandResult<N> | typeof NOT_NOW {
+  runNow<N extends CommandName>(build: (session: Handle) => Extract<Command, { op: N }>, output?: Buffer): CommandResult<N> | typeof NOT_NOW {
     if (this.#stepNow === undefined || this.#ended || this.#running !== undefined) return NOT_NOW;
     try {
-      return this.#stepNow(build(this.session), this.#transport) as CommandResult<N> | typeof NOT_NOW;
+      return this.#stepNow(build(this.session), this.#transport, output) as CommandResult<N> | typeof NOT_NOW;
     } catch (error) {
       if (classifyError(error) === 'member') this.#broken = true;
       throw error;
     }
+  }
+
+  /**
+   * Calls `callback` when {@link runNow} may run a step again on the calling thread (see
+   * `Transport.whenNow`); false, and no call, when the transport cannot tell (then use {@link run}).
+   * `callback` must not throw.
+   */
+  whenNow(callback: () => void): boolean {
+    if (this.#stepNow === undefined || this.#ended || this.#transport.whenNow === undefined) return false;
+    this.#transport.whenNow(callback);
+    return true;
   }
 
   /** Gives the session back to the pool: only when no operation is open in it any more. Idempotent. */

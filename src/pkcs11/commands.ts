@@ -75,6 +75,8 @@ export interface CommandMap {
   verify: { args: { session: Handle; mechanism: Mechanism; key: Handle; data: Buffer; signature: Buffer }; result: boolean };
   digest: { args: { session: Handle; mechanism: Mechanism; data: Buffer }; result: Buffer };
   generateRandom: { args: { session: Handle; length: number }; result: Buffer };
+  /** C_SeedRandom: `seed` mixed into the token's generator. */
+  seedRandom: { args: { session: Handle; seed: Buffer }; result: void };
   findObjects: { args: { session: Handle; template: readonly WireAttribute[] }; result: Handle[] };
   /** `kind`: the object's class and key type when the caller knows them (a creation): spares the module two reads. */
   getAttributes: { args: { session: Handle; object: Handle; types: readonly number[]; kind?: ObjectKind }; result: ReadAttribute[] };
@@ -115,6 +117,19 @@ export interface CommandMap {
   /** C_DigestKey: a key's value as the next part of an open digest. */
   digestUpdateKey: { args: { session: Handle; key: Handle }; result: void };
   digestFinal: { args: { session: Handle }; result: Buffer };
+  /**
+   * C_Login(CKU_CONTEXT_SPECIFIC) on the session of an operation, after its Init: authorises
+   * that operation (a key with CKA_ALWAYS_AUTHENTICATE). `pin` is a secret: never logged.
+   */
+  contextLogin: { args: { session: Handle; pin: string }; result: void };
+  /** C_Encrypt on a session whose C_EncryptInit (and context login) ran before it. */
+  encryptOnce: { args: { session: Handle; data: Buffer }; result: Buffer };
+  /** C_Decrypt on a session whose C_DecryptInit (and context login) ran before it. */
+  decryptOnce: { args: { session: Handle; data: Buffer }; result: Buffer };
+  /** C_Sign on a session whose C_SignInit (and context login) ran before it. */
+  signOnce: { args: { session: Handle; data: Buffer }; result: Buffer };
+  /** C_Verify on a session whose C_VerifyInit (and context login) ran before it; false for a wrong signature, as `verify`. */
+  verifyOnce: { args: { session: Handle; data: Buffer; signature: Buffer }; result: boolean };
 }
 
 /** The steps of multi-part operations: they need the session their Init ran on. */
@@ -135,6 +150,11 @@ export const MULTIPART_OPS = [
   'digestUpdate',
   'digestUpdateKey',
   'digestFinal',
+  'contextLogin',
+  'encryptOnce',
+  'decryptOnce',
+  'signOnce',
+  'verifyOnce',
 ] as const;
 
 /** A step of a multi-part operation. */

@@ -78,6 +78,7 @@ const RUNNERS: RunnerTable = {
     return p.C_Digest(c.session, c.data, out ?? Buffer.allocUnsafeSlow(128));
   },
   generateRandom: (p, c) => p.C_GenerateRandom(c.session, Buffer.allocUnsafeSlow(c.length)),
+  seedRandom: (p, c) => p.C_SeedRandom(c.session, c.seed),
   findObjects: (p, c) => {
     p.C_FindObjectsInit(c.session, tpl(c.template));
     const found: Handle[] = [];
@@ -111,10 +112,11 @@ const RUNNERS: RunnerTable = {
     return p.C_DigestFinal(c.session, Buffer.allocUnsafeSlow(128));
   },
   encryptInit: (p, c) => p.C_EncryptInit(c.session, mech(c.mechanism), c.key),
-  encryptUpdate: (p, c) => withRoom(c.data.length + OUTPUT_SLACK, (out) => p.C_EncryptUpdate(c.session, c.data, out)),
+  // `output`: the multi-part caller's own buffer, tried first (multipart-operation.ts).
+  encryptUpdate: (p, c, output) => withRoom(c.data.length + OUTPUT_SLACK, (out) => p.C_EncryptUpdate(c.session, c.data, out), output),
   encryptFinal: (p, c) => withRoom(c.pending + OUTPUT_SLACK, (out) => p.C_EncryptFinal(c.session, out)),
   decryptInit: (p, c) => p.C_DecryptInit(c.session, mech(c.mechanism), c.key),
-  decryptUpdate: (p, c) => withRoom(c.data.length + OUTPUT_SLACK, (out) => p.C_DecryptUpdate(c.session, c.data, out)),
+  decryptUpdate: (p, c, output) => withRoom(c.data.length + OUTPUT_SLACK, (out) => p.C_DecryptUpdate(c.session, c.data, out), output),
   decryptFinal: (p, c) => withRoom(c.pending + OUTPUT_SLACK, (out) => p.C_DecryptFinal(c.session, out)),
   signInit: (p, c) => p.C_SignInit(c.session, mech(c.mechanism), c.key),
   signUpdate: (p, c) => p.C_SignUpdate(c.session, c.data),
@@ -133,6 +135,18 @@ const RUNNERS: RunnerTable = {
   digestUpdate: (p, c) => p.C_DigestUpdate(c.session, c.data),
   digestUpdateKey: (p, c) => p.C_DigestKey(c.session, c.key),
   digestFinal: (p, c) => withRoom(128, (out) => p.C_DigestFinal(c.session, out)),
+  contextLogin: (p, c) => p.C_Login(c.session, pkcs11js.CKU_CONTEXT_SPECIFIC, c.pin),
+  encryptOnce: (p, c) => withRoom(c.data.length + OUTPUT_SLACK, (out) => p.C_Encrypt(c.session, c.data, out)),
+  decryptOnce: (p, c) => withRoom(c.data.length + OUTPUT_SLACK, (out) => p.C_Decrypt(c.session, c.data, out)),
+  signOnce: (p, c) => withRoom(OUTPUT_SLACK, (out) => p.C_Sign(c.session, c.data, out)),
+  verifyOnce: (p, c) => {
+    try {
+      return p.C_Verify(c.session, c.data, c.signature);
+    } catch (error) {
+      if ((error as { code?: number }).code === pkcs11js.CKR_SIGNATURE_INVALID) return false;
+      throw error;
+    }
+  },
 };
 
 /** The most output room an Update or Final is given, after growing from its first guess. */
@@ -143,8 +157,17 @@ const MAX_OUTPUT = 64 * 1024 * 1024;
  * the module answers CKR_BUFFER_TOO_SMALL (which leaves the operation active): the caller
  * never sees that dance, only the whole result. The first guess is right unless a token
  * holds back more than the input so far: pkcs11js does not give the length asked for.
+ * @param first a buffer of the caller's to try first (an Update writing straight into the
+ *   application's buffer); on CKR_BUFFER_TOO_SMALL the dance goes on from `size`
  */
-function withRoom(size: number, call: (out: Buffer) => Buffer): Buffer {
+function withRoom(size: number, call: (out: Buffer) => Buffer, first?: Buffer): Buffer {
+  if (first !== undefined) {
+    try {
+      return call(first);
+    } catch (error) {
+      if (toWireError(error).rv !== pkcs11js.CKR_BUFFER_TOO_SMALL) throw error;
+    }
+  }
   for (let room = size; ; room = Math.min(room * 8, MAX_OUTPUT)) {
     try {
       return call(Buffer.allocUnsafeSlow(room));
@@ -228,7 +251,8 @@ function readAttributes(p: PKCS11, session: Handle, object: Handle, types: reado
 /**
  * Runs a command synchronously; throws what pkcs11js throws.
  * @param output where encrypt, decrypt, sign and digest write their result (the frame
- *   path passes space in its reply frame); allocated when omitted
+ *   path passes space in its reply frame), and encryptUpdate and decryptUpdate theirs (a
+ *   multi-part caller's own buffer); allocated when omitted
  */
 export function runCommand<N extends CommandName>(p: PKCS11, command: Extract<Command, { op: N }>, output?: Buffer): CommandResult<N> {
   const runner = RUNNERS[command.op] as Runner<N> | undefined;

@@ -68,8 +68,8 @@ function shortCreation<C extends Command>(command: C): C {
 export class KeyManager {
   readonly #o: KeyManagerOptions;
   readonly #failover: FailoverPolicy;
-  /** Per object being created: the members whose copy's outcome is unknown (see #rollback). */
-  readonly #uncertain = new WeakMap<VirtualObject, Member[]>();
+  /** Per object being created: the members that took a copy, or may have (see #rollback). */
+  readonly #mayHold = new WeakMap<VirtualObject, Member[]>();
 
   constructor(options: KeyManagerOptions) {
     this.#o = options;
@@ -332,15 +332,14 @@ export class KeyManager {
         if (next === 'refind') await this.#refind(inputs, creator);
         continue;
       }
-      // Replicate every created object in parallel; roll all back if one falls short.
-      // (#replicate cleans up after itself when it fails.)
+      // Replicate every created object in parallel; roll all back if one falls short (#replicate cleans up after itself).
       const results = await Promise.allSettled(created.map((h, i) => this.#replicate(scope, creator, h, tokens[i] ?? tokens[0]!, staged, searches[i])));
       const objects = results.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
       const failure = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
       if (failure === undefined) {
         this.#clearTentative(creator, tentative);
         // Acknowledged: a member that may hold a copy owes it as a replica, and resync finds it present.
-        for (const o of objects) this.#uncertain.delete(o);
+        for (const o of objects) this.#mayHold.delete(o);
         return objects;
       }
       await Promise.all(objects.map((o) => this.#rollback(o)));
@@ -349,15 +348,14 @@ export class KeyManager {
         stage = false;
         continue; // not a failed attempt: the failover policy is not told
       }
-      // A creator that is still serving cleaned up after itself (a destroy it refused is a
-      // destroy debt); one that failed may keep what it made, and its entry stays.
+      // A serving creator cleaned up after itself; one that failed may keep what it made (its entry stays).
       if (creator.serving) {
         this.#clearTentative(creator, tentative);
         throw failure.reason;
       }
       // The creator died before its objects could be read: nothing was acknowledged, and the
       // failover policy says whether the next member tries.
-      const next = await run.failed(creator, failure.reason);
+      const next = await run.failed(creator, failure.reason instanceof StagingRefused ? failure.reason.cause : failure.reason);
       if (next === 'exhausted') throw new NoMemberAvailableError('no member could create the object', { cause: failure.reason });
       if (next !== 'elsewhere') throw failure.reason;
     }
@@ -420,6 +418,8 @@ export class KeyManager {
     const exec = this.#executor(scope, token);
     /** Members whose copy may exist although they never answered (a member fault during the placement). */
     const uncertain: Member[] = [];
+    /** Members that took their copy (and may lose their link if they fail before the end). */
+    const took: Member[] = staged ? [] : [source];
     let ownCopyRefused: unknown;
     // Settled, not all: every placement ends before a debt the journal could not record is acted on.
     const placed = await Promise.allSettled(
@@ -432,6 +432,7 @@ export class KeyManager {
         }
         try {
           catalog.link(object, m.index, await placeReplica(exec, m, domainKey, wrapped, template));
+          took.push(m);
         } catch (error) {
           const unknown = outcomeUnknown(error);
           if (unknown) uncertain.push(m);
@@ -443,35 +444,35 @@ export class KeyManager {
     await staging;
     const unrecorded = placed.find((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (unrecorded !== undefined) {
-      // A member would owe this object and the journal could not record it (ERR_JOURNAL):
-      // nothing is acknowledged, and the object is removed again wherever it was made.
-      await this.#rollback(object, uncertain).catch(() => undefined);
+      // A debt the journal could not record (ERR_JOURNAL): nothing is acknowledged, the object goes again.
+      await this.#rollback(object, [...took, ...uncertain]).catch(() => undefined);
       throw unrecorded.reason;
     }
     if (ownCopyRefused !== undefined) {
       // The creator's module refused a copy of what it made itself: the replica template
       // cannot make this object. Undo, and let #create make it primary-first.
-      await this.#rollback(object, uncertain);
+      await this.#rollback(object, [...took, ...uncertain]);
       throw new StagingRefused(ownCopyRefused);
     }
     if (object.holders.size < this.#o.minReplicas) {
-      await this.#rollback(object, uncertain);
+      await this.#rollback(object, [...took, ...uncertain]);
       // A member that failed while taking its copy may hold one: it owes the copy's removal (status().owed) until it recovers.
       const owing = uncertain.length === 0 ? '' : `; ${uncertain.map((m) => m.name).join(', ')} failed while taking a copy and owe its removal`;
       throw new ReplicationError(`the object reached ${object.holders.size} member(s), fewer than minReplicas ${this.#o.minReplicas}: it was removed again${owing}`);
     }
-    if (uncertain.length > 0) this.#uncertain.set(object, uncertain);
+    this.#mayHold.set(object, [...took, ...uncertain]);
     if (!token) scope.own(object);
     return object;
   }
 
   /**
    * Removes an object that was not acknowledged, from every member that got it. Members in
-   * `uncertain` failed while making their copy, which may exist: they owe its deletion
-   * (matched by identity, so it removes nothing else, and nothing if no copy was made).
+   * `mayHold` that are no holder now (they failed while making their copy, or after it, and
+   * their links went) owe its deletion (matched by identity: it removes nothing else).
    */
-  async #rollback(object: VirtualObject, uncertain: readonly Member[] = this.#uncertain.get(object) ?? []): Promise<void> {
-    this.#uncertain.delete(object);
+  async #rollback(object: VirtualObject, mayHold: readonly Member[] = this.#mayHold.get(object) ?? []): Promise<void> {
+    this.#mayHold.delete(object);
+    const uncertain = mayHold.filter((m) => !object.holders.has(m.index) && m.state.kind !== 'removed');
     const ref = objectRef(object);
     const forgotten = this.#o.journal.forgetObject(object.handle);
     // The copies go even when the journal cannot be written (it keeps what it could not write, and writes it later).

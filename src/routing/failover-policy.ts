@@ -154,6 +154,12 @@ export interface FailoverTarget<M extends FailoverMember> {
   refind?(member: M): Promise<void>;
   /** Told when `member` failed under the command and is excluded (e.g. to stop counting it as a holder). */
   excluded?(member: M, error: unknown): void;
+  /**
+   * Looks for candidates once more when none is left after a failure: holders the group
+   * has not linked yet (links forgotten at a logout, found again only on the member that
+   * just failed).
+   */
+  regain?(): Promise<void>;
   /** The error for "no member is left"; `cause` is the last failure, if any. */
   none(cause: unknown): Error;
 }
@@ -333,8 +339,14 @@ export class FailoverPolicy {
    */
   async execute<M extends FailoverMember, T>(target: FailoverTarget<M>, attempt: (member: M) => Promise<T>): Promise<T> {
     const run = this.begin(target.size);
+    let regained = target.regain === undefined;
     for (;;) {
-      const member = target.pick(run);
+      let member = target.pick(run);
+      if (member === undefined && !regained && run.lastError !== undefined) {
+        regained = true;
+        await target.regain!();
+        member = target.pick(run);
+      }
       if (member === undefined) throw target.none(run.lastError);
       try {
         return await attempt(member);

@@ -78,17 +78,13 @@ export class Router {
    * and the key): only members holding all of them are candidates.
    */
   async runWith<N extends CommandName>(objects: readonly VirtualObject[], build: (session: Handle, memberHandles: Handle[]) => Extract<Command, { op: N }>): Promise<CommandResult<N>> {
-    // No serving holder (links forgotten at a logout, perhaps only a recovering member's found since): find them again,
-    // once a change of name in progress has reached every member (found by name, the object would be missed meanwhile).
-    for (const o of objects) {
-      if ([...o.holders.keys()].some((i) => this.#members[i]?.serving)) continue;
-      await o.changing?.catch(() => undefined);
-      await this.#discovery.resolve(o);
-    }
+    // Awaited only when needed: the hot path picks its member synchronously, as the call is made.
+    if (!objects.every((o) => this.#servedBy(o))) await this.#findHolders(objects);
     return this.#failover.execute<Member, CommandResult<N>>(
       {
         size: this.#members.length,
         pick: (run) => this.#pick(objects, run),
+        regain: objects.length === 0 ? undefined : () => this.#findHolders(objects),
         // The member's cached handle may be stale: find the objects again (its link dropped).
         refind: objects.length === 0 ? undefined : async (member) => {
           for (const o of objects) await this.#discovery.resolve(o, member.index);
@@ -97,6 +93,25 @@ export class Router {
       },
       (member) => this.#attempt(member, objects, build),
     );
+  }
+
+  /**
+   * Finds the holders of objects that have no serving one (links forgotten at a logout,
+   * perhaps only a recovering member's found since), once a change of name in progress has
+   * reached every member (found by name, the object would be missed meanwhile).
+   */
+  async #findHolders(objects: readonly VirtualObject[]): Promise<void> {
+    for (const o of objects) {
+      if (this.#servedBy(o)) continue;
+      await o.changing?.catch(() => undefined);
+      await this.#discovery.resolve(o);
+    }
+  }
+
+  /** Whether a serving member holds `o`. */
+  #servedBy(o: VirtualObject): boolean {
+    for (const i of o.holders.keys()) if (this.#members[i]?.serving) return true;
+    return false;
   }
 
   /** The scheduler's pick among the serving holders of every object the run has not excluded. */

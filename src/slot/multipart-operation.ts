@@ -12,6 +12,7 @@ import type { Mechanism } from 'pkcs11js';
 import type { VirtualObject } from '../catalog/catalog.js';
 import { NoMemberAvailableError, OperationRestartError, Pkcs11Error } from '../errors/ha-error.js';
 import type { Member } from '../member/member.js';
+import { Secret } from '../member/secret.js';
 import type { SessionLease } from '../member/session-lease.js';
 import { NOT_NOW } from '../transport/transport.js';
 import { pkcs11js } from '../native/pkcs11js.js';
@@ -70,12 +71,23 @@ export class MultipartOperation implements PinnedOperation<Member> {
   /** Input bytes not yet given back as output: room for the Final's output. */
   #pending = 0;
   #tail: Promise<unknown> = Promise.resolve();
+  /** Told when the operation ends, however it ends (its session forgets it). */
+  readonly #onEnd: ((op: MultipartOperation) => void) | undefined;
   /** Steps queued or running. */
   #queued = 0;
   #ended = false;
+  /**
+   * The PIN of a context-specific login the token accepted (CKA_ALWAYS_AUTHENTICATE): given
+   * again after the Init of a replay elsewhere; dropped when the operation ends. Kept as a
+   * {@link Secret}: it never prints (logs, errors, inspection).
+   */
+  #contextPin: Secret | undefined;
+  /** The single-part call is under way (see {@link once}). */
+  #single = false;
 
-  private constructor(env: OperationEnv, kind: OperationKind, mechanism: Mechanism, key: VirtualObject | undefined) {
+  private constructor(env: OperationEnv, kind: OperationKind, mechanism: Mechanism, key: VirtualObject | undefined, onEnd: ((op: MultipartOperation) => void) | undefined) {
     this.#env = env;
+    this.#onEnd = onEnd;
     this.kind = kind;
     this.#mechanism = mechanism;
     this.#objects = key === undefined ? [] : [key];
@@ -87,11 +99,12 @@ export class MultipartOperation implements PinnedOperation<Member> {
    * Runs the Init on the member the mode picks (another holder of the key if that one
    * fails under it) and pins the operation there.
    *
+   * @param onEnd told once when the operation ends (a step failed, the Final, {@link end})
    * @throws what the Init threw where it would throw anywhere (the caller's fault)
    * @throws {@link NoMemberAvailableError} when no serving member holds the key
    */
-  static async begin(env: OperationEnv, kind: OperationKind, mechanism: Mechanism, key: VirtualObject | undefined): Promise<MultipartOperation> {
-    const op = new MultipartOperation(env, kind, mechanism, key);
+  static async begin(env: OperationEnv, kind: OperationKind, mechanism: Mechanism, key: VirtualObject | undefined, onEnd?: (op: MultipartOperation) => void): Promise<MultipartOperation> {
+    const op = new MultipartOperation(env, kind, mechanism, key, onEnd);
     const first = env.mode === 'primary' && env.primary?.serving === true && op.#holds(env.primary) ? env.primary : undefined;
     const member = await env.failover.execute<Member, Member>(
       {
@@ -125,7 +138,8 @@ export class MultipartOperation implements PinnedOperation<Member> {
 
   /** Why it cannot be replayed now, if it cannot. */
   get unreplayable(): string | undefined {
-    if (this.#random !== undefined) return this.#random;
+    // A single-part call with no part before it gives nothing until it ends: any member's answer will do.
+    if (this.#random !== undefined && !(this.#single && this.#buffer.parts.length === 0)) return this.#random;
     if (!this.#buffer.complete) return `it went past the replay bound (${this.#env.operationBytes} bytes per operation, ${this.#env.budget.limit} per group)`;
     return undefined;
   }
@@ -135,47 +149,96 @@ export class MultipartOperation implements PinnedOperation<Member> {
     return this.unreplayable === undefined ? (member) => this.#replay(member) : undefined;
   }
 
-  /** Feeds one part; gives the output of encrypt and decrypt (possibly empty). */
-  update(data: Buffer): Promise<Buffer | undefined> {
-    const fn = functionName(this.kind, 'Update');
-    const build = (session: Handle): MultipartCommand => this.#updateCommand(session, { data });
-    // The usual step (no other queued, the member's transport calls on this thread now):
-    // made at once, with one promise instead of a chain of them per part.
+  /**
+   * Feeds one part; gives the output of encrypt and decrypt (possibly empty).
+   *
+   * @param out where encrypt and decrypt write their output, as pkcs11js's C_EncryptUpdate
+   *   does: the result is then a view of it (a buffer of its own when the output does not fit)
+   */
+  update(data: Buffer, out?: Buffer): Promise<Buffer | undefined> {
+    // The usual step (none queued, the member's transport calls on this thread now): made
+    // at once, with one promise instead of a chain of them per part.
     if (this.#queued === 0 && !this.#ended && data.length > 0) {
-      let out: unknown;
+      let result: Buffer | undefined | typeof NOT_NOW;
       try {
-        out = this.#lease.runNow(build);
+        result = this.#now(data, out);
       } catch (error) {
-        // The policy decides as for any failed step: take the operation up elsewhere, or end it.
-        let failed = true;
-        return this.#serial(async () => {
-          const again = await this.#step((lease) => {
-            if (!failed) return lease.run(build);
-            failed = false;
-            return Promise.reject(error as Error);
-          }, fn);
-          return this.#kept(data, again);
-        });
+        return this.#serial(() => this.#recover(data, out, error));
       }
-      if (out !== NOT_NOW) return Promise.resolve(this.#kept(data, out));
+      if (result !== NOT_NOW) return Promise.resolve(result);
+      // The slice was spent (other callers' steps, the event loop's turn): the step waits for
+      // the next one in line with them and is then made as above, not through the promise
+      // layers of the policy, the member and the transport (about as costly as an AES step).
+      let resume!: (step: Promise<Buffer | undefined>) => void;
+      const later = new Promise<Buffer | undefined>((resolve) => (resume = resolve));
+      if (this.#lease.whenNow(() => resume(this.#resumed(data, out)))) return this.#counted(later);
     }
-    return this.#serial(async () => {
-      // An empty part changes nothing; SoftHSM answers CKR_BUFFER_TOO_SMALL to an empty
-      // C_DecryptUpdate under CBC-PAD whatever the room (an unsigned underflow).
-      if (data.length === 0) {
-        if (this.#ended) throw sessionError('CKR_OPERATION_NOT_INITIALIZED', fn);
-        return this.kind === 'encrypt' || this.kind === 'decrypt' ? Buffer.alloc(0) : undefined;
-      }
-      return this.#kept(data, await this.#step((lease) => lease.run(build), fn));
-    });
+    return this.#serial(() => this.#slow(data, out));
   }
 
-  /** Keeps a part that went through and what it gave; gives its output. */
-  #kept(data: Buffer, out: unknown): Buffer | undefined {
-    const output = Buffer.isBuffer(out) ? out : undefined;
+  /** The step made on the calling thread now, or NOT_NOW; throws what the step threw. */
+  #now(data: Buffer, out: Buffer | undefined): Buffer | undefined | typeof NOT_NOW {
+    // The caller's buffer, when it has room for all the step can give (input held back so far and this part).
+    const room = out !== undefined && out.length >= this.#pending + data.length ? out : undefined;
+    const result = this.#lease.runNow((session) => this.#updateCommand(session, { data }), room);
+    return result === NOT_NOW ? NOT_NOW : this.#kept(data, result, out);
+  }
+
+  /** A step whose slice has come (see update): made now, else the usual way. Never throws. */
+  #resumed(data: Buffer, out: Buffer | undefined): Promise<Buffer | undefined> {
+    if (this.#ended) return this.#slow(data, out);
+    let result: Buffer | undefined | typeof NOT_NOW;
+    try {
+      result = this.#now(data, out);
+    } catch (error) {
+      return this.#recover(data, out, error);
+    }
+    return result === NOT_NOW ? this.#slow(data, out) : Promise.resolve(result);
+  }
+
+  /** A step made on the calling thread that failed: the policy decides as for any failed step (take the operation up elsewhere, or end it). */
+  async #recover(data: Buffer, out: Buffer | undefined, error: unknown): Promise<Buffer | undefined> {
+    let failed = true;
+    const again = await this.#step((lease) => {
+      if (!failed) return lease.run((session) => this.#updateCommand(session, { data }));
+      failed = false;
+      return Promise.reject(error as Error);
+    }, functionName(this.kind, 'Update'));
+    return this.#kept(data, again, out);
+  }
+
+  /** A step through the policy, the member and the transport (execute). */
+  async #slow(data: Buffer, out: Buffer | undefined): Promise<Buffer | undefined> {
+    // An empty part changes nothing; SoftHSM answers CKR_BUFFER_TOO_SMALL to an empty
+    // C_DecryptUpdate under CBC-PAD whatever the room (an unsigned underflow).
+    if (data.length === 0) {
+      if (this.#ended) throw sessionError('CKR_OPERATION_NOT_INITIALIZED', functionName(this.kind, 'Update'));
+      return this.kind === 'encrypt' || this.kind === 'decrypt' ? Buffer.alloc(0) : undefined;
+    }
+    return this.#kept(data, await this.#step((lease) => lease.run((session) => this.#updateCommand(session, { data })), functionName(this.kind, 'Update')), out);
+  }
+
+  /**
+   * Keeps a part that went through and what it gave; gives its output: in `out` when the
+   * caller gave one and it fits (written there by the token, or copied there).
+   */
+  #kept(data: Buffer, result: unknown, out: Buffer | undefined): Buffer | undefined {
+    const output = Buffer.isBuffer(result) ? result : undefined;
     this.#pending += data.length - (output?.length ?? 0);
+    if (output === undefined || out === undefined) {
+      this.#buffer.keep({ data }, output);
+      return output;
+    }
+    if (output.buffer === out.buffer && output.byteOffset === out.byteOffset) {
+      // Written into the caller's buffer, which it may reuse: the replay keeps a copy.
+      this.#buffer.keep({ data }, output, true);
+      return output;
+    }
+    // Made elsewhere (another thread, a member host): ours, kept as is, and given in `out`.
     this.#buffer.keep({ data }, output);
-    return output;
+    if (output.length > out.length) return output;
+    output.copy(out);
+    return out.subarray(0, output.length);
   }
 
   /** Feeds a key's value to an open digest (C_DigestKey). */
@@ -193,9 +256,66 @@ export class MultipartOperation implements PinnedOperation<Member> {
 
   /** Ends the operation with its result: the last output, the signature or digest, or whether the signature verified. */
   final(signature?: Buffer): Promise<Buffer | boolean> {
+    const build = (session: Handle): MultipartCommand => this.#finalCommand(session, signature);
+    // Made at once when it can be, as the usual Update (see update).
+    if (this.#queued === 0 && !this.#ended) {
+      let result: unknown;
+      try {
+        result = this.#lease.runNow(build);
+      } catch (error) {
+        return this.#serial(() => this.#finalSlow(build, error));
+      }
+      if (result !== NOT_NOW) {
+        // A wrong signature ends the operation too; the session is closed rather than trusted.
+        if (result === false) return this.end(true).then(() => false);
+        void this.end(false);
+        return Promise.resolve(result as Buffer | boolean);
+      }
+    }
+    return this.#serial(() => this.#finalSlow(build));
+  }
+
+  /** The Final through the policy; `failed`: what it threw when made on the calling thread (the policy decides as for an Update). */
+  async #finalSlow(build: (session: Handle) => MultipartCommand, failed?: unknown): Promise<Buffer | boolean> {
+    let error = failed;
+    const result = await this.#step((lease) => {
+      if (error === undefined) return lease.run(build);
+      const thrown = error;
+      error = undefined;
+      return Promise.reject(thrown as Error);
+    }, functionName(this.kind, 'Final'));
+    await this.end(result === false);
+    return result as Buffer | boolean;
+  }
+
+  /**
+   * C_Login(CKU_CONTEXT_SPECIFIC) for this operation, on its member's session (a key with
+   * CKA_ALWAYS_AUTHENTICATE). A PIN the token accepts is kept until the operation ends, for
+   * a replay elsewhere; a PIN the token refuses (or a key that needs no login) leaves the
+   * operation open, as the token does. A member failing under it: taken up elsewhere, as a step.
+   */
+  authorise(pin: string): Promise<void> {
     return this.#serial(async () => {
-      const result = await this.#step((lease) => lease.run((session) => this.#finalCommand(session, signature)), functionName(this.kind, 'Final'));
-      // A wrong signature ends the operation too; the session is closed rather than trusted.
+      if (this.#ended) throw sessionError('CKR_OPERATION_NOT_INITIALIZED', 'C_Login');
+      try {
+        await this.#pinned.run(() => this.#lease.run((session) => ({ op: 'contextLogin', session, pin })));
+      } catch (error) {
+        if (!(error instanceof Pkcs11Error && error.fault !== 'member')) await this.end(true);
+        throw error;
+      }
+      if (this.#ended) throw sessionError('CKR_OPERATION_NOT_INITIALIZED', 'C_Login');
+      this.#contextPin = Secret.of(pin);
+    });
+  }
+
+  /**
+   * The single-part call (C_Sign, C_Encrypt, ...) on the operation's session, after its
+   * Init and context login: ends the operation with its result.
+   */
+  once(data: Buffer, signature?: Buffer): Promise<Buffer | boolean> {
+    return this.#serial(async () => {
+      this.#single = true;
+      const result = await this.#step((lease) => lease.run((session) => this.#onceCommand(session, data, signature)), `C_${CAPITAL[this.kind]}`);
       await this.end(result === false);
       return result as Buffer | boolean;
     });
@@ -208,6 +328,8 @@ export class MultipartOperation implements PinnedOperation<Member> {
   async end(abort = true): Promise<void> {
     if (this.#ended) return;
     this.#ended = true;
+    this.#contextPin = undefined;
+    this.#onEnd?.(this);
     this.#buffer.release();
     if (abort) await this.#lease.abort();
     else this.#lease.release();
@@ -229,6 +351,9 @@ export class MultipartOperation implements PinnedOperation<Member> {
     const lease = await member.lease();
     try {
       await lease.run((session) => this.#initCommand(session, member));
+      // A replay: the login the operation had is given again, right after its Init.
+      const pin = this.#contextPin;
+      if (pin !== undefined) await lease.run((session) => ({ op: 'contextLogin', session, pin: pin.reveal() }));
       return lease;
     } catch (error) {
       await lease.abort();
@@ -302,6 +427,17 @@ export class MultipartOperation implements PinnedOperation<Member> {
   #updateCommand(session: Handle, part: KeptPart, member: Member = this.member): MultipartCommand {
     if ('key' in part) return { op: 'digestUpdateKey', session, key: part.key.holders.get(member.index)! };
     return { op: `${this.kind}Update`, session, data: part.data };
+  }
+
+  #onceCommand(session: Handle, data: Buffer, signature: Buffer | undefined): MultipartCommand {
+    switch (this.kind) {
+      case 'verify':
+        return { op: 'verifyOnce', session, data, signature: signature ?? Buffer.alloc(0) };
+      case 'digest':
+        throw sessionError('CKR_OPERATION_NOT_INITIALIZED', 'C_Digest');
+      default:
+        return { op: `${this.kind}Once`, session, data };
+    }
   }
 
   #finalCommand(session: Handle, signature: Buffer | undefined): MultipartCommand {

@@ -25,6 +25,19 @@ function bytes(value: unknown, what: string): Buffer {
   throw new InvalidArgumentError(`${what} must be a Buffer or Uint8Array, got ${value === null ? 'null' : typeof value}`);
 }
 
+/** The multi-part operations of each virtual session (see {@link multipartOf}). */
+const OF_SESSION = new WeakMap<object, MultipartSession>();
+
+/**
+ * The multi-part operations of a virtual session: what the pkcs11js facade needs beyond the
+ * session's API (the context-specific login, the single-part call on an operation it authorised).
+ *
+ * @internal
+ */
+export function multipartOf(session: object): MultipartSession | undefined {
+  return OF_SESSION.get(session);
+}
+
 /** One virtual session's open multi-part operations, by kind. */
 export class MultipartSession {
   readonly #context: () => SlotContext;
@@ -33,9 +46,13 @@ export class MultipartSession {
   #settings: MultipartSettings | undefined;
   #ending = false;
 
-  /** @param context the session's context, read on first use */
-  constructor(context: () => SlotContext) {
+  /**
+   * @param context the session's context, read on first use
+   * @param owner the virtual session, for {@link multipartOf}
+   */
+  constructor(context: () => SlotContext, owner?: object) {
     this.#context = context;
+    if (owner !== undefined) OF_SESSION.set(owner, this);
   }
 
   /** Kinds of operation open now. */
@@ -56,7 +73,8 @@ export class MultipartSession {
     if (this.#open.has(kind)) throw sessionError('CKR_OPERATION_ACTIVE', functionName(kind, 'Init'));
     const starting = (async () => {
       if (object !== undefined && ![...object.holders.keys()].some((i) => context.membership.at(i)?.serving)) await context.discovery.resolve(object);
-      return MultipartOperation.begin({ ...this.#settingsOf(context), members: context.membership.all, primary: context.membership.primary }, kind, m, object);
+      // An operation that ends (a failed step, its Final) is forgotten at once: no handler per step.
+      return MultipartOperation.begin({ ...this.#settingsOf(context), members: context.membership.all, primary: context.membership.primary }, kind, m, object, (op) => this.#forget(kind, op));
     })();
     this.#open.set(kind, starting);
     try {
@@ -70,24 +88,25 @@ export class MultipartSession {
     }
   }
 
-  /** C_<Kind>Update: feeds a part; encrypt and decrypt give their output (possibly empty). */
-  update(kind: OperationKind, data: Uint8Array): Promise<Buffer | undefined> {
+  /**
+   * C_<Kind>Update: feeds a part; encrypt and decrypt give their output (possibly empty).
+   * @param out encrypt and decrypt: where the output goes, as in pkcs11js (see `MultipartOperation.update`)
+   */
+  update(kind: OperationKind, data: Uint8Array, out?: Uint8Array): Promise<Buffer | undefined> {
     let d: Buffer;
+    let o: Buffer | undefined;
     try {
       d = bytes(data, 'data');
+      o = out === undefined ? undefined : bytes(out, 'out');
       this.#checked();
       const entry = this.#open.get(kind);
-      // The usual case, without the promises of #run: the operation is open and idle.
-      if (entry instanceof MultipartOperation && !this.#ending) {
-        return entry.update(d).catch((error: unknown) => {
-          this.#forget(kind, entry);
-          throw error;
-        });
-      }
+      // The usual case, without the promises of #run: the operation is open (it forgets
+      // itself here when a step fails: see init).
+      if (entry instanceof MultipartOperation && !this.#ending) return entry.update(d, o);
     } catch (error) {
       return Promise.reject(error as Error);
     }
-    return this.#run(kind, 'Update', (op) => op.update(d));
+    return this.#run(kind, 'Update', (op) => op.update(d, o));
   }
 
   /** C_DigestKey: a key's value as the next part of the open digest. */
@@ -102,6 +121,28 @@ export class MultipartSession {
     const s = kind === 'verify' ? bytes(signature, 'signature') : undefined;
     try {
       return await this.#run(kind, 'Final', (op) => op.final(s));
+    } finally {
+      this.#forget(kind);
+    }
+  }
+
+  /**
+   * C_Login(CKU_CONTEXT_SPECIFIC) for the open operation of `kind`, on the member session it
+   * runs on (see `MultipartOperation.authorise`: a refused PIN leaves it open).
+   */
+  async authorise(kind: OperationKind, pin: string): Promise<void> {
+    this.#checked();
+    const entry = this.#open.get(kind);
+    if (entry === undefined || this.#ending) throw sessionError('CKR_OPERATION_NOT_INITIALIZED', 'C_Login');
+    await (entry instanceof MultipartOperation ? entry : await entry).authorise(pin);
+  }
+
+  /** The single-part call on the open operation of `kind` (its Init ran, with nothing fed): ends it. */
+  async once(kind: OperationKind, data: Uint8Array, signature?: Uint8Array): Promise<Buffer | boolean> {
+    const d = bytes(data, 'data');
+    const s = kind === 'verify' ? bytes(signature, 'signature') : undefined;
+    try {
+      return await this.#run(kind, 'Final', (op) => op.once(d, s));
     } finally {
       this.#forget(kind);
     }

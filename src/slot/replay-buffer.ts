@@ -1,7 +1,8 @@
 /**
  * What a multi-part operation keeps so that another member can take it up: the parts sent
- * so far (copies: the caller may reuse its buffers) and the output already returned (the
- * buffers given to the caller, to check the replay's against). Bounded twice: per operation, and for the whole group by a
+ * so far (copies: the caller may reuse its buffers) and the output already returned (to
+ * check the replay's against: the buffers given to the caller, or copies when the output
+ * went into the caller's own buffer). Bounded twice: per operation, and for the whole group by a
  * shared {@link ReplayBudget}, so that many open operations cannot hold unbounded memory.
  * Past either bound the operation keeps nothing more and can no longer be replayed.
  */
@@ -137,8 +138,11 @@ export class ReplayBuffer {
     return Buffer.concat(this.#output);
   }
 
-  /** Keeps a part that succeeded (a copy: the caller may reuse its buffer) and the output it gave. */
-  keep(part: KeptPart, output?: Buffer): void {
+  /**
+   * Keeps a part that succeeded (a copy: the caller may reuse its buffer) and the output it gave.
+   * @param copyOutput the output is in the caller's own buffer (which it may reuse): keep a copy
+   */
+  keep(part: KeptPart, output?: Buffer, copyOutput = false): void {
     if (this.#overflowed) return;
     const size = ('data' in part ? part.data.length : 0) + (output?.length ?? 0);
     if (this.#bytes + size > this.#limit || !this.#budget.take(size)) {
@@ -149,10 +153,14 @@ export class ReplayBuffer {
     this.#bytes += size;
     if ('data' in part) this.#partSlabs.write(this.#budget, part.data, (data) => this.#parts.push({ data }));
     else this.#parts.push(part);
-    // The output is the caller's own buffer, kept as is: a caller that changes it later
-    // makes a replay's check fail (a restart error), never pass wrongly. The parts, in
-    // contrast, are copied: a part changed after its step would replay as other data.
-    if (output !== undefined && output.length > 0) this.#output.push(output);
+    // An output the slot gave (a buffer of its own) is kept as is: a caller that changes it
+    // later makes a replay's check fail (a restart error), never pass wrongly. One written
+    // into the caller's buffer is copied: streaming callers reuse that buffer for the next
+    // part, and a failed check would make every such replay a restart. The parts are
+    // copied: a part changed after its step would replay as other data.
+    if (output === undefined || output.length === 0) return;
+    if (copyOutput) this.#partSlabs.write(this.#budget, output, (piece) => this.#output.push(piece));
+    else this.#output.push(output);
   }
 
   /**

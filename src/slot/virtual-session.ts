@@ -61,7 +61,7 @@ export class VirtualSession {
   /** Key management calls under way: `close` waits for them before it cleans up. */
   readonly #inFlight = new Set<Promise<unknown>>();
   /** Open multi-part operations, each pinned to a member (src/slot/multipart-session.ts). */
-  readonly #multipart = new MultipartSession(() => (this.#check(), this.#context));
+  readonly #multipart = new MultipartSession(() => (this.#check(), this.#context), this);
   readonly #scope: SessionScope = {
     // Each call holds one backing session alone (two calls at once on one crash SoftHSM).
     exec: (member, build) => this.#backing.exec(member, build),
@@ -174,9 +174,14 @@ export class VirtualSession {
   async encryptInit(mechanism: MechanismInput, key: ObjectHandle): Promise<void> {
     return this.#multipart.init('encrypt', mechanism, key);
   }
-  /** C_EncryptUpdate: the next part; resolves to the output it gave (possibly empty). */
-  async encryptUpdate(data: Uint8Array): Promise<Buffer> {
-    return (await this.#multipart.update('encrypt', data)) ?? Buffer.alloc(0);
+  /**
+   * C_EncryptUpdate: the next part; resolves to the output it gave (possibly empty).
+   * @param out where the output goes, as in pkcs11js: the result is then a view of it, and
+   *   no buffer is made per part (one that is too small gets a buffer of its own instead)
+   */
+  encryptUpdate(data: Uint8Array, out?: Uint8Array): Promise<Buffer> {
+    // An encrypt or decrypt step always gives a buffer (an empty one for an empty part).
+    return this.#multipart.update('encrypt', data, out) as Promise<Buffer>;
   }
   /** C_EncryptFinal: ends the operation with its last output, whole. */
   async encryptFinal(): Promise<Buffer> {
@@ -186,9 +191,14 @@ export class VirtualSession {
   async decryptInit(mechanism: MechanismInput, key: ObjectHandle): Promise<void> {
     return this.#multipart.init('decrypt', mechanism, key);
   }
-  /** C_DecryptUpdate: the next part; resolves to the output it gave (possibly empty). */
-  async decryptUpdate(data: Uint8Array): Promise<Buffer> {
-    return (await this.#multipart.update('decrypt', data)) ?? Buffer.alloc(0);
+  /**
+   * C_DecryptUpdate: the next part; resolves to the output it gave (possibly empty).
+   * @param out where the output goes, as in pkcs11js: the result is then a view of it, and
+   *   no buffer is made per part (one that is too small gets a buffer of its own instead)
+   */
+  decryptUpdate(data: Uint8Array, out?: Uint8Array): Promise<Buffer> {
+    // An encrypt or decrypt step always gives a buffer (an empty one for an empty part).
+    return this.#multipart.update('decrypt', data, out) as Promise<Buffer>;
   }
   /** C_DecryptFinal: ends the operation with its last output, whole. */
   async decryptFinal(): Promise<Buffer> {

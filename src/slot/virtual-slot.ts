@@ -1,7 +1,7 @@
 /**
  * The one virtual slot of a group: where the application opens sessions.
  */
-import { ClosedError } from '../errors/ha-error.js';
+import { ClosedError, NoMemberAvailableError } from '../errors/ha-error.js';
 import type { SlotContext } from './slot-context.js';
 import { SlotCapabilities, type MechanismLimits, type TokenLimits } from './slot-capabilities.js';
 import { VirtualSession } from './virtual-session.js';
@@ -44,6 +44,20 @@ export class VirtualSlot {
   openSession(): VirtualSession {
     if (this.#context.closed.aborted) throw new ClosedError('group');
     return new VirtualSession(this.#context);
+  }
+
+  /**
+   * C_SeedRandom: the seed mixed into every serving member's generator (any of them may
+   * give the next random bytes); refused only when every member refuses it.
+   */
+  async seedRandom(seed: Uint8Array): Promise<void> {
+    if (this.#context.closed.aborted) throw new ClosedError('group');
+    const data = Buffer.from(seed);
+    const serving = this.#context.membership.all.filter((m) => m.serving);
+    if (serving.length === 0) throw new NoMemberAvailableError('no member serves to take the seed');
+    const results = await Promise.allSettled(serving.map((m) => m.run<'seedRandom'>((session) => ({ op: 'seedRandom', session, seed: data }))));
+    const refused = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (refused !== undefined && results.every((r) => r.status === 'rejected')) throw refused.reason;
   }
 
   /** Sessions open now. */

@@ -17,6 +17,7 @@ import { CommandFailedError, NOT_NOW } from './transport.js';
 import { isFrameCommand, type FrameCommand } from './frame-codec.js';
 import { threadSlicer, type InlineSlicer } from './inline-slicer.js';
 import { isShort } from '../pkcs11/short-commands.js';
+import { generateAsync, isAsyncGeneration } from './async-generation.js';
 
 /**
  * Where an in-process member makes its short cryptographic calls (encrypt, decrypt, sign,
@@ -62,10 +63,20 @@ const HANDED_OFF_PER_THREAD = 12;
  * call or a descheduled thread can take that long once. After {@link LONG_RETRY_MS} the
  * kind is tried inline again, and one more slow call makes it long again: a machine that
  * was only busy for a while does not send a fast kind to the threads for good.
+ *
+ * Slow by the wall clock makes a kind suspect only; where the slicer reads CPU time
+ * (the real one does), a strike needs the suspect's next calls to take that long in CPU
+ * time too. On a loaded machine (load 12 on 2 cores) a 0.1 ms EC key generation took
+ * 2-14 ms of wall time, descheduled, often enough to strike out three times in a row:
+ * every generation then went to the threads for 10 s. (The CPU clock is the process's:
+ * busy worker threads can still make a descheduled call look long, but rarely thrice.)
  */
 const LONG_INLINE_CALL_MS = 2;
 const LONG_STRIKES = 3;
 const LONG_RETRY_MS = 10_000;
+
+/** Short key generations on libuv's thread pool at once, at most (see #short). */
+const MAX_ASYNC_GENERATIONS = 4;
 
 /** Kinds of call tracked, at most (the map is cleared when full). */
 const MAX_TRACKED_KINDS = 1024;
@@ -95,6 +106,10 @@ export class InProcessTransport implements Transport {
   /** Kinds of call that are long, until when (slicer time, ms). */
   readonly #longUntil = new Map<string, number>();
   #waitingInline = 0;
+  /** Generations under way on libuv's pool (settled either way): close() waits for them before the module can be finalized. */
+  readonly #asyncCalls = new Set<Promise<void>>();
+  /** In a {@link whenNow} callback: the slicer gave it this slice. */
+  #granted = false;
   #inlineCalls = 0;
   #threadCalls = 0;
 
@@ -138,7 +153,7 @@ export class InProcessTransport implements Transport {
   }
 
   get pending(): number {
-    return (this.#pool?.pending ?? 0) + this.#waitingInline;
+    return (this.#pool?.pending ?? 0) + this.#waitingInline + this.#asyncCalls.size;
   }
 
   execute<N extends CommandName>(command: Extract<Command, { op: N }>): Promise<CommandResult<N>> {
@@ -151,12 +166,35 @@ export class InProcessTransport implements Transport {
       this.#threadCalls++;
       return pool.run(command, { long: true }) as Promise<CommandResult<N>>;
     }
-    // Key management its caller marked short (session objects: src/pkcs11/short-commands.ts).
-    // Steps of multi-part operations too: a thread's wake-up per 64 KiB part cost more than
+    // Key management its caller marked short (session objects: src/pkcs11/short-commands.ts):
+    // inline, or a key generation on libuv's pool when callers queue up (#short). Steps of
+    // multi-part operations inline only: a thread's wake-up per 64 KiB part cost more than
     // it saved, and one operation's steps run one at a time anyway (its session is leased).
-    if (this.#inline && (isShort(command) || isMultipartCommand(command)) && !this.#isLong(command)) return this.#short(command) as Promise<CommandResult<N>>;
+    if (this.#inline && (isShort(command) || isMultipartCommand(command)) && !this.#isLong(command)) {
+      if (isShort(command)) return this.#short(command) as Promise<CommandResult<N>>;
+      return this.#inlineSoon(command) as Promise<CommandResult<N>>;
+    }
     this.#threadCalls++;
     return pool.run(command) as Promise<CommandResult<N>>;
+  }
+
+  /**
+   * Calls `callback` in the next slice with room, in line with the calls waiting for one;
+   * a {@link runNow} made during the callback has that slice (see `Transport.whenNow`).
+   *
+   * @internal
+   */
+  whenNow(callback: () => void): void {
+    this.#waitingInline++;
+    this.#slicer.defer(() => {
+      this.#waitingInline--;
+      this.#granted = true;
+      try {
+        callback();
+      } finally {
+        this.#granted = false;
+      }
+    });
   }
 
   /**
@@ -166,23 +204,47 @@ export class InProcessTransport implements Transport {
    *
    * @internal
    */
-  runNow<N extends CommandName>(command: Extract<Command, { op: N }>): CommandResult<N> | typeof NOT_NOW {
-    if (!this.#inline || this.#pool === undefined || !isMultipartCommand(command) || this.#isLong(command) || !this.#slicer.mayRun()) return NOT_NOW;
+  runNow<N extends CommandName>(command: Extract<Command, { op: N }>, output?: Buffer): CommandResult<N> | typeof NOT_NOW {
+    if (!this.#inline || this.#pool === undefined || !isMultipartCommand(command) || this.#isLong(command) || !(this.#granted || this.#slicer.mayRun())) return NOT_NOW;
+    const cpu = this.#cpuIfSuspect(command);
     const start = this.#slicer.now();
     try {
-      return this.runHere(command);
+      return this.runHere(command, output);
     } finally {
       this.#inlineCalls++;
-      this.#timed(command, this.#slicer.now() - start);
+      this.#timed(command, this.#slicer.now() - start, cpu);
     }
   }
 
   /**
-   * A command marked short: inline now or in the next slice, never handed off (SoftHSM
-   * makes session keys no faster on two threads than on one, and a hand-off costs a
-   * wake-up); one that proved long (see #timed) goes to the threads like any other.
+   * A command marked short: inline now or in the next slice, never to the worker threads
+   * (structured clone of a generation's templates cost more than the generation). But a
+   * key generation while other calls queue up (callers waiting for a slice, or another
+   * generation under way) goes to libuv's thread pool through pkcs11js's async call, at
+   * most {@link MAX_ASYNC_GENERATIONS} at once: this thread then runs the rest of the
+   * callers' work (the group's own) while keys are made beside it. All inline, one core
+   * did both (EC key pairs at 16 callers: 0.35 -> 0.53 of pkcs11js direct on a loaded
+   * machine). A lone caller stays inline: an async call costs it a thread hop.
+   * One that proved long (see #timed) goes to the threads like any other.
    */
   #short(command: Command): Promise<unknown> {
+    const module = this.#module;
+    if (module !== undefined && isAsyncGeneration(command) && this.#asyncCalls.size < MAX_ASYNC_GENERATIONS && (this.#asyncCalls.size > 0 || this.#slicer.demand >= 2 || this.#slicer.waiting > 0)) {
+      this.#threadCalls++;
+      const call = generateAsync(module.pkcs11, command);
+      const settled = call.then(
+        () => undefined,
+        () => undefined,
+      );
+      this.#asyncCalls.add(settled);
+      void settled.then(() => this.#asyncCalls.delete(settled));
+      return call;
+    }
+    return this.#inlineSoon(command);
+  }
+
+  /** A command made inline now, or in the next slice when this one is spent. */
+  #inlineSoon(command: Command): Promise<unknown> {
     if (this.#slicer.mayRun()) return this.#inlineNow(command);
     this.#waitingInline++;
     return new Promise((resolve) => {
@@ -237,6 +299,7 @@ export class InProcessTransport implements Transport {
   /** Runs a hot command here, timed; a byte result is copied out of the thread's scratch output. */
   #inlineNow(command: FrameCommand | Command): Promise<unknown> {
     const output = isFrameCommand(command) ? scratchOutput(command) : undefined;
+    const cpu = this.#cpuIfSuspect(command);
     const start = this.#slicer.now();
     try {
       const result: unknown = this.runHere(command as Extract<Command, { op: CommandName }>, output);
@@ -245,8 +308,14 @@ export class InProcessTransport implements Transport {
       return Promise.reject(error as Error);
     } finally {
       this.#inlineCalls++;
-      this.#timed(command, this.#slicer.now() - start);
+      this.#timed(command, this.#slicer.now() - start, cpu);
     }
+  }
+
+  /** The CPU clock's reading before a call of a suspect kind (slow by the wall clock lately), when the slicer reads one. */
+  #cpuIfSuspect(command: FrameCommand | Command): number | undefined {
+    if (this.#strikes.size === 0 || !this.#slicer.readsCpu || !this.#strikes.has(kindOf(command))) return undefined;
+    return this.#slicer.cpuNow();
   }
 
   #isLong(command: FrameCommand | Command): boolean {
@@ -261,16 +330,23 @@ export class InProcessTransport implements Transport {
     return false;
   }
 
-  /** Counts a slow inline call against its kind; a fast one clears its kind's strikes. */
-  #timed(command: FrameCommand | Command, ms: number): void {
+  /**
+   * Counts a slow inline call against its kind; a fast one clears its kind's strikes.
+   * @param cpuStart the CPU clock before the call, read for a suspect kind only (see LONG_INLINE_CALL_MS)
+   */
+  #timed(command: FrameCommand | Command, ms: number, cpuStart: number | undefined): void {
     if (ms <= LONG_INLINE_CALL_MS) {
       if (this.#strikes.size > 0) this.#strikes.delete(kindOf(command));
       return;
     }
     const kind = kindOf(command);
-    const strikes = (this.#strikes.get(kind) ?? 0) + 1;
+    const before = this.#strikes.get(kind);
+    // Slow by the wall clock: a strike only when the CPU clock agrees (or none is read).
+    let strikes = before ?? 0;
+    if (!this.#slicer.readsCpu) strikes++;
+    else if (cpuStart !== undefined && this.#slicer.cpuNow() - cpuStart > LONG_INLINE_CALL_MS) strikes++;
     if (strikes < LONG_STRIKES) {
-      if (this.#strikes.size >= MAX_TRACKED_KINDS) this.#strikes.clear();
+      if (before === undefined && this.#strikes.size >= MAX_TRACKED_KINDS) this.#strikes.clear();
       this.#strikes.set(kind, strikes);
       return;
     }
@@ -306,8 +382,9 @@ export class InProcessTransport implements Transport {
     this.#closed = true;
     const pool = this.#pool;
     this.#pool = undefined;
-    // Threads must be gone before the module is finalized under them.
+    // Threads, and calls on libuv's pool, must be gone before the module is finalized under them.
     await pool?.close();
+    await Promise.all(this.#asyncCalls);
     if (this.#module) releaseModule(this.#module);
     this.#module = undefined;
   }

@@ -23,11 +23,20 @@ export interface SliceTiming {
   now(): number;
   /** Runs `callback` once on a later turn of the event loop. */
   nextTurn(callback: () => void): void;
+  /**
+   * CPU time this process has used, in ms (it tells a long call from a descheduled one).
+   * Without it, wall time alone decides (fake clocks in tests).
+   */
+  cpuNow?(): number;
 }
 
-/** The real event loop: `performance.now()` and `setImmediate`. */
+/** The real event loop: `performance.now()`, `setImmediate` and `process.cpuUsage()`. */
 export const eventLoopTurns: SliceTiming = {
   now: () => performance.now(),
+  cpuNow: () => {
+    const { user, system } = process.cpuUsage();
+    return (user + system) / 1000;
+  },
   nextTurn: (callback) => {
     setImmediate(callback);
   },
@@ -60,6 +69,16 @@ export class InlineSlicer {
   /** The slicer's time (ms), for timing inline calls on the same clock. */
   now(): number {
     return this.#timing.now();
+  }
+
+  /** Whether {@link cpuNow} reads a CPU clock. */
+  get readsCpu(): boolean {
+    return this.#timing.cpuNow !== undefined;
+  }
+
+  /** CPU time this process has used (ms), on the timing's CPU clock; NaN when it has none. */
+  cpuNow(): number {
+    return this.#timing.cpuNow?.() ?? Number.NaN;
   }
 
   /** Calls waiting for the next slice. */

@@ -46,9 +46,20 @@ export interface Transport {
    * {@link NOT_NOW} otherwise, and the caller uses `execute`. Throws what `execute` rejects
    * with. Transports that never call on the calling thread leave this out.
    *
+   * @param output where an encryptUpdate or decryptUpdate writes its result (the caller's
+   *   own buffer, with room for all the step can give); allocated when omitted
    * @internal an optimisation of the in-process transport, not for other transports yet
    */
-  runNow?<N extends CommandName>(command: Extract<Command, { op: N }>): CommandResult<N> | typeof NOT_NOW;
+  runNow?<N extends CommandName>(command: Extract<Command, { op: N }>, output?: Buffer): CommandResult<N> | typeof NOT_NOW;
+  /**
+   * Calls `callback` on the calling thread when {@link runNow} may run a step there again
+   * (the next slice of the event loop, after the calls queued before it); `runNow` made
+   * during the callback itself does not give NOT_NOW for lack of a slice. Spares a step
+   * that got NOT_NOW only because the slice was spent the promise layers of `execute`.
+   *
+   * @internal with runNow
+   */
+  whenNow?(callback: () => void): void;
   /** Commands this transport holds, queued or running (its own view of "busy"). */
   readonly pending: number;
   /**

@@ -4,6 +4,8 @@
  * host processes that the facade worker started (children of this process).
  */
 import { execFileSync } from 'node:child_process';
+import * as pkcs11js from 'pkcs11js';
+import { expect } from 'vitest';
 import type { GroupFileConfig } from '../../src/group/group-config.js';
 import { standardKeys, type ProvisionedKey } from '../../src/testbed/provision.js';
 import { hostGroups, type HostGroups } from '../helpers/host-groups.js';
@@ -46,4 +48,32 @@ export function memberHostPids(): number[] {
     .split('\n')
     .filter((line) => /member-host\.(?:ts|js)/.test(line))
     .map((line) => Number.parseInt(line.trim(), 10));
+}
+
+/** The PKCS#11 error a call throws: pkcs11js's own class, its message the CKR_* name. */
+export function ckrOf(run: () => unknown): string {
+  try {
+    run();
+  } catch (error) {
+    expect(error).toBeInstanceOf(pkcs11js.Pkcs11Error);
+    const e = error as pkcs11js.Pkcs11Error;
+    expect(e.code).toBe((pkcs11js as unknown as Record<string, number>)[e.message]);
+    return e.message;
+  }
+  throw new Error('no error');
+}
+
+/** The CKR_* name of the pkcs11js error a promise form rejects with. */
+export async function ckrOfAsync(run: () => Promise<unknown>): Promise<string> {
+  const error = await run().then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(error).toBeInstanceOf(pkcs11js.Pkcs11Error);
+  return (error as pkcs11js.Pkcs11Error).message;
+}
+
+/** The callback form: resolves to what the callback got. */
+export function viaCallback<T>(call: (cb: (error: Error | null, value: T) => void) => void): Promise<T> {
+  return new Promise((resolve, reject) => call((error, value) => (error ? reject(error) : resolve(value))));
 }

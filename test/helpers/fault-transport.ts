@@ -35,6 +35,7 @@ const FUNCTION_OF: { readonly [N in CommandName]: string } = {
   verify: 'C_Verify',
   digest: 'C_Digest',
   generateRandom: 'C_GenerateRandom',
+  seedRandom: 'C_SeedRandom',
   findObjects: 'C_FindObjects',
   getAttributes: 'C_GetAttributeValue',
   setAttributes: 'C_SetAttributeValue',
@@ -63,6 +64,11 @@ const FUNCTION_OF: { readonly [N in CommandName]: string } = {
   digestUpdate: 'C_DigestUpdate',
   digestUpdateKey: 'C_DigestKey',
   digestFinal: 'C_DigestFinal',
+  contextLogin: 'C_Login',
+  encryptOnce: 'C_Encrypt',
+  decryptOnce: 'C_Decrypt',
+  signOnce: 'C_Sign',
+  verifyOnce: 'C_Verify',
 };
 
 interface Hung {

@@ -177,4 +177,18 @@ describe('several clients on one member host', () => {
     await setPin(b, next, pin);
     expect(host.log.join('\n')).not.toContain(next);
   }, 60_000);
+  it('a context-specific login comes only from a client logged in itself, and a wrong PIN never reaches the token', async () => {
+    const host = hosts[0]!;
+    const pin = bed.tokens[0]!.userPin;
+    const a = await app(host, 'app-a');
+    const b = await app(host, 'app-c');
+    await login(a, pin);
+    const contextLogin = (c: { client: RpcClient; session: Handle }, p: string) => c.client.execute({ op: 'contextLogin', session: c.session, pin: p });
+    const before = await logins(a);
+    await expect(contextLogin(b, pin)).rejects.toMatchObject(refusedWith(CKR_USER_NOT_LOGGED_IN));
+    for (let i = 0; i < 3; i++) await expect(contextLogin(a, '00000000')).rejects.toMatchObject(refusedWith(CKR_PIN_INCORRECT));
+    expect(await logins(a)).toMatchObject({ tokenLogins: before.tokenLogins, refusedLogins: before.refusedLogins + 3 });
+    // The right PIN reaches the token, which answers as it does with no operation to authorise.
+    await expect(contextLogin(a, pin)).rejects.toMatchObject({ wire: { rv: 0x91 } });
+  });
 });

@@ -16,7 +16,7 @@ export function ref(handle: number, label: string, token = true): ObjectRef {
   };
 }
 
-export const replica = (handle: number, label: string, token = true): Debt => ({
+export const replica = (handle: number, label: string, token = true): Extract<Debt, { kind: 'replica' }> => ({
   kind: 'replica',
   object: ref(handle, label, token),
   wrapped: randomBytes(40),

@@ -9,6 +9,7 @@ import { createTestbed, type Testbed } from '../../src/testbed/softhsm-testbed.j
 import { RecordingTransport, containsBytes, type Exchange } from '../helpers/recording-transport.js';
 import { internalsOf } from '../../src/testing.js';
 import { faultGroups, states } from '../helpers/fault-group.js';
+import { until } from '../helpers/until.js';
 
 const inProcess = (m: ResolvedMemberConfig) =>
   new InProcessTransport({ member: m.name, modulePath: m.modulePath, moduleEnv: m.moduleEnv, token: m.token, threads: m.threads, configPath: m.path });
@@ -323,8 +324,25 @@ describe('replication when a member cannot be reached', () => {
   });
 });
 
-describe('a rename whose first holder fails right after it', () => {
+describe('key management with members failing in the middle (fault transports)', () => {
   const fx = faultGroups({ prefix: 'rn', domain: true });
+
+  it('a creation rolled back owes the removal of a copy a member took before it failed (its link went with it)', async () => {
+    const h = await fx.openSigning({ extra: { minReplicas: 3 } });
+    // member-2's copy is held; member-3 takes its copy, then fails; member-2's copy is then refused.
+    h.faults[1]!.failNext('unwrapKey', 'hang');
+    const creating = h.session.generateKey('AES_KEY_GEN', { label: 'rb-lost', valueLen: 32, token: true, encrypt: true }).catch((e: unknown) => e);
+    await until(() => h.faults[1]!.hanging === 1 && h.faults[2]!.executed('unwrapKey') > 0 && h.faults[2]!.pending === 0, 'member-3 to take its copy');
+    h.faults[2]!.disconnect();
+    h.faults[1]!.release(new Error('refused (injected)'));
+    expect(await creating).toMatchObject({ code: 'ERR_REPLICATION' });
+    const owed = [...internalsOf(h.group).journal.entries()].flatMap(([m, debts]) => debts.map((d) => `${m}:${d.kind}`));
+    expect(owed).toContain('member-3:destroy');
+    // Back, it removes the copy.
+    expect(await h.group.recover('member-3')).toBe(true);
+    expect(h.group.status().owed['member-3'] ?? 0).toBe(0);
+    expect(await h.session.findObjects({ label: 'rb-lost' })).toEqual([]);
+  });
 
   it('leaves the catalog with the new name: the key is found and used under it after its links are forgotten (chaos run: keys lost every holder)', async () => {
     const h = await fx.openSigning();

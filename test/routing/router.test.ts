@@ -362,6 +362,19 @@ describe('holders found again when none of the linked ones serves', () => {
     expect([...object.holders.keys()].sort()).toEqual([0, 1, 2]);
   });
 
+  it('an object linked only on a serving member that fails under the call is found again on the others (chaos run, seed 2)', async () => {
+    const h = await open();
+    const internals = internalsOf(h.group);
+    const object = internals.catalog.get(h.key)!;
+    // As a logout leaves it and a recovered member's scan relinks it: linked on member-1 only.
+    internals.catalog.unlink(object, 1);
+    internals.catalog.unlink(object, 2);
+    h.faults[0]!.failNext('sign', { rv: pkcs11js.CKR_TOKEN_NOT_PRESENT });
+    expect(await sign(h)).toEqual(EXPECTED_MAC);
+    expect(states(h)[0]).toBe('failed');
+    expect([...object.holders.keys()].sort()).toEqual([1, 2]);
+  });
+
   it('waits for a change of name in progress to reach the members before it searches by the new name', async () => {
     const h = await open();
     const internals = internalsOf(h.group);

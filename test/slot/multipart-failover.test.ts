@@ -59,7 +59,7 @@ const stop: Fault = (pid) => hosts.freeze(pid);
 /** One replayable operation: its Init, the kind of its Updates and Final, and node:crypto's answer. */
 interface Case {
   readonly name: string;
-  readonly steps: 'digest' | 'sign' | 'encrypt';
+  readonly steps: 'digest' | 'sign' | 'encrypt' | 'encrypt into out';
   init(o: Opened): Promise<void>;
   expected(data: Buffer): Buffer;
 }
@@ -75,6 +75,8 @@ async function run(c: Case, o: Opened, parts: Buffer[], between: () => void): Pr
     digest: [(p: Buffer) => session.digestUpdate(p), () => session.digestFinal()],
     sign: [(p: Buffer) => session.signUpdate(p), () => session.signFinal()],
     encrypt: [(p: Buffer) => session.encryptUpdate(p), () => session.encryptFinal()],
+    // One output buffer of the caller's, reused for every part (what was returned is copied out first).
+    'encrypt into out': [async (p: Buffer) => Buffer.from(await session.encryptUpdate(p, reusedOut)), () => session.encryptFinal()],
   }[c.steps] as [(p: Buffer) => Promise<Buffer | void>, () => Promise<Buffer>];
   const out: Buffer[] = [];
   const step = async (part: Buffer): Promise<void> => {
@@ -92,6 +94,7 @@ async function run(c: Case, o: Opened, parts: Buffer[], between: () => void): Pr
 
 const iv = randomBytes(16);
 const gcmIv = randomBytes(12);
+const reusedOut = Buffer.alloc(64 * 1024);
 
 const CASES: Case[] = [
   {
@@ -109,6 +112,15 @@ const CASES: Case[] = [
   {
     name: 'AES-CBC-PAD encryption (output returned before the failure is checked against the replay)',
     steps: 'encrypt',
+    init: ({ session, key }) => session.encryptInit({ name: 'AES_CBC_PAD', iv }, key.aes),
+    expected: (data) => {
+      const c = createCipheriv('aes-256-cbc', AES, iv);
+      return Buffer.concat([c.update(data), c.final()]);
+    },
+  },
+  {
+    name: "AES-CBC-PAD encryption into the caller's reused buffer (out)",
+    steps: 'encrypt into out',
     init: ({ session, key }) => session.encryptInit({ name: 'AES_CBC_PAD', iv }, key.aes),
     expected: (data) => {
       const c = createCipheriv('aes-256-cbc', AES, iv);

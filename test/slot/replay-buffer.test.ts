@@ -49,6 +49,19 @@ describe('ReplayBuffer', () => {
     expect(buffer.bytes).toBe(0);
   });
 
+  it("copies an output written into the caller's buffer (copyOutput), which the caller may reuse", () => {
+    const budget = new ReplayBudget(64 * SLAB_BYTES);
+    const buffer = new ReplayBuffer(64 * SLAB_BYTES, budget);
+    const out = Buffer.alloc(SLAB_BYTES + 10);
+    buffer.keep({ data: Buffer.alloc(SLAB_BYTES + 10, 1) }, out.fill(7), true);
+    buffer.keep({ data: Buffer.alloc(5, 2) }, out.subarray(0, 5).fill(8), true);
+    out.fill(0);
+    expect(buffer.output()).toEqual(Buffer.concat([Buffer.alloc(SLAB_BYTES + 10, 7), Buffer.alloc(5, 8)]));
+    expect(budget.used).toBe(2 * (SLAB_BYTES + 10) + 10);
+    buffer.release();
+    expect(budget.used).toBe(0);
+  });
+
   it('shares the group bound between operations, and reuses slabs up to it', () => {
     const budget = new ReplayBudget(2 * SLAB_BYTES);
     const a = new ReplayBuffer(4 * SLAB_BYTES, budget);

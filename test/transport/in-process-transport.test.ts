@@ -14,6 +14,7 @@ import { InlineSlicer, eventLoopTurns, type SliceTiming } from '../../src/transp
 import { CommandFailedError } from '../../src/transport/transport.js';
 import { WorkerPool } from '../../src/transport/worker-pool.js';
 import { inProcessToken } from '../helpers/in-process-token.js';
+import { markShort } from '../../src/pkcs11/short-commands.js';
 
 /** Real turns of the event loop, but a clock that moves `step` ms at every reading (and `jump`s when told). */
 const steppingTime = (step: number): SliceTiming & { jump(ms: number): void } => {
@@ -138,6 +139,53 @@ describe('InProcessTransport: inline calls', () => {
     expect(t.calls).toEqual({ inline: base.inline + 4, threads: base.threads + 1 });
     await sign();
     expect(t.calls).toEqual({ inline: base.inline + 4, threads: base.threads + 2 });
+  });
+
+  it('a call slow by the wall clock but not in CPU time is no strike (a descheduled thread); slow in both, the kind is long after one more call', async () => {
+    // Every clock reading moves 3 ms of wall time; the CPU clock moves 0.01 ms (descheduled) or 3 ms (busy).
+    let cpuStep = 0.01;
+    let cpu = 0;
+    const time = { ...steppingTime(3), cpuNow: () => (cpu += cpuStep) };
+    const { t, info } = await open('inline', new InlineSlicer(1, time));
+    const [session] = await sessionsOf(t, info, 1);
+    const hmac = await find(t, session!, 'hmac');
+    const sign = () => t.execute({ op: 'sign', session: session!, mechanism: toMechanism('SHA256_HMAC'), key: hmac.key, data: Buffer.from('x') });
+    const base = t.calls;
+    for (let i = 0; i < 6; i++) await sign();
+    expect(t.calls).toEqual({ inline: base.inline + 6, threads: base.threads });
+    // Now busy: the kind is suspect already, so three CPU-confirmed slow calls make it long.
+    cpuStep = 3;
+    for (let i = 0; i < 4; i++) await sign();
+    expect(t.calls).toEqual({ inline: base.inline + 9, threads: base.threads + 1 });
+  });
+
+  it('short EC key generations under several callers partly run on libuv\'s pool (pkcs11js async); a lone caller\'s stay inline; every pair is usable', async () => {
+    const { t, info } = await open('inline', new InlineSlicer(1, steppingTime(0.3)));
+    const sessions = await sessionsOf(t, info, 8);
+    const generate = (session: Handle) =>
+      t.execute(
+        markShort({
+          op: 'generateKeyPair',
+          session,
+          mechanism: toMechanism('EC_KEY_PAIR_GEN'),
+          publicTemplate: toRawTemplate({ token: false, keyType: 'ec', ecParams: Buffer.from('06082a8648ce3d030107', 'hex'), verify: true }),
+          privateTemplate: toRawTemplate({ token: false, keyType: 'ec', private: true, sensitive: true, sign: true }),
+        }),
+      );
+    const check = async (session: Handle, pair: { publicKey: Handle; privateKey: Handle }) => {
+      const signature = await t.execute({ op: 'sign', session, mechanism: toMechanism('ECDSA'), key: pair.privateKey, data: Buffer.alloc(32, 7) });
+      expect(await t.execute({ op: 'verify', session, mechanism: toMechanism('ECDSA'), key: pair.publicKey, data: Buffer.alloc(32, 7), signature })).toBe(true);
+      for (const object of [pair.privateKey, pair.publicKey]) await t.execute(markShort({ op: 'destroyObject', session, object }));
+    };
+    const lone = t.calls;
+    for (let i = 0; i < 5; i++) await check(sessions[0]!, await generate(sessions[0]!));
+    expect(t.calls.threads).toBe(lone.threads);
+    const before = t.calls;
+    await Promise.all(sessions.map(async (session) => {
+      for (let i = 0; i < 10; i++) await check(session, await generate(session));
+    }));
+    expect(t.calls.threads - before.threads).toBeGreaterThan(0);
+    expect(t.pending).toBe(0);
   });
 
   it('hot calls are not handed to threads busy with key generations: they run inline, before the generations end', async () => {
