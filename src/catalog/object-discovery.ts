@@ -5,7 +5,7 @@
  */
 import { classifyError } from '../errors/classification.js';
 import { NoMemberAvailableError } from '../errors/ha-error.js';
-import { isAmbiguousAnswer } from '../errors/return-code-rules.js';
+import { isAmbiguousAnswer, isStaleHandle } from '../errors/return-code-rules.js';
 import type { GroupEventSink } from '../events/group-events.js';
 import type { Member } from '../member/member.js';
 import type { Membership } from '../member/membership.js';
@@ -117,13 +117,22 @@ export class ObjectDiscovery {
     const handles = await m.run<'findObjects'>((session) => ({ op: 'findObjects', session, template }));
     const domainKey = this.#o.domain.keyOf(m);
     const unknown = handles.filter((h) => this.#o.catalog.byMemberHandle(m.index, h) === undefined && !(domainKey?.equals(h) ?? false));
+    // An object destroyed between the search and the read (a deletion running meanwhile) is not there any more: skipped.
     const read = await Promise.all(
-      unknown.map((h) => m.run<'getAttributes'>((session) => ({ op: 'getAttributes', session, object: h, types: IDENTITY_ATTRIBUTES }))),
+      unknown.map((h) =>
+        m.run<'getAttributes'>((session) => ({ op: 'getAttributes', session, object: h, types: IDENTITY_ATTRIBUTES })).catch((error: unknown) => {
+          if (isStaleHandle(error)) return undefined;
+          throw error;
+        }),
+      ),
     );
     // The domain key is the group's, never the application's: with it, any replicated
     // key could be unwrapped again as a non-sensitive copy.
     const value = (attrs: readonly ReadAttribute[], type: number) => attrs.find((a) => a.type === type)?.value;
-    const kept = unknown.flatMap((handle, i) => (this.#o.domain.isDomainKey(value(read[i]!, pkcs11js.CKA_LABEL), value(read[i]!, pkcs11js.CKA_ID)) ? [] : [{ handle, read: read[i]! }]));
+    const kept = unknown.flatMap((handle, i) => {
+      const r = read[i];
+      return r === undefined || this.#o.domain.isDomainKey(value(r, pkcs11js.CKA_LABEL), value(r, pkcs11js.CKA_ID)) ? [] : [{ handle, read: r }];
+    });
     const fresh = await Promise.all(kept.map(async (k) => ({ ...k, wrapped: await this.#domainWrap(m, k.handle, k.read) })));
     return { member: m, handles, fresh };
   }

@@ -6,6 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { pkcs11js } from '../../src/native/pkcs11js.js';
 import { faultGroups, states } from '../helpers/fault-group.js';
 import { until } from '../helpers/until.js';
+import { internalsOf } from '../../src/testing.js';
 
 const fx = faultGroups({ prefix: 'od' });
 
@@ -35,5 +36,22 @@ describe('searching every member', () => {
     const h = await fx.openSigning();
     for (const f of h.faults) f.failNext('findObjects', { rv: pkcs11js.CKR_GENERAL_ERROR });
     await expect(h.session.findObjects({ label: 'od-hmac' })).rejects.toMatchObject({ code: 'ERR_PKCS11', ckr: 'CKR_GENERAL_ERROR' });
+  });
+});
+
+describe('scanning a member', () => {
+  it('an object destroyed between the search and the read of its identity is skipped, not a failure', async () => {
+    const h = await fx.openSigning();
+    const { discovery, members, catalog } = internalsOf(h.group);
+    catalog.forgetMember(0);
+    h.faults[0]!.failNext('getAttributes', { rv: pkcs11js.CKR_OBJECT_HANDLE_INVALID });
+    await discovery.scanMember(members[0]!);
+    expect(states(h.group)).toEqual(['active', 'active', 'active']);
+    // The others were linked again; the one whose read was refused is linked by the next scan.
+    const linked = () => [...catalog.objects()].filter((o) => o.holders.has(0)).length;
+    const first = linked();
+    expect(first).toBeGreaterThan(0);
+    await discovery.scanMember(members[0]!);
+    expect(linked()).toBe(first + 1);
   });
 });
