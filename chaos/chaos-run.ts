@@ -17,11 +17,12 @@ import { HaGroup, type GroupConfig, type VirtualSession } from '../src/index.js'
 import { INJECT_FAULTS_ENV } from '../src/host/injected-faults.js';
 import { createTestbed, type Testbed } from '../src/testbed/softhsm-testbed.js';
 import { internalsOf, seededRandom } from '../src/testing.js';
+import { diagnoseKey, traceGroup, type GroupTrace } from './diagnose.js';
 import { FaultInjector, isLiveChild, type AppliedFault } from './fault-injector.js';
 import { faultSchedule, type FaultKind } from './fault-schedule.js';
 import { checkInvariants, INVARIANTS, probeTokens, type InvariantName, type RunFacts, type Verdict } from './invariants.js';
 import { generateModelKey, Load, resolveModelKey } from './load.js';
-import { ChaosModel, errorCode, errorMessage, type Failure, type KeyState, type OpCategory } from './model.js';
+import { ChaosModel, errorCode, errorMessage, type Failure, type KeyState, type ModelKey, type OpCategory } from './model.js';
 
 /** Options of {@link runChaos}. */
 export interface ChaosOptions {
@@ -103,6 +104,8 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
       return g;
     };
     group = watch(await HaGroup.open(config));
+    const traces: GroupTrace[] = [];
+    if (process.env['CHAOS_DEBUG']) traces.push(traceGroup(group, now));
     control = group.slot.openSession();
     await control.login(pin);
     const model = new ChaosModel();
@@ -138,7 +141,8 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
           journalRestart = await restartFromJournal(member);
         }),
     });
-    const load = new Load({ model, group: () => group!, down: () => injector.down(), allDown: () => injector.allDown(), now, seed: options.seed, workers: options.workers ?? 4, shared });
+    const load = new Load({ model, group: () => group!, down: () => injector.down(), allDown: () => injector.allDown(), now, seed: options.seed, workers: options.workers ?? 4, shared, groupIndex: () => Math.max(0, traces.length - 1),
+      ...(process.env['CHAOS_DEBUG'] ? { diagnose: (key: ModelKey) => void diagnoseKey(group!, key, log).catch((error: unknown) => log(`diagnose failed: ${String(error)}`)) } : {}) });
 
     /** Key changes while `member` is down, then the group closed and opened again from its journal. */
     const restartFromJournal = async (member: number): Promise<NonNullable<RunFacts['journalRestart']>> => {
@@ -170,6 +174,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
         await control!.close();
         await group!.close();
         group = watch(await HaGroup.open(config));
+        if (process.env['CHAOS_DEBUG']) traces.push(traceGroup(group, now));
         control = group.slot.openSession();
         await control.login(pin);
         const owedAfterLogin = sumOwed(group);
@@ -256,6 +261,17 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
       leftovers,
     };
     const invariants = checkInvariants(facts);
+    if (process.env['CHAOS_DEBUG']) {
+      // The history of every key a breach names, to read it.
+      const named = Object.values(invariants).join(' ');
+      for (const k of model.keys.values()) {
+        const shown = Buffer.from(k.id, 'hex').toString();
+        if (k.history === undefined || !named.includes(shown)) continue;
+        for (const h of k.history) log(`history ${shown}: ${h}`);
+        const made = k.madeIn;
+        if (made !== undefined) for (const handle of made.handles) for (const line of traces[made.group]?.(handle) ?? []) log(`trace ${shown} ${handle}: ${line}`);
+      }
+    }
     const keys = { live: 0, destroyed: 0, failedCreate: 0, uncertain: 0 } satisfies Record<KeyState, number>;
     for (const k of model.keys.values()) keys[k.state]++;
     return {

@@ -30,6 +30,10 @@ export interface LoadOptions {
   readonly workers: number;
   /** The shared keys (live in the model): never destroyed. */
   readonly shared: readonly ModelKey[];
+  /** With CHAOS_DEBUG: called once per key on its first `ERR_NO_MEMBER`, to log what the group and the tokens hold of it. */
+  readonly diagnose?: (key: ModelKey) => void;
+  /** With CHAOS_DEBUG: which group (0 before the restart from the journal, 1 after) serves now. */
+  readonly groupIndex?: () => number;
 }
 
 const OWN_KEYS_MAX = 6;
@@ -47,6 +51,7 @@ export class Load {
   #openGate: (() => void) | undefined;
   #busy = 0;
   #idleWaiters: (() => void)[] = [];
+  readonly #diagnosed = new WeakSet<ModelKey>();
 
   constructor(options: LoadOptions) {
     this.#o = options;
@@ -102,6 +107,11 @@ export class Load {
     }
   }
 
+  /** With CHAOS_DEBUG, one line of the key's history. */
+  #note(key: ModelKey, what: string): void {
+    if (this.#o.diagnose !== undefined) (key.history ??= []).push(`${(this.#o.now() / 1000).toFixed(3)} s ${what}`);
+  }
+
   #session(w: number): VirtualSession {
     return (this.#sessions[w] ??= this.#o.group().slot.openSession());
   }
@@ -119,6 +129,13 @@ export class Load {
       return true;
     } catch (error) {
       const stateless = category === 'stateless' || category === 'multipart';
+      if (key !== undefined && this.#o.diagnose !== undefined) {
+        this.#note(key, `${op} failed: ${errorCode(error)}`);
+        if (errorCode(error).startsWith('ERR_NO_MEMBER') && !this.#diagnosed.has(key)) {
+          this.#diagnosed.add(key);
+          this.#o.diagnose(key);
+        }
+      }
       this.#o.model.failures.push({
         atMs: Math.round(this.#o.now()),
         category,
@@ -238,6 +255,8 @@ export class Load {
     });
     const key = model.add(id, kind, label, ok ? 'live' : 'failedCreate');
     key.madeAtMs = Math.round(this.#o.now());
+    this.#note(key, `generate ${ok ? `ok, handle ${made?.handle}${made?.publicHandle === undefined ? '' : `, public ${made.publicHandle}`}` : 'failed'}`);
+    if (made !== undefined && this.#o.diagnose !== undefined) key.madeIn = { group: this.#o.groupIndex?.() ?? 0, handles: [made.handle, ...(made.publicHandle === undefined ? [] : [made.publicHandle])] };
     if (made) {
       key.handle = made.handle;
       if (made.publicHandle !== undefined) key.publicHandle = made.publicHandle;
@@ -251,10 +270,12 @@ export class Load {
     if (key === undefined) return;
     const s = this.#session(w);
     const ok = await this.#try('keyManagement', `destroy ${key.kind}`, async () => {
-      await s.destroyObject(key.handle!);
+      if (!key.mainDestroyed) await s.destroyObject(key.handle!);
+      key.mainDestroyed = true;
       if (key.publicHandle !== undefined) await s.destroyObject(key.publicHandle);
     });
     key.state = ok ? 'destroyed' : 'uncertain';
+    this.#note(key, `destroy ${ok ? 'ok' : 'failed'}`);
     if (ok) key.destroyedAtMs = Math.round(this.#o.now());
     if (ok) own.splice(own.indexOf(key), 1);
   }
@@ -267,6 +288,7 @@ export class Load {
       await s.setAttributes(key.handle!, { label: next });
       if (key.publicHandle !== undefined) await s.setAttributes(key.publicHandle, { label: next });
     }, key);
+    this.#note(key, `relabel to ${next} ${ok ? 'ok' : 'failed'}`);
     if (ok) {
       key.label = next;
       key.labels = new Set([next]);

@@ -34,6 +34,12 @@ export interface ModelKey {
   /** When its creation and its destruction were acknowledged (ms from the start of the load), for reading a breach. */
   madeAtMs?: number;
   destroyedAtMs?: number;
+  /** Set once the secret or private key is destroyed while the pair's public key is not yet: a retried destruction only destroys what is left. */
+  mainDestroyed?: boolean;
+  /** With CHAOS_DEBUG: what was done to it and when, to read a breach. */
+  history?: string[];
+  /** With CHAOS_DEBUG: the virtual handles it was made under, in the group of that index (the run restarts the group once). */
+  madeIn?: { readonly group: number; readonly handles: readonly number[] };
 }
 
 /** Categories of operation, as counted and as failures are judged. */

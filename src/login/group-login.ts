@@ -6,6 +6,7 @@
 import type { Catalog } from '../catalog/catalog.js';
 import { classifyError } from '../errors/classification.js';
 import { NoMemberAvailableError, Pkcs11Error } from '../errors/ha-error.js';
+import { isAmbiguousAnswer } from '../errors/return-code-rules.js';
 import type { Member } from '../member/member.js';
 import type { Membership } from '../member/membership.js';
 import { Secret } from '../member/secret.js';
@@ -68,7 +69,10 @@ export class GroupLogin {
         }
         already.push(m);
       } catch (error) {
-        if (classifyError(error) !== 'member') throw error;
+        // An ambiguous answer (CKR_GENERAL_ERROR) is the caller's only if the member then
+        // answers its probe; one that fails it is sick, and its answer no verdict on the PIN
+        // (the chaos run: a login failed so, and the application stayed logged out).
+        if (classifyError(error) !== 'member' && !(isAmbiguousAnswer(error) && !(await m.probe()))) throw error;
         lastError = error;
       }
     }

@@ -18,7 +18,7 @@ import type { Pkcs11Attribute } from '../pkcs11/template-codec.js';
 import type { Mechanism } from 'pkcs11js';
 import type { GroupEventSink } from '../events/group-events.js';
 import type { Membership } from '../member/membership.js';
-import { unseenObject, type HolderResolver } from '../routing/router.js';
+import { findHolders, unseenObject, type HolderResolver } from '../routing/router.js';
 import type { Debt, DebtJournal, TentativeEntry } from './journal.js';
 import { objectRef } from './journal-store.js';
 import { placeReplica, readReplicaSource, type ReplicaSource } from './replica-copy.js';
@@ -493,8 +493,8 @@ export class KeyManager {
     if (failed !== undefined) throw failed.reason;
   }
 
-  /** Objects whose holders were forgotten (after a logout) are found again first. */
-  async #ensureHolders(objects: readonly VirtualObject[]): Promise<void> {
-    for (const o of objects) if (![...o.holders.keys()].some((i) => this.#o.membership.at(i)?.serving)) await this.#o.discovery.resolve(o);
+  /** Objects whose holders were forgotten (after a logout) are found again first; never waiting for a change in progress (it may be this very call's). */
+  #ensureHolders(objects: readonly VirtualObject[]): Promise<void> {
+    return findHolders(this.#o.discovery, objects, (i) => this.#o.membership.at(i)?.serving === true, false);
   }
 }

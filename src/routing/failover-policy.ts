@@ -190,6 +190,8 @@ export interface PinnedTarget<M extends FailoverMember> {
   readonly size: number;
   /** Another member that can take the operation up (holds its key), never one `run` excludes. */
   pick(run: FailoverRun): M | undefined;
+  /** As {@link FailoverTarget.regain}: looks once for holders not linked, when `pick` finds none. */
+  regain?(): Promise<void>;
 }
 
 /**
@@ -271,8 +273,14 @@ export class PinnedExecution<M extends FailoverMember> {
     if (replay === undefined) {
       throw new OperationRestartError(name, from.name, `its member failed, and ${unreplayable ?? 'its result depends on the member it began on'}`, { cause });
     }
+    let regained = this.#target.regain === undefined;
     for (;;) {
-      const member = step === 'exhausted' ? undefined : this.#target.pick(run);
+      let member = step === 'exhausted' ? undefined : this.#target.pick(run);
+      if (member === undefined && step !== 'exhausted' && !regained) {
+        regained = true;
+        await this.#target.regain!();
+        member = this.#target.pick(run);
+      }
       if (member === undefined) throw new NoMemberAvailableError(`no member can take up ${name} from member ${from.name}`, { cause: run.lastError });
       try {
         await replay(member);

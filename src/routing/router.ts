@@ -28,6 +28,29 @@ export interface HolderResolver {
   resolve(object: VirtualObject, stale?: number): Promise<void>;
 }
 
+/**
+ * Finds again the holders of the objects that no serving member holds (links forgotten at
+ * a logout or a failure; perhaps only a recovering member's found since). The one place
+ * that does it, for the router, multi-part Inits and key management.
+ *
+ * @param serving whether the member of that index serves now
+ * @param waitForChange first let a change of name in progress reach every member (found by
+ *   name, the object would be missed meanwhile); false inside that change itself
+ */
+export async function findHolders(resolver: HolderResolver, objects: readonly VirtualObject[], serving: (index: number) => boolean, waitForChange = true): Promise<void> {
+  for (const o of objects) {
+    if (servedBy(o, serving)) continue;
+    if (waitForChange) await o.changing?.catch(() => undefined);
+    await resolver.resolve(o);
+  }
+}
+
+/** Whether a member that serves holds `object`. */
+export function servedBy(object: VirtualObject, serving: (index: number) => boolean): boolean {
+  for (const i of object.holders.keys()) if (serving(i)) return true;
+  return false;
+}
+
 /** Collaborators of a {@link Router}. */
 export interface RouterOptions {
   /** The group's members in member order (the array may grow: members added online). */
@@ -79,12 +102,12 @@ export class Router {
    */
   async runWith<N extends CommandName>(objects: readonly VirtualObject[], build: (session: Handle, memberHandles: Handle[]) => Extract<Command, { op: N }>): Promise<CommandResult<N>> {
     // Awaited only when needed: the hot path picks its member synchronously, as the call is made.
-    if (!objects.every((o) => this.#servedBy(o))) await this.#findHolders(objects);
+    if (!objects.every((o) => servedBy(o, this.#serving))) await findHolders(this.#discovery, objects, this.#serving);
     return this.#failover.execute<Member, CommandResult<N>>(
       {
         size: this.#members.length,
         pick: (run) => this.#pick(objects, run),
-        regain: objects.length === 0 ? undefined : () => this.#findHolders(objects),
+        regain: objects.length === 0 ? undefined : () => findHolders(this.#discovery, objects, this.#serving),
         // The member's cached handle may be stale: find the objects again (its link dropped).
         refind: objects.length === 0 ? undefined : async (member) => {
           for (const o of objects) await this.#discovery.resolve(o, member.index);
@@ -95,24 +118,8 @@ export class Router {
     );
   }
 
-  /**
-   * Finds the holders of objects that have no serving one (links forgotten at a logout,
-   * perhaps only a recovering member's found since), once a change of name in progress has
-   * reached every member (found by name, the object would be missed meanwhile).
-   */
-  async #findHolders(objects: readonly VirtualObject[]): Promise<void> {
-    for (const o of objects) {
-      if (this.#servedBy(o)) continue;
-      await o.changing?.catch(() => undefined);
-      await this.#discovery.resolve(o);
-    }
-  }
-
-  /** Whether a serving member holds `o`. */
-  #servedBy(o: VirtualObject): boolean {
-    for (const i of o.holders.keys()) if (this.#members[i]?.serving) return true;
-    return false;
-  }
+  /** Whether the member of that index serves now. */
+  readonly #serving = (index: number): boolean => this.#members[index]?.serving === true;
 
   /** The scheduler's pick among the serving holders of every object the run has not excluded. */
   #pick(objects: readonly VirtualObject[], run: FailoverRun): Member | undefined {

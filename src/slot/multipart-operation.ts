@@ -45,6 +45,8 @@ export interface OperationEnv extends MultipartSettings {
   /** All members, in member order. */
   readonly members: readonly Member[];
   readonly primary: Member | undefined;
+  /** Finds again the holders of keys no serving member holds (the router's way: see findHolders). */
+  readonly regain?: (objects: readonly VirtualObject[]) => Promise<void>;
 }
 
 const CAPITAL: Record<OperationKind, string> = { encrypt: 'Encrypt', decrypt: 'Decrypt', sign: 'Sign', verify: 'Verify', digest: 'Digest' };
@@ -110,6 +112,8 @@ export class MultipartOperation implements PinnedOperation<Member> {
       {
         size: env.members.length,
         pick: (run) => (run.failures === 0 && first !== undefined ? first : op.#pick(run)),
+        // Its last linked holder failed under the Init: others may hold the key unlinked.
+        regain: env.regain === undefined || op.#objects.length === 0 ? undefined : () => env.regain!(op.#objects),
         none: (cause) => unseenObject(key, env.members, cause) ?? new NoMemberAvailableError(`no serving member can run ${op.name}${key === undefined ? '' : ` with object ${key.handle}`}`, { cause }),
       },
       async (m) => {
@@ -117,7 +121,8 @@ export class MultipartOperation implements PinnedOperation<Member> {
         return m;
       },
     );
-    op.#pinned = env.failover.pin(member, op, { size: env.members.length, pick: (run) => op.#pick(run) });
+    const regain = env.regain === undefined || op.#objects.length === 0 ? undefined : () => env.regain!(op.#objects);
+    op.#pinned = env.failover.pin(member, op, { size: env.members.length, pick: (run) => op.#pick(run), ...(regain ? { regain } : {}) });
     return op;
   }
 

@@ -9,6 +9,7 @@ import type { ObjectHandle, VirtualObject } from '../catalog/catalog.js';
 import { ClosedError, InvalidArgumentError, InvalidHandleError } from '../errors/ha-error.js';
 import { toMechanism, type MechanismInput } from '../pkcs11/mechanism-table.js';
 import { FailoverPolicy } from '../routing/failover-policy.js';
+import { findHolders } from '../routing/router.js';
 import { functionName, MultipartOperation, sessionError, type MultipartSettings } from './multipart-operation.js';
 import { ReplayBudget } from './replay-buffer.js';
 import type { OperationKind } from './replay-rules.js';
@@ -72,9 +73,10 @@ export class MultipartSession {
     const object = kind === 'digest' ? undefined : this.#object(key as ObjectHandle);
     if (this.#open.has(kind)) throw sessionError('CKR_OPERATION_ACTIVE', functionName(kind, 'Init'));
     const starting = (async () => {
-      if (object !== undefined && ![...object.holders.keys()].some((i) => context.membership.at(i)?.serving)) await context.discovery.resolve(object);
+      const regain = (objects: readonly VirtualObject[]): Promise<void> => findHolders(context.discovery, objects, (i) => context.membership.at(i)?.serving === true);
+      if (object !== undefined) await regain([object]);
       // An operation that ends (a failed step, its Final) is forgotten at once: no handler per step.
-      return MultipartOperation.begin({ ...this.#settingsOf(context), members: context.membership.all, primary: context.membership.primary }, kind, m, object, (op) => this.#forget(kind, op));
+      return MultipartOperation.begin({ ...this.#settingsOf(context), members: context.membership.all, primary: context.membership.primary, regain }, kind, m, object, (op) => this.#forget(kind, op));
     })();
     this.#open.set(kind, starting);
     try {

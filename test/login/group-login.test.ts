@@ -42,6 +42,31 @@ describe('the PIN is verified on one member first', () => {
   });
 });
 
+describe('an ambiguous answer from the verifier', () => {
+  // Found by the chaos run (seed 2): the verifier's module answered CKR_GENERAL_ERROR to
+  // every command; the login failed with it and the application stayed logged out while
+  // two members could have verified the PIN.
+  it('from a member that then fails its probe: the next member verifies the PIN', async () => {
+    const h = await fx.open();
+    h.faults[0]!.failNext('login', { rv: pkcs11js.CKR_GENERAL_ERROR });
+    h.faults[0]!.failNext('generateRandom', { rv: pkcs11js.CKR_GENERAL_ERROR });
+    const session = h.group.slot.openSession();
+    await session.login(fx.bed.tokens[0]!.userPin);
+    expect(states(h.group)[0]).toBe('failed');
+    expect(h.faults[1]!.executed('login') + h.faults[2]!.executed('login')).toBe(2);
+    expect(await session.findObjects({ label: 'gl-aes' })).toHaveLength(1);
+  });
+
+  it('from a member that answers its probe: the caller gets it, and no other member sees the PIN', async () => {
+    const h = await fx.open();
+    h.faults[0]!.failNext('login', { rv: pkcs11js.CKR_GENERAL_ERROR });
+    const session = h.group.slot.openSession();
+    await expect(session.login(fx.bed.tokens[0]!.userPin)).rejects.toMatchObject({ ckr: 'CKR_GENERAL_ERROR' });
+    expect(states(h.group)).toEqual(['active', 'active', 'active']);
+    expect(h.faults[1]!.executed('login') + h.faults[2]!.executed('login')).toBe(0);
+  });
+});
+
 describe('tokens already logged in', () => {
   it('a token already logged in by other code proves nothing: a typo is caught by the next member and reaches no other', async () => {
     const h = await fx.openSigning();
