@@ -199,9 +199,13 @@ export class Journal implements DebtJournal {
       // It never got the object: nothing to destroy, and nothing to change on it. Unless it
       // failed while taking its copy: the copy may exist, and must go (the chaos run).
       const same = list.filter((d) => sameObject(d.object, debt.object));
-      const mayHold = same.some((d) => d.kind === 'replica' && d.uncertain === true);
-      this.#set(member, [...list.filter((d) => !sameObject(d.object, debt.object)), ...(mayHold ? [debt] : [])]);
-      return this.#commit(same.some(persisted) || (mayHold && persisted(debt)));
+      const uncertain = same.find((d) => d.kind === 'replica' && d.uncertain === true);
+      // That copy carries the name it was made under: the changes owed since never reached
+      // it, and go with the replica. The deletion must look for it by that name (the chaos
+      // run: a renamed key's copy came back under its first label).
+      const owed: Debt | undefined = uncertain === undefined ? undefined : { ...debt, object: uncertain.object };
+      this.#set(member, [...list.filter((d) => !sameObject(d.object, debt.object)), ...(owed ? [owed] : [])]);
+      return this.#commit(same.some(persisted) || (owed !== undefined && persisted(owed)));
     }
     // Changes the member missed stay owed before the deletion: the member still shows the
     // name from before them, and resync applies them first, so the deletion then finds the

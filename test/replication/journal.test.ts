@@ -185,6 +185,15 @@ describe('journal group commit', () => {
     expect(reopened.debts('member-2').map((d) => d.kind)).toEqual(['destroy']);
   });
 
+  it('a deletion after an uncertain copy and a rename looks for the copy under the name it was made under', async () => {
+    const j = new Journal(new CountingStore());
+    await j.owe('member-2', { ...replica(1, 'a'), uncertain: true });
+    await j.owe('member-2', { kind: 'setAttributes', object: ref(1, 'a'), template: [] });
+    await j.owe('member-2', { kind: 'destroy', object: ref(1, 'b') });
+    // The rename never reached the copy (it went with the replica): the copy, if made, is still 'a'.
+    expect(j.debts('member-2')).toEqual([{ kind: 'destroy', object: ref(1, 'a') }]);
+  });
+
   it('a deletion keeps the attribute changes the member missed before it (it still shows the old name); debts read back are told apart by identity', async () => {
     const store = new CountingStore();
     const j = new Journal(store);
