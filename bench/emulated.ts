@@ -47,6 +47,7 @@ import {
 } from './harness.js';
 import { fmtRate } from './overhead.js';
 import { internalsOf } from '../src/testing.js';
+import { cpuDuring, describeShare, type CpuShare } from './cpu-share.js';
 
 /** EMULATION: the capacity of every member (and of the lone baseline member). */
 export const EMULATED_CAPACITY: EmulatedCapacity = { engines: 4, serviceTimeMs: 20 };
@@ -139,6 +140,7 @@ export const emulated: BenchFamily = {
           return m;
         },
       });
+      const shares = new Map<number, CpuShare[]>();
       const variants: Variant[] = [
         {
           name: 'alone',
@@ -147,9 +149,13 @@ export const emulated: BenchFamily = {
         ...wanted.map(
           (n): Variant => ({
             name: `members${n}`,
-            measure: () => {
+            measure: async () => {
               activate(n);
-              return closedLoop(CALLERS_PER_MEMBER * n, async (lane) => check(await sessions[lane]!.generateRandom(RANDOM_BYTES)), timing);
+              // Where the CPU goes meanwhile: the group's client, the n hosts at work, the machine's idle time.
+              const pids = internalsOf(g).members.slice(0, n).flatMap((m) => (m.transport instanceof HostTransport && m.transport.pid !== undefined ? [m.transport.pid] : []));
+              const { result, share } = await cpuDuring(pids, () => closedLoop(CALLERS_PER_MEMBER * n, async (lane) => check(await sessions[lane]!.generateRandom(RANDOM_BYTES)), timing));
+              (shares.get(n) ?? shares.set(n, []).get(n)!).push(share);
+              return result;
             },
           }),
         ),
@@ -179,6 +185,7 @@ export const emulated: BenchFamily = {
             serviceTimeMs: EMULATED_CAPACITY.serviceTimeMs,
             callers: CALLERS_PER_MEMBER * n,
             oneMemberRate: Math.round(one.rate),
+            ...cpuFields(shares.get(n) ?? []),
           }),
         );
         const busy = maxBusy.slice(1, n + 1);
@@ -187,7 +194,8 @@ export const emulated: BenchFamily = {
           note:
             `EMULATION ${describeCapacity(EMULATED_CAPACITY)}; one member alone ${fmtRate(one.rate)}/s; ${CALLERS_PER_MEMBER * n} callers; ` +
             `spread ${(spread(values.map((m) => m.rate)) * 100).toFixed(0)} % (alone ${(spread(aloneSamples.map((m) => m.rate)) * 100).toFixed(0)} %); ` +
-            `most engines held at once over the run: ${Math.min(...busy)}/${EMULATED_CAPACITY.engines} for the least busy of the ${n} members` +
+            `most engines held at once over the run: ${Math.min(...busy)}/${EMULATED_CAPACITY.engines} for the least busy of the ${n} members; ` +
+            `CPU meanwhile (median): ${medianShare(shares.get(n) ?? [])}` +
             (failures.length > 0 ? `; MEMBER FAILURES during the run: ${failures.join('; ')}` : ''),
           target: '>= 0.95',
           met: ratio >= 0.95,
@@ -203,3 +211,21 @@ export const emulated: BenchFamily = {
     return { results, notes };
   },
 };
+
+/** The median of each share over the repetitions. */
+function median(values: readonly number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted.length === 0 ? Number.NaN : sorted[Math.floor(sorted.length / 2)]!;
+}
+
+function medianShare(shares: readonly CpuShare[]): string {
+  if (shares.length === 0) return 'not measured';
+  return describeShare({ client: median(shares.map((s) => s.client)), hosts: median(shares.map((s) => s.hosts)), idle: median(shares.map((s) => s.idle)), cores: shares[0]!.cores });
+}
+
+/** Extra entry fields: cores used by the client and the hosts, and idle, medians over the repetitions. */
+function cpuFields(shares: readonly CpuShare[]): Record<string, number> {
+  if (shares.length === 0) return {};
+  const round = (x: number): number => Math.round(x * 100) / 100;
+  return { cpuClient: round(median(shares.map((s) => s.client))), cpuHosts: round(median(shares.map((s) => s.hosts))), cpuIdle: round(median(shares.map((s) => s.idle))) };
+}

@@ -142,7 +142,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
         }),
     });
     const load = new Load({ model, group: () => group!, down: () => injector.down(), allDown: () => injector.allDown(), now, seed: options.seed, workers: options.workers ?? 4, shared, groupIndex: () => Math.max(0, traces.length - 1),
-      ...(process.env['CHAOS_DEBUG'] ? { diagnose: (key: ModelKey) => void diagnoseKey(group!, key, log).catch((error: unknown) => log(`diagnose failed: ${String(error)}`)) } : {}) });
+      ...(process.env['CHAOS_DEBUG'] ? { diagnose: (key: ModelKey) => void diagnoseKey(group!, key, log, traces[traces.length - 1]).catch((error: unknown) => log(`diagnose failed: ${String(error)}`)) } : {}) });
 
     /** Key changes while `member` is down, then the group closed and opened again from its journal. */
     const restartFromJournal = async (member: number): Promise<NonNullable<RunFacts['journalRestart']>> => {

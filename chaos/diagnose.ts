@@ -10,10 +10,12 @@ import { internalsOf } from '../src/testing.js';
 import type { ModelKey } from './model.js';
 
 /** Logs, line by line, what the group and the tokens hold of `key`. */
-export async function diagnoseKey(group: HaGroup, key: ModelKey, log: (line: string) => void): Promise<void> {
+export async function diagnoseKey(group: HaGroup, key: ModelKey, log: (line: string) => void, trace?: GroupTrace): Promise<void> {
   const internals = internalsOf(group);
   const lines: string[] = [`diagnose ${Buffer.from(key.id, 'hex').toString()} (${key.kind}, handle ${key.handle}, model label ${key.label}):`];
   for (const h of key.history ?? []) lines.push(`  history ${h}`);
+  for (const handle of [key.handle, key.publicHandle]) if (handle !== undefined) for (const t of trace?.(handle) ?? []) lines.push(`  trace ${handle}: ${t}`);
+  for (const t of (trace?.(GLOBAL) ?? []).slice(-12)) lines.push(`  group: ${t}`);
   const object = key.handle === undefined ? undefined : internals.catalog.get(key.handle);
   if (object === undefined) lines.push('  catalog: no such object');
   else {
@@ -41,7 +43,10 @@ export async function diagnoseKey(group: HaGroup, key: ModelKey, log: (line: str
   for (const line of lines) log(line);
 }
 
-/** Per virtual handle: the debts, settlements and holder links the group recorded for it. */
+/** The trace's key for what concerns every object (a logout, a member's links forgotten). */
+const GLOBAL = 0;
+
+/** Per virtual handle: the debts, settlements and holder links the group recorded for it ({@link GLOBAL}: for all). */
 export type GroupTrace = (handle: number) => readonly string[];
 
 /**
@@ -53,10 +58,11 @@ export function traceGroup(group: HaGroup, now: () => number): GroupTrace {
   const lines = new Map<number, string[]>();
   const note = (handle: number, what: string): void => {
     const list = lines.get(handle) ?? [];
-    if (list.length < 80) list.push(`${(now() / 1000).toFixed(3)} s ${what}`);
+    if (list.length < 80 || handle === GLOBAL) list.push(`${(now() / 1000).toFixed(3)} s ${what}`);
     lines.set(handle, list);
   };
   const { journal, catalog, members } = internalsOf(group);
+  group.on('replicationOwed', (e) => note(e.object, `why ${e.member} owes: ${e.reason.split('\n')[0]!.slice(0, 160)}`));
   const name = (i: number): string => members[i]?.name ?? `#${i}`;
   const owe = journal.owe.bind(journal);
   journal.owe = (member, debt) => {
@@ -77,6 +83,16 @@ export function traceGroup(group: HaGroup, now: () => number): GroupTrace {
   catalog.unlink = (object, member) => {
     if (object.holders.has(member)) note(object.handle, `unlink ${name(member)}`);
     unlink(object, member);
+  };
+  const forgetHolders = catalog.forgetHolders.bind(catalog);
+  catalog.forgetHolders = () => {
+    note(GLOBAL, 'every holder forgotten (logout)');
+    forgetHolders();
+  };
+  const forgetMember = catalog.forgetMember.bind(catalog);
+  catalog.forgetMember = (member) => {
+    note(GLOBAL, `holders on ${name(member)} forgotten`);
+    forgetMember(member);
   };
   const adopt = catalog.adopt.bind(catalog);
   catalog.adopt = (member, handle, identity) => {

@@ -40,11 +40,22 @@ export type CallReply = { readonly id: number; readonly ok: true; readonly value
 /** What the worker gets at start (workerData). */
 export interface FacadeWorkerData {
   readonly config: GroupConfig;
-  /** Int32 slot 0: the id of the last synchronous call answered. */
+  /** Int32 slots: {@link SIGNAL_REPLY} and {@link SIGNAL_REQUESTS}. */
   readonly signal: SharedArrayBuffer;
   readonly syncPort: MessagePort;
   readonly asyncPort: MessagePort;
 }
+
+/** Int32 slot of the signal: the id of the last synchronous call answered (-1: the group opened, or failed to). */
+export const SIGNAL_REPLY = 0;
+/** Int32 slot of the signal: the id of the synchronous call just posted, when the worker may take it at once (0 when not: asynchronous calls are on their way before it). */
+export const SIGNAL_REQUESTS = 1;
+/** Bytes of the signal buffer. */
+export const SIGNAL_BYTES = 8;
+/** How long the worker looks for the next synchronous call after answering one (ms). */
+export const FOLLOW_MS = 0.2;
+/** How long the worker takes synchronous calls that way before its event loop gets a turn (ms). */
+export const FOLLOW_BURST_MS = 2;
 
 /** What crosses the async port: the calls (or answers) of one turn of the sender's event loop, in one message. */
 export type Batch<T> = T | readonly T[];

@@ -16,7 +16,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { MessageChannel, receiveMessageOnPort, Worker, type MessagePort } from 'node:worker_threads';
 import type { GroupConfig } from '../group/group-config.js';
 import { pkcs11Failure } from './facade-error.js';
-import { revive, type Batch, type CallReply, type CallRequest, type FacadeFailure, type FacadeWorkerData, type PipelinedCall, type ReadyMessage } from './facade-protocol.js';
+import { revive, SIGNAL_BYTES, SIGNAL_REPLY, SIGNAL_REQUESTS, type Batch, type CallReply, type CallRequest, type FacadeFailure, type FacadeWorkerData, type PipelinedCall, type ReadyMessage } from './facade-protocol.js';
 import { stripHookArgs, stripRegisterHook } from './hook-flags.js';
 
 /** A call's failure, carried to the `PKCS11` method that turns it into pkcs11js's error. */
@@ -74,7 +74,7 @@ export class GroupClient {
 
   private constructor(key: string, config: GroupConfig, label: string) {
     this.#key = key;
-    const shared = new SharedArrayBuffer(4);
+    const shared = new SharedArrayBuffer(SIGNAL_BYTES);
     this.#signal = new Int32Array(shared);
     const sync = new MessageChannel();
     const async = new MessageChannel();
@@ -141,6 +141,9 @@ export class GroupClient {
     if (this.#outbox.length > 0) this.#flush();
     const id = this.#id();
     this.#sync.postMessage(this.#request(id, owner, fn, args));
+    // Announced after the post: the worker, looking for a next call, takes it at once
+    // (facade-worker.ts). Not while asynchronous calls are on their way: they came first.
+    Atomics.store(this.#signal, SIGNAL_REQUESTS, this.#pending.size === 0 ? id : 0);
     this.#wait(id, SYNC_LIMIT_MS);
     const reply = this.#take(id);
     if (!reply.ok) throw new CallFailure(reply.failure);
@@ -208,12 +211,12 @@ export class GroupClient {
   #wait(id: number, limitMs: number): void {
     const spinEnd = performance.now() + SPIN_MS;
     do {
-      for (let i = 0; i < 512; i++) if (Atomics.load(this.#signal, 0) === id) return;
+      for (let i = 0; i < 512; i++) if (Atomics.load(this.#signal, SIGNAL_REPLY) === id) return;
     } while (performance.now() < spinEnd);
     const start = Date.now();
-    for (let v = Atomics.load(this.#signal, 0); v !== id; v = Atomics.load(this.#signal, 0)) {
+    for (let v = Atomics.load(this.#signal, SIGNAL_REPLY); v !== id; v = Atomics.load(this.#signal, SIGNAL_REPLY)) {
       if (Date.now() - start > limitMs) throw new CallFailure(pkcs11Failure('CKR_DEVICE_ERROR', 'the facade worker did not answer'));
-      Atomics.wait(this.#signal, 0, v, 1000);
+      Atomics.wait(this.#signal, SIGNAL_REPLY, v, 1000);
     }
   }
 
