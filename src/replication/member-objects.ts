@@ -41,6 +41,21 @@ export async function identityOn(member: Member, handle: Handle, domainKey: Hand
  * The objects on `member` that match `search`, each with its identity. The domain key is
  * never among them: the group never touches it as an application object.
  */
+/**
+ * Whether a search on `member` may miss objects only because it is not logged in: the token
+ * hides private objects then, and secret and private keys are private by default (a search
+ * with no class may look for them too). Nothing such a search does not find is proved
+ * absent (the chaos run: a recovery resynchronised while the application was between its
+ * logout and its login, and settled deletions and changes of keys it could not see).
+ */
+export function outOfSight(member: Member, search: readonly WireAttribute[]): boolean {
+  if (member.loggedIn) return false;
+  const cls = search.find((a) => a.type === pkcs11js.CKA_CLASS)?.value;
+  if (cls === undefined) return true;
+  const n = Buffer.isBuffer(cls) ? (cls.length >= 8 ? Number(cls.readBigUInt64LE(0)) : cls.length >= 4 ? cls.readUInt32LE(0) : -1) : Number(cls);
+  return n === pkcs11js.CKO_SECRET_KEY || n === pkcs11js.CKO_PRIVATE_KEY;
+}
+
 export async function findOn(member: Member, search: readonly WireAttribute[], domainKey: Handle | undefined): Promise<FoundObject[]> {
   const handles = await member.run<'findObjects'>((session) => ({ op: 'findObjects', session, template: search }));
   const out: FoundObject[] = [];

@@ -19,7 +19,7 @@ import { classifyError } from '../errors/classification.js';
 import type { Member } from '../member/member.js';
 import type { Handle, WireAttribute } from '../pkcs11/commands.js';
 import type { Debt, DebtJournal, ObjectRef } from './journal.js';
-import { findOn, proves, type FoundObject } from './member-objects.js';
+import { findOn, outOfSight, proves, type FoundObject } from './member-objects.js';
 import { placeReplica, pooled } from './replica-copy.js';
 
 /** What {@link resyncMember} needs. */
@@ -90,6 +90,10 @@ export async function resyncMember(options: ResyncOptions): Promise<ResyncResult
     const key = objectKey(next.object);
     if (blocked.has(key)) {
       unsettled.push({ debt: next, reason: 'an earlier debt about this object is still owed' });
+    } else if (outOfSight(member, next.object.search)) {
+      // Stays owed until the member is logged in (the group's next login, or repair after it).
+      blocked.add(key);
+      unsettled.push({ debt: next, reason: 'the member is not logged in: the object may be private and out of its sight' });
     } else {
       try {
         const outcome = await settleOne(options, next, counts);

@@ -17,7 +17,7 @@ import type { Member } from '../member/member.js';
 import type { Handle } from '../pkcs11/commands.js';
 import { pkcs11js } from '../native/pkcs11js.js';
 import type { DebtJournal, TentativeEntry } from './journal.js';
-import { findOn } from './member-objects.js';
+import { findOn, outOfSight } from './member-objects.js';
 
 /** A member to compare with, and its handle of the domain key. */
 export interface PeerMember {
@@ -71,6 +71,10 @@ export async function removeStrays(options: StrayOptions): Promise<StrayResult> 
     const others = options.others.filter((p) => p.member !== member && p.member.serving);
     if (others.length === 0) {
       unsettled.push({ entry, reason: 'no other member serves: nothing can be proved a stray' });
+      continue;
+    }
+    if (entry.searches.some((search) => outOfSight(member, search))) {
+      unsettled.push({ entry, reason: 'the member is not logged in: what it made may be private and out of its sight' });
       continue;
     }
     let conclusive = true;

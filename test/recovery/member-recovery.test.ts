@@ -115,6 +115,30 @@ describe('debts recorded late in an attempt', () => {
   });
 });
 
+describe('a recovery while the application is logged out', () => {
+  // Found by the chaos run (seed 1): a recovery resynchronised between the application's
+  // logout and its login. Its token hid the private keys, so deletions and renames owed for
+  // them found nothing and were settled; the destroyed keys stayed on the member.
+  it('leaves what it owes for private keys owed, and settles it at the next login', async () => {
+    const h = await fx.open();
+    const session = h.group.slot.openSession();
+    const pin = fx.bed.tokens[0]!.userPin;
+    await session.login(pin);
+    const key = await session.generateKey('AES_KEY_GEN', { label: 'mr-out-of-sight', token: true, valueLen: 32, encrypt: true, decrypt: true });
+    h.faults[1]!.disconnect();
+    await session.destroyObject(key);
+    expect(h.group.status().owed['member-2']).toBe(1);
+    await session.logout();
+    expect(await h.group.recover('member-2')).toBe(true);
+    expect(states(h.group)).toEqual(['active', 'active', 'active']);
+    expect(h.group.status().owed['member-2']).toBe(1);
+    await session.login(pin);
+    expect(h.group.status().owed['member-2'] ?? 0).toBe(0);
+    const left = await internalsOf(h.group).members[1]!.run<'findObjects'>((s) => ({ op: 'findObjects', session: s, template: [{ type: 3, value: Buffer.from('mr-out-of-sight') }] }));
+    expect(left).toEqual([]);
+  });
+});
+
 describe('catching up under key creation', () => {
   it('a recovering member takes copies of new token keys directly once clean, so what it owes stops growing', async () => {
     const h = await fx.open();
