@@ -40,6 +40,7 @@ import { parseDemoOptions, UsageError, type DemoOptions } from './demo/options.j
 import { Screen } from './demo/screen.js';
 import { runStory, type StoryResult } from './demo/story.js';
 import { timelineSvg } from './demo/timeline-svg.js';
+import { exitCodeFor, problems } from './demo/verdict.js';
 
 let options: DemoOptions;
 try {
@@ -57,18 +58,6 @@ cleanup.onSignals((signal) => {
   screen.mute();
   screen.notice(`${signal}: stopping, closing the group and removing the temporary directory ...`);
 }, report);
-
-/** The verdict's reasons: empty when the demo showed what it claims. */
-function problems(result: StoryResult): string[] {
-  const out: string[] = [];
-  if (result.load.failed > 0) out.push(`${result.load.failed} operation(s) failed: ${result.load.failures.slice(0, 3).join('; ')}`);
-  if (result.load.ok === 0) out.push('no operation ran');
-  if (result.promoted.length === 0) out.push('the standby was not promoted');
-  if (result.notRecovered.length > 0) out.push(`not recovered: ${result.notRecovered.join(', ')}`);
-  if (result.stillOwed > 0) out.push(`${result.stillOwed} item(s) still owed after the recovery`);
-  for (const v of result.verdicts) if (v.problems.length > 0) out.push(`${v.member} not verified: ${v.problems.join('; ')}`);
-  return out;
-}
 
 function summary(result: StoryResult, wrong: readonly string[]): void {
   const load = result.load;
@@ -101,7 +90,7 @@ try {
   writeFileSync(options.chartPath, svg);
   summary(result, wrong);
   screen.print(`  timeline chart: ${options.chartPath}`);
-  exitCode = wrong.length === 0 ? 0 : 1;
+  exitCode = exitCodeFor(wrong);
 } catch (error) {
   if (cleanup.interrupted === undefined) screen.notice(`demo failed: ${error instanceof Error ? error.message : String(error)}`);
 } finally {

@@ -5,12 +5,19 @@
  */
 import { readFileSync } from 'node:fs';
 import { HaError } from '../errors/ha-error.js';
-import { resolveGroupConfig, type GroupFileConfig } from '../group/group-config.js';
+import { CODE_ONLY_OPTIONS, parseFileConfig } from '../group/config-schema.js';
+import { resolveGroupConfig, type CodeOptions, type GroupFileConfig } from '../group/group-config.js';
+
+// Every option only code can give is refused in a file: the list names them all (a compile error otherwise).
+type Assert<T extends true> = T;
+type CodeOnlyKey = Exclude<keyof CodeOptions, 'scheduler'>;
+type _AllCodeOnlyOptionsListed = [Assert<CodeOnlyKey extends (typeof CODE_ONLY_OPTIONS)[number] ? true : false>, Assert<(typeof CODE_ONLY_OPTIONS)[number] extends CodeOnlyKey ? true : false>];
 
 /**
  * Reads, parses and validates a group configuration file.
  *
- * @throws {@link HaError} `ERR_CONFIG` when the file cannot be read, is not JSON, or is not a valid
+ * @throws {@link HaError} `ERR_CONFIG` when the file cannot be read, is not JSON, holds an option
+ * only code can give (`<key>: code only, a file cannot hold it`), or is not a valid
  * configuration (the message names the file and the bad value's path, never a PIN)
  */
 export function loadConfigFile(path: string): GroupFileConfig {
@@ -29,7 +36,9 @@ export function loadConfigFile(path: string): GroupFileConfig {
     throw new HaError('ERR_CONFIG', `${path} is not valid JSON${where ? ` (at ${where})` : ''}`);
   }
   try {
-    // Validated once here, so a mistake is told before any member is touched.
+    // Validated once here, so a mistake is told before any member is touched. A file holds
+    // no code-only option (clock, metrics, logger, on, ...): refused as such, not for its shape.
+    parseFileConfig(config);
     resolveGroupConfig(config as GroupFileConfig);
   } catch (error) {
     throw HaError.is(error) ? new HaError(error.code, `${path}: ${error.message}`) : error;

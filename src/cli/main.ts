@@ -53,7 +53,8 @@ function program(io: Output, exit: { code: number }): Command {
     .configureOutput({
       writeOut: (s) => void io.out.write(s),
       writeErr: (s) => void io.err.write(s),
-      outputError: (s, write) => write(`pkcs11-ha: ${s.replace(/^error: /, '')}`),
+      // One line: commander puts its "(Did you mean --json?)" on a line of its own.
+      outputError: (s, write) => write(`pkcs11-ha: ${s.trim().replace(/^error: /, '').replace(/\s*\n\s*/g, ' ')}\n`),
     })
     .showSuggestionAfterError(true)
     .addHelpText('after', EXIT_CODES_HELP);

@@ -3,8 +3,8 @@
  * definition validates a config (`parseFileConfig`, mapped to {@link ConfigError}s that
  * name the value's path and echo it, never a PIN) and gives the JSON schema shipped as
  * `pkcs11-ha/config.schema.json` (`configJsonSchema`, written by `npm run schema`).
- * Options a file cannot hold (clock, transportFactory, a Scheduler object) are checked by
- * hand in group-config.ts.
+ * Options a file cannot hold (clock, transportFactory, metrics, logger, on, a Scheduler
+ * object) are checked by hand in group-config.ts, and refused in a file (`parseFileConfig`).
  */
 import { z } from 'zod';
 import { ConfigError } from '../errors/ha-error.js';
@@ -88,69 +88,99 @@ export const remoteMemberFileSchema = options(
 /** A member as a file holds it: a module on this machine, or a remote member host. */
 export const anyMemberFileSchema = z.union([memberFileSchema, remoteMemberFileSchema], must('a member: { module, token } or { url, tls }'));
 
-/** The options of a group configuration that code alone can give. */
-export const CODE_ONLY_OPTIONS = ['clock', 'transportFactory'] as const;
+/**
+ * The options of a group configuration that code alone can give (functions and objects),
+ * besides a Scheduler object: known to `HaGroup.open`, refused in a file.
+ */
+export const CODE_ONLY_OPTIONS = ['clock', 'transportFactory', 'metrics', 'logger', 'on'] as const;
 
-/** A group configuration as a file holds it. */
-export const groupFileSchema = options(
-  {
-    $schema: z.string(must('a string')).optional().describe('The JSON schema of this file (ignored).'),
-    members: z.array(anyMemberFileSchema, must('a non-empty array')).min(1, must('a non-empty array')).max(64, must('at most 64 members')).describe('The members, in order: the first serving active member is the primary (see memberOrder).'),
-    memberOrder: z
-      .union([z.literal('config'), options({ clientId: nonEmpty() }, '{ clientId }')], must("'config' or { clientId }"))
-      .optional()
-      .describe("'config': the order written (default). { clientId }: the active members rotated by a stable hash of the id, so that clients spread their primaries over the members; the same id always gives the same order."),
-    label: nonEmpty('1 to 32 characters').max(32, must('1 to 32 characters')).optional().describe("The virtual token's label, as C_GetTokenInfo shows it through pkcs11-ha/pkcs11js (PKCS11_HA_LABEL overrides it). Default: pkcs11-ha."),
-    threadsPerMember: int(1, 64).optional().describe('Worker threads per member. Default: 2.'),
-    maxSessionsPerMember: int(1, 4096).optional().describe('Most sessions (commands in flight) per member. Default: 32.'),
-    scheduler: oneOf(['least-busy', 'peak-ewma'], 'a Scheduler').optional().describe('The load-balancing strategy. Default: least-busy.'),
-    minReplicas: int(1, 64).optional().describe('Fewest members a new key must reach (at most the member count). Default: 1.'),
-    unextractableKeys: oneOf(['wrap-with-trusted', 'reject']).optional().describe('What a request for CKA_EXTRACTABLE=false gets. Default: wrap-with-trusted.'),
-    keyCreation: oneOf(['parallel', 'primary-first']).optional().describe('How a new token key reaches the members. Default: parallel.'),
-    countHostLoad: z.boolean(must('a boolean')).optional().describe('Whether the least-busy scheduler adds the commands a remote member host reports for other application processes to its own count. Default: true.'),
-    hostCalls: oneOf(['inline', 'threads']).optional().describe("Where a member host makes short cryptographic calls. Default: inline."),
-    inProcessCalls: oneOf(['inline', 'threads']).optional().describe('Where an in-process member makes short cryptographic calls. Default: inline.'),
-    journalPath: nonEmpty('a non-empty path').optional().describe('File keeping what members owe across restarts. Default: in memory only.'),
-    journal: options(
-      {
-        postgres: options(
-          {
-            connectionString: pinSource('The connection string').describe('A PostgreSQL connection string, { "env": "NAME" } or { "file": "path" } (its first line). Never printed.'),
-            schema: z.string(must('a lower-case identifier')).regex(/^[a-z_][a-z0-9_]{0,62}$/, must('a lower-case identifier')).optional().describe('The schema holding the journal tables (created when missing). Default: pkcs11_ha.'),
-            refreshIntervalMs: int(10, 3_600_000).optional().describe('How often this server reads what the others recorded and settled (ms). Default: 1000.'),
-          },
-          '{ connectionString, schema?, refreshIntervalMs? }',
-        ),
-      },
-      '{ postgres }',
-    )
-      .optional()
-      .describe('A journal shared by every application server (instead of journalPath): { postgres: { connectionString } }. Default: the file, or in memory only.'),
-    transport: oneOf(['host', 'in-process']).optional().describe('Where members\' modules run. Default: host.'),
-    deadlineMs: int(1, 3_600_000).optional().describe('A command with no answer (and no heartbeat) for this long fails its member (ms). Default: 20000.'),
-    ceilingMs: int(1, 86_400_000).optional().describe('No command lives longer than this (ms); at least deadlineMs. Default: 120000.'),
-    heartbeatIntervalMs: int(1, 1_200_000).optional().describe('Heartbeat interval of a member host (ms); at most a third of deadlineMs. Default: 1000.'),
-    recovery: options(
-      {
-        intervalMs: int(1, 86_400_000).optional().describe('Time between a failure and the next attempt (ms). Default: 5000.'),
-        maxAttempts: int(0, 1_000_000_000).optional().describe('Most automatic attempts per failure; 0 = off. Default: no limit.'),
-      },
-      'an object',
-    ).optional(),
-    demoteStandbys: z.boolean(must('a boolean')).optional().describe('Whether promoted standby members go back to standby when an active member serves again. Default: true.'),
-    multipart: oneOf(['primary', 'least-busy']).optional().describe('Where multi-part operations run. Default: primary.'),
-    multipartReplay: options(
-      {
-        operationBytes: int(0, 2 ** 32).optional().describe('Bytes one operation keeps for a replay (0 = off). Default: 1048576.'),
-        groupBytes: int(0, 2 ** 40).optional().describe('Bytes all operations keep at once. Default: 4194304.'),
-      },
-      'an object',
-    ).optional(),
-    admin: options({ socket: nonEmpty('a non-empty path') }, '{ socket: <path> }').optional().describe('An admin endpoint for the pkcs11-ha CLI: a Unix socket, mode 0600. Default: none.'),
-  },
-  'an object',
-  CODE_ONLY_OPTIONS,
-).meta({ $id: CONFIG_SCHEMA_ID, title: 'pkcs11-ha group configuration' });
+/** What the file options of a group configuration are, with the scheduler's message (`schedulerExtra`: what code may also give). */
+const groupFileShape = (schedulerExtra?: string) => ({
+  $schema: z.string(must('a string')).optional().describe('The JSON schema of this file (ignored).'),
+  members: z.array(anyMemberFileSchema, must('a non-empty array')).min(1, must('a non-empty array')).max(64, must('at most 64 members')).describe('The members, in order: the first serving active member is the primary (see memberOrder).'),
+  memberOrder: z
+    .union([z.literal('config'), options({ clientId: nonEmpty() }, '{ clientId }')], must("'config' or { clientId }"))
+    .optional()
+    .describe("'config': the order written (default). { clientId }: the active members rotated by a stable hash of the id, so that clients spread their primaries over the members; the same id always gives the same order."),
+  label: nonEmpty('1 to 32 characters').max(32, must('1 to 32 characters')).optional().describe("The virtual token's label, as C_GetTokenInfo shows it through pkcs11-ha/pkcs11js (PKCS11_HA_LABEL overrides it). Default: pkcs11-ha."),
+  threadsPerMember: int(1, 64).optional().describe('Worker threads per member. Default: 2.'),
+  maxSessionsPerMember: int(1, 4096).optional().describe('Most sessions (commands in flight) per member. Default: 32.'),
+  scheduler: oneOf(['least-busy', 'peak-ewma'], schedulerExtra).optional().describe('The load-balancing strategy. Default: least-busy.'),
+  minReplicas: int(1, 64).optional().describe('Fewest members a new key must reach (at most the member count). Default: 1.'),
+  unextractableKeys: oneOf(['wrap-with-trusted', 'reject']).optional().describe('What a request for CKA_EXTRACTABLE=false gets. Default: wrap-with-trusted.'),
+  keyCreation: oneOf(['parallel', 'primary-first']).optional().describe('How a new token key reaches the members. Default: parallel.'),
+  countHostLoad: z.boolean(must('a boolean')).optional().describe('Whether the least-busy scheduler adds the commands a remote member host reports for other application processes to its own count. Default: true.'),
+  hostCalls: oneOf(['inline', 'threads']).optional().describe("Where a member host makes short cryptographic calls. Default: inline."),
+  inProcessCalls: oneOf(['inline', 'threads']).optional().describe('Where an in-process member makes short cryptographic calls. Default: inline.'),
+  journalPath: nonEmpty('a non-empty path').optional().describe('File keeping what members owe across restarts. Default: in memory only.'),
+  journal: options(
+    {
+      postgres: options(
+        {
+          connectionString: pinSource('The connection string').describe('A PostgreSQL connection string, { "env": "NAME" } or { "file": "path" } (its first line). Never printed.'),
+          schema: z.string(must('a lower-case identifier')).regex(/^[a-z_][a-z0-9_]{0,62}$/, must('a lower-case identifier')).optional().describe('The schema holding the journal tables (created when missing). Default: pkcs11_ha.'),
+          refreshIntervalMs: int(10, 3_600_000).optional().describe('How often this server reads what the others recorded and settled (ms). Default: 1000.'),
+        },
+        '{ connectionString, schema?, refreshIntervalMs? }',
+      ),
+    },
+    '{ postgres }',
+  )
+    .optional()
+    .describe('A journal shared by every application server (instead of journalPath): { postgres: { connectionString } }. Default: the file, or in memory only.'),
+  transport: oneOf(['host', 'in-process']).optional().describe('Where members\' modules run. Default: host.'),
+  deadlineMs: int(1, 3_600_000).optional().describe('A command with no answer (and no heartbeat) for this long fails its member (ms). Default: 20000.'),
+  ceilingMs: int(1, 86_400_000).optional().describe('No command lives longer than this (ms); at least deadlineMs. Default: 120000.'),
+  heartbeatIntervalMs: int(1, 1_200_000).optional().describe('Heartbeat interval of a member host (ms); at most a third of deadlineMs. Default: 1000.'),
+  recovery: options(
+    {
+      intervalMs: int(1, 86_400_000).optional().describe('Time between a failure and the next attempt (ms). Default: 5000.'),
+      maxAttempts: int(0, 1_000_000_000).optional().describe('Most automatic attempts per failure; 0 = off. Default: no limit.'),
+    },
+    'an object',
+  ).optional(),
+  demoteStandbys: z.boolean(must('a boolean')).optional().describe('Whether promoted standby members go back to standby when an active member serves again. Default: true.'),
+  multipart: oneOf(['primary', 'least-busy']).optional().describe('Where multi-part operations run. Default: primary.'),
+  multipartReplay: options(
+    {
+      operationBytes: int(0, 2 ** 32).optional().describe('Bytes one operation keeps for a replay (0 = off). Default: 1048576.'),
+      groupBytes: int(0, 2 ** 40).optional().describe('Bytes all operations keep at once. Default: 4194304.'),
+    },
+    'an object',
+  ).optional(),
+  admin: options({ socket: nonEmpty('a non-empty path') }, '{ socket: <path> }').optional().describe('An admin endpoint for the pkcs11-ha CLI: a Unix socket, mode 0600. Default: none.'),
+});
+
+/** A group configuration's file options as `HaGroup.open` checks them: an unknown key's message names the code-only options among the known. */
+export const groupFileSchema = options(groupFileShape('a Scheduler'), 'an object', CODE_ONLY_OPTIONS).meta({ $id: CONFIG_SCHEMA_ID, title: 'pkcs11-ha group configuration' });
+
+/** A group configuration as a file holds it (and the shipped JSON schema): no code-only option is known. */
+export const fileOnlyGroupSchema = options(groupFileShape(), 'an object').meta({ $id: CONFIG_SCHEMA_ID, title: 'pkcs11-ha group configuration' });
+
+/**
+ * Validates a configuration read from a file, before `resolveGroupConfig` fills it in: what
+ * only code can give is refused (`<key>: code only, a file cannot hold it`), and an unknown
+ * key's message names only what a file may hold.
+ * @throws {@link ConfigError} naming the first bad value
+ */
+export function parseFileConfig(raw: unknown): z.output<typeof fileOnlyGroupSchema> {
+  refuseCodeOnly(raw);
+  return parseWith(fileOnlyGroupSchema, raw);
+}
+
+/**
+ * Refuses what only code can give, found in a configuration read from a file: a
+ * code-only option (even one whose value would pass, such as `"metrics": true`) or a
+ * scheduler that is not a name.
+ * @throws {@link ConfigError} `<key>: code only, a file cannot hold it`
+ */
+function refuseCodeOnly(raw: unknown): void {
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) return;
+  const key = CODE_ONLY_OPTIONS.find((k) => Object.hasOwn(raw, k));
+  if (key !== undefined) throw new ConfigError(key, 'code only, a file cannot hold it');
+  const scheduler = (raw as { scheduler?: unknown }).scheduler;
+  if (typeof scheduler === 'object' && scheduler !== null) throw new ConfigError('scheduler', "a Scheduler object is code only, a file cannot hold it (give 'least-busy' or 'peak-ewma')");
+}
 
 /** What zod infers a file config to be (group-config.ts checks its interfaces against it). */
 export type InferredGroupFileConfig = z.input<typeof groupFileSchema>;
@@ -230,5 +260,5 @@ export function parseWith<S extends z.ZodType>(schema: S, raw: unknown, prefix =
 
 /** The JSON schema of a group configuration file, as `npm run schema` writes it. */
 export function configJsonSchemaText(): string {
-  return `${JSON.stringify(z.toJSONSchema(groupFileSchema, { target: 'draft-2020-12', io: 'input' }), null, 2)}\n`;
+  return `${JSON.stringify(z.toJSONSchema(fileOnlyGroupSchema, { target: 'draft-2020-12', io: 'input' }), null, 2)}\n`;
 }

@@ -22,7 +22,9 @@
  *
  * Lifecycle: the host exits when its parent goes away (IPC 'disconnect') and on SIGTERM,
  * closing the module cleanly; SIGINT is ignored because the parent decides when its
- * members stop (a Ctrl-C reaches the whole process group).
+ * members stop (a Ctrl-C reaches the whole process group). A parent that went away
+ * (killed outright, with no chance to clean up) leaves the host's socket directory to
+ * the host: it removes it as it exits.
  */
 import { timingSafeEqual } from 'node:crypto';
 import { realpathSync } from 'node:fs';
@@ -40,6 +42,7 @@ import { InProcessTransport } from '../transport/in-process-transport.js';
 import { CommandFailedError, type TokenInfo } from '../transport/transport.js';
 import { CapacityEmulator } from './capacity-emulator.js';
 import { ClientLoginGuard } from './client-login-guard.js';
+import { hostSocketDirectory, removeOnExit } from './exit-cleanup.js';
 import { HostConnection, type ConnectionHost } from './host-connection.js';
 import type { HostStatusMessage, MemberHostConfig, StartFailure, StartMessage } from './host-ipc.js';
 import { startOrphanWatchdog } from './orphan-watchdog.js';
@@ -315,9 +318,16 @@ function serveParent(): void {
     setTimeout(() => process.exit(code), SHUTDOWN_TIMEOUT_MS).unref();
     void (host?.close() ?? Promise.resolve()).finally(() => process.exit(code));
   };
+  /** The private directory of this host's socket, once the parent gave it. */
+  let socketDir: string | undefined;
   process.on('SIGTERM', () => stop(0));
   process.on('SIGINT', () => undefined);
-  process.on('disconnect', () => stop(0));
+  process.on('disconnect', () => {
+    // The parent went away: if it was killed (SIGKILL), nobody else removes the directory.
+    // Removed as this process exits (after close() unlinked the socket, or on the timeout).
+    if (socketDir !== undefined) removeOnExit(socketDir);
+    stop(0);
+  });
   // If the main thread is stuck in a hung inline call, it never sees 'disconnect'.
   startOrphanWatchdog({ parentPid: process.ppid, intervalMs: 1000, graceMs: SHUTDOWN_TIMEOUT_MS + 1000 });
   process.once('message', (m: unknown) => {
@@ -326,6 +336,7 @@ function serveParent(): void {
       return;
     }
     const secret = Buffer.from(m.secret);
+    socketDir = hostSocketDirectory(m.config.socketPath);
     MemberHost.start(m.config, secret, (error) => {
       process.stderr.write(`member host ${m.config.member}: ${error.message}\n`);
       stop(1);

@@ -133,21 +133,32 @@ describe('bad command lines and bad configs', () => {
   it.each([
     { what: 'not JSON', file: () => '{ "members": [{ "soPin": so-secret-4711 }] }', code: 2, err: /ERR_CONFIG: .*leaky\.json is not valid JSON/ },
     { what: 'wrong types', file: () => ({ members: [good()], deadlineMs: 'fast' }), code: 2, err: /ERR_CONFIG: .*leaky\.json: deadlineMs: must be an integer/ },
-    { what: 'an unknown option', file: () => ({ members: [good()], colour: 'blue' }), code: 2, err: /ERR_CONFIG: .*colour: unknown option/ },
+    // The hint names what a file may hold, not the options only code can give.
+    { what: 'an unknown option', file: () => ({ members: [good()], colour: 'blue' }), code: 2, err: /ERR_CONFIG: .*colour: unknown option \(known: \$schema, members, (?!.*\b(?:clock|transportFactory|metrics|logger|on)\b)/ },
+    { what: 'metrics, an option only code can give', file: () => ({ members: [good()], metrics: true }), code: 2, err: /^pkcs11-ha (?:check|status): ERR_CONFIG: .*leaky\.json: metrics: code only, a file cannot hold it$/ },
+    { what: 'listeners (on), an option only code can give', file: () => ({ members: [good()], on: {} }), code: 2, err: /ERR_CONFIG: .*leaky\.json: on: code only, a file cannot hold it$/ },
+    { what: 'a clock, an option only code can give', file: () => ({ members: [good()], clock: { now: 1 } }), code: 2, err: /ERR_CONFIG: .*leaky\.json: clock: code only, a file cannot hold it$/ },
+    { what: 'a logger, an option only code can give', file: () => ({ members: [good()], logger: {} }), code: 2, err: /ERR_CONFIG: .*leaky\.json: logger: code only, a file cannot hold it$/ },
+    { what: 'a Scheduler object', file: () => ({ members: [good()], scheduler: { pick: 'x' } }), code: 2, err: /ERR_CONFIG: .*leaky\.json: scheduler: a Scheduler object is code only, a file cannot hold it/ },
     { what: 'a missing module path', file: () => ({ members: [good(), { name: 'gone', module: '/nonexistent/libnone.so', token: { label: 'x' } }], transport: 'in-process' }), code: 1, out: /gone failed: .*module file not found/ },
     { what: 'a wrong token label', file: () => ({ members: [good(), { ...good(), name: 'wrong', token: { label: 'no-such-token' } }], transport: 'in-process' }), code: 1, out: /wrong failed: .*no-such-token/ },
     { what: 'only members whose module is missing', file: () => ({ members: [{ module: '/nonexistent.so', token: { label: 'x' } }] }), code: 2, err: /ERR_CONFIG: members\[0\]\.module: module file not found/ },
-  ])('$what: exit $code with one line that says why, and no PIN', async ({ file, code, err, out }) => {
+  ])('$what: status and check exit $code with one line that says why, and no PIN', async ({ file, code, err, out }) => {
     const path = write('leaky.json', file());
-    const r = await run(['check', '-c', path]);
-    expect(r.code).toBe(code);
-    if (err) {
-      expect(r.err).toMatch(err);
-      expect(r.err.trim().split('\n')).toHaveLength(1);
+    for (const command of ['status', 'check']) {
+      const r = await run([command, '-c', path]);
+      expect(r.code, command).toBe(code);
+      if (err) {
+        expect(r.err.trim().split('\n'), command).toHaveLength(1);
+        expect(r.err.trimEnd(), command).toMatch(err);
+        expect(r.out, command).toBe('');
+      }
+      // check says why in its line; status prints the status, the failed member's reason in it.
+      const said = () => (JSON.parse(r.out) as { members: { name: string; state: { kind: string; reason?: string } }[] }).members.map((m) => `${m.name} ${m.state.kind}: ${m.state.reason ?? ''}`).join('\n');
+      if (out) expect(command === 'check' ? r.out : said(), command).toMatch(out);
+      expect(r.err + r.out).not.toContain('4711');
+      printsNoPin(r.out, r.err);
     }
-    if (out) expect(r.out).toMatch(out);
-    expect(r.err + r.out).not.toContain('4711');
-    printsNoPin(r.out, r.err);
   });
 
   it.each([
@@ -168,6 +179,11 @@ describe('bad command lines and bad configs', () => {
     const r = await spawnCli(['status', '--frobnicate', '-c', config]);
     expect(r).toMatchObject({ code: 2, out: '', err: "pkcs11-ha: unknown option '--frobnicate'\n" });
     expect(noStack(r.err)).toBe(true);
+  });
+
+  it("a near miss: commander's suggestion stays on the one line", async () => {
+    expect(await run(['status', '--jsn', '-c', config])).toEqual({ code: 2, out: '', err: "pkcs11-ha: unknown option '--jsn' (Did you mean --json?)\n" });
+    expect(await run(['stats', '-c', config])).toEqual({ code: 2, out: '', err: "pkcs11-ha: unknown command 'stats' (Did you mean status?)\n" });
   });
 });
 

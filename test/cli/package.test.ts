@@ -53,7 +53,7 @@ describe('the package', () => {
     await exec('mkdir', ['-p', unpacked], work, 10_000);
     expect((await exec('tar', ['-xzf', tarball, '-C', unpacked], work, 30_000)).code).toBe(0);
     const pkg = join(unpacked, 'package');
-    for (const path of ['LICENSE', 'bin/pkcs11-ha.js', 'cjs/require.cjs', 'dist/index.js', 'dist/index.d.ts', 'dist/cli/main.js', 'dist/admin/admin-server.js']) {
+    for (const path of ['LICENSE', 'bin/pkcs11-ha.js', 'cjs/require.cjs', 'cjs/register.cjs', 'dist/index.js', 'dist/index.d.ts', 'dist/cli/main.js', 'dist/admin/admin-server.js']) {
       expect(existsSync(join(pkg, path)), path).toBe(true);
     }
     expect(readFileSync(join(pkg, 'LICENSE'), 'utf8')).toMatch(/^MIT License/);
@@ -87,5 +87,9 @@ describe('the package', () => {
     expect(required.code).not.toBe(0);
     expect(required.err).toContain('pkcs11-ha is an ES module package and cannot be loaded with require()');
     expect(required.err).toContain("await import('pkcs11-ha')");
+    const hook = await exec(process.execPath, ['--require', 'pkcs11-ha/register', '-e', '0'], project, 30_000);
+    expect(hook.code).not.toBe(0);
+    expect(hook.err).toContain('pkcs11-ha is an ES module package and cannot be loaded with require()');
+    expect(hook.err).toContain('node --import pkcs11-ha/register');
   }, 420_000);
 });

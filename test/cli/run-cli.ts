@@ -2,7 +2,7 @@
  * Runs the `pkcs11-ha` CLI for tests: in this process through `main` (fast, streams
  * captured), or as a child process the way a user starts it (exit code, stderr).
  */
-import { execFile } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { main } from '../../src/cli/main.js';
@@ -34,6 +34,26 @@ export function spawnCli(args: string[], limitMs = 60_000): Promise<CliRun> {
       else resolve({ code: typeof error?.code === 'number' ? error.code : 0, out, err });
     });
   });
+}
+
+/** A CLI child process still running: what it printed so far and its exit. */
+export interface StartedCli {
+  readonly child: ChildProcess;
+  readonly out: () => string;
+  readonly err: () => string;
+  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+/** Starts the CLI as a child process and returns at once (for a command that runs until a signal, e.g. `status --watch`). */
+export function startCli(args: string[]): StartedCli {
+  const child = spawn(process.execPath, ['--import', TSX, ENTRY, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  child.stdout!.on('data', (chunk: Buffer) => (out += chunk.toString()));
+  child.stderr!.on('data', (chunk: Buffer) => (err += chunk.toString()));
+  // 'close', not 'exit': the output is all read by then.
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once('close', (code, signal) => resolve({ code, signal })));
+  return { child, out: () => out, err: () => err, exited };
 }
 
 /** True when `text` holds no stack trace line. */
