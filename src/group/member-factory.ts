@@ -22,7 +22,7 @@ export function defaultTransport(m: ResolvedMemberConfig, config: ResolvedGroupC
   // A remote member host: the member-host protocol over mutual TLS; the TLS handshake
   // authenticates, so the hello carries no secret. A reconnection opens a new connection.
   if (m.remote !== undefined) {
-    return new RpcClient({ member: m.name, kind: 'tls', connect: tlsConnector(m.remote), secret: new Uint8Array(0), connectTimeoutMs: config.deadlineMs, clock: config.clock, countHostLoad: config.countHostLoad });
+    return new RpcClient({ member: m.name, kind: 'tls', connect: tlsConnector(m.remote), secret: new Uint8Array(0), connectTimeoutMs: config.deadlineMs, deadlineMs: config.deadlineMs, clock: config.clock, countHostLoad: config.countHostLoad });
   }
   const options = transportOptions(m);
   return config.transport === 'host'

@@ -8,8 +8,9 @@
  *   when another client logged the token in: its PIN is compared with a salted scrypt hash
  *   of the PIN that succeeded (the PIN itself is never kept);
  * - a wrong PIN reaches the token at most once (its salted hash is remembered), and never
- *   once a good PIN is known: another client's mistakes cannot lock the token or log
- *   anyone out;
+ *   while a client is logged in: another client's mistakes cannot lock the token or log
+ *   anyone out. While nobody is logged in, a PIN other than the one that succeeded reaches
+ *   the token (once): the PIN may have been changed outside this host;
  * - a client's logout logs the token out only when no other client is logged in;
  * - sessions and session objects belong to the client that made them: another client
  *   naming them gets CKR_SESSION_HANDLE_INVALID / CKR_OBJECT_HANDLE_INVALID, its searches
@@ -28,6 +29,7 @@
 import { randomBytes, scrypt, timingSafeEqual } from 'node:crypto';
 import { ckrValue } from '../errors/return-codes.js';
 import type { Command, Handle, WireAttribute } from '../pkcs11/commands.js';
+import { parameterHandles } from '../pkcs11/mechanism-parameters.js';
 import { CommandFailedError } from '../transport/transport.js';
 
 const CKU_SO = 0;
@@ -47,7 +49,7 @@ const OPERATION_ACTIVE = rv('CKR_OPERATION_ACTIVE');
 const OWN_OPS: ReadonlySet<string> = new Set(['openSession', 'closeSession', 'login', 'logout', 'initPin', 'setPin', 'contextLogin']);
 /** Commands that make objects: refused to a client that has not logged in while others have, unless the new object is public. */
 const CREATIONS: ReadonlySet<string> = new Set(['createObject', 'copyObject', 'generateKey', 'generateKeyPair', 'unwrapKey', 'deriveKey']);
-/** The fields of a command that name objects. */
+/** The fields of a command that name objects (and its mechanism's parameter may: see {@link objectsOf}). */
 const OBJECT_FIELDS = ['key', 'object', 'wrappingKey', 'unwrappingKey', 'baseKey'] as const;
 
 /** Counters of a guard, for host stats and tests. */
@@ -72,11 +74,15 @@ function templatesOf(command: Command): (readonly WireAttribute[])[] {
   return 'template' in command ? [command.template] : [];
 }
 
+/** The objects a command names: its own fields, and the handles in its mechanism's parameter (an ECDH2 derivation's privateData, a GOST wrap's key). */
 function objectsOf(command: Command): Handle[] {
   const out: Handle[] = [];
   for (const field of OBJECT_FIELDS) {
     const h = (command as Partial<Record<(typeof OBJECT_FIELDS)[number], Handle>>)[field];
     if (h !== undefined) out.push(h);
+  }
+  if ('mechanism' in command) {
+    for (const h of parameterHandles(command.mechanism.parameter)) out.push(Buffer.isBuffer(h) ? h : Buffer.from(h.buffer, h.byteOffset, h.byteLength));
   }
   return out;
 }
@@ -104,7 +110,7 @@ export class ClientLoginGuard {
   readonly #salt = randomBytes(16);
   /** Salted hash of the user PIN the token accepted; undefined until one did. */
   #goodPin: Buffer | undefined;
-  /** Salted hashes (hex) of PINs the token refused, while no good PIN is known. */
+  /** Salted hashes (hex) of PINs the token refused: never sent to it again. */
   readonly #badPins = new Set<string>();
   readonly #users = new Set<object>();
   readonly #officers = new Set<object>();
@@ -139,15 +145,16 @@ export class ClientLoginGuard {
       if (this.#sessions.get(key) !== client) return failure(SESSION_HANDLE_INVALID, 'C_' + command.op);
       if (this.#busy.has(key)) return failure(OPERATION_ACTIVE, 'C_' + command.op);
     }
-    // Creations always: the session objects they make are recorded as their client's.
-    if (OWN_OPS.has(command.op) || CREATIONS.has(command.op)) return 'guard';
+    // Another client's session object is not there for this one (a creation's input included).
     if (this.#objects.size > 0) {
       for (const h of objectsOf(command)) {
         const o = this.#objects.get(handleKey(h));
         if (o !== undefined && o.client !== client) return failure(OBJECT_HANDLE_INVALID, 'C_' + command.op);
       }
-      if (command.op === 'findObjects' || command.op === 'destroyObject') return 'guard';
     }
+    // Creations always: the session objects they make are recorded as their client's.
+    if (OWN_OPS.has(command.op) || CREATIONS.has(command.op)) return 'guard';
+    if (this.#objects.size > 0 && (command.op === 'findObjects' || command.op === 'destroyObject')) return 'guard';
     if (this.#restricted(client)) {
       if (command.op === 'findObjects' || objectsOf(command).length > 0) return 'guard';
     }
@@ -300,20 +307,20 @@ export class ClientLoginGuard {
     if (this.#users.has(client)) throw failure(USER_ALREADY_LOGGED_IN, 'C_Login');
     const hash = await this.#hash(command.pin);
     const good = this.#goodPin;
-    if (good !== undefined) {
-      if (!timingSafeEqual(hash, good)) {
-        this.#refusedLogins++;
-        throw failure(PIN_INCORRECT, 'C_Login');
-      }
+    const matches = good !== undefined && timingSafeEqual(hash, good);
+    if (matches) {
       // The PIN is the one that succeeded: the token needs no login while others hold one.
       if (this.#users.size > 0) {
         this.#users.add(client);
         return undefined;
       }
-    } else if (this.#badPins.has(hash.toString('hex'))) {
+    } else if (this.#badPins.has(hash.toString('hex')) || this.#users.size > 0) {
+      // A PIN the token refused, or not the one that succeeded while clients are logged in on it.
       this.#refusedLogins++;
       throw failure(PIN_INCORRECT, 'C_Login');
     }
+    // Nobody is logged in: a PIN other than the one that succeeded reaches the token once (the
+    // PIN may have been changed outside this host); refused, it is remembered as wrong.
     this.#anchor ??= (await this.#execute({ op: 'openSession', slot: this.#slot })) as Handle;
     this.#tokenLogins++;
     try {
@@ -324,13 +331,13 @@ export class ClientLoginGuard {
       // checked) leaves the client out, and says nothing of the PIN.
       if (code !== undefined && code >= 0xa0 && code <= 0xa7) {
         // Any CKR_PIN_*: remembered, so that it never reaches the token again.
-        if (good !== undefined && code === PIN_INCORRECT) this.#goodPin = undefined;
+        if (matches && code === PIN_INCORRECT) this.#goodPin = undefined;
         this.#badPins.add(hash.toString('hex'));
       }
       throw error;
     }
+    // The PINs refused before stay refused: a wrong PIN never reaches the token twice.
     this.#goodPin = hash;
-    this.#badPins.clear();
     this.#users.add(client);
     return undefined;
   }
@@ -346,7 +353,6 @@ export class ClientLoginGuard {
     const result = await this.#execute(command);
     if (command.op === 'initPin' || !officer) {
       this.#goodPin = await this.#hash(command.op === 'initPin' ? command.pin : command.newPin);
-      this.#badPins.clear();
     }
     return result;
   }

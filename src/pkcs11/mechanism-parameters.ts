@@ -277,6 +277,25 @@ const REQUIRED_PARAM_FIELDS: ReadonlyMap<number, readonly (readonly [string, Fie
   [pkcs11js.CK_PARAM_GOSTR3410_KEY_WRAP, [['wrapOID', 'bytes'], ['key', 'handle']]],
 ]);
 
+/**
+ * The object handles inside a CK_PARAMS_* parameter, as the module will read them:
+ * `privateData` of the ECDH2, ECMQV and X9.42 DH2/MQV derive parameters, `publicKey` of
+ * X9.42 MQV, `key` of GOST R 34.10 key wrap. These are objects a command names besides its
+ * own key fields. A field that is not a byte string is left out (pkcs11js refuses it before
+ * the module sees anything).
+ */
+export function parameterHandles(parameter: unknown): Uint8Array[] {
+  if (typeof parameter !== 'object' || parameter === null || isBytes(parameter)) return [];
+  const fields = parameter as Record<string, unknown>;
+  if (!isUlong(fields.type)) return [];
+  const out: Uint8Array[] = [];
+  for (const [field, kind] of REQUIRED_PARAM_FIELDS.get(fields.type) ?? []) {
+    const value = fields[field];
+    if (kind === 'handle' && isBytes(value)) out.push(value);
+  }
+  return out;
+}
+
 const FIELD_RULES: Readonly<Record<FieldKind, string>> = {
   bytes: 'a Buffer or Uint8Array',
   ulong: 'a number in 0..0xffffffff',

@@ -253,16 +253,16 @@ export class PostgresDebtStore implements DebtStore {
       });
       // An idle connection that drops (the server stopped) must not crash the process; the next statement reports it.
       pool.on('error', () => undefined);
+      // Likewise a checked-out one (a claim's): one listener per connection, added when the pool opens it.
+      pool.on('connect', (client) => client.on('error', () => undefined));
       this.#pool = pool;
     }
     return this.#pool;
   }
 
+  /** A connection of the pool's (one that drops is reported by its next statement: see the pool's `connect` listener). */
   async #connect(): Promise<PoolClient> {
-    const client = await (await this.#poolOf()).connect();
-    // A checked-out connection that drops is reported by its next statement.
-    client.on('error', () => undefined);
-    return client;
+    return (await this.#poolOf()).connect();
   }
 
   /** Runs `op`, turning any failure into a {@link JournalError} whose message carries no credential. */

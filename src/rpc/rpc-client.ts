@@ -10,7 +10,7 @@
  */
 import type { Duplex } from 'node:stream';
 import { systemClock, type Clock } from '../clock/clock.js';
-import { HaError, MemberUnreachableError } from '../errors/ha-error.js';
+import { ConfigError, HaError, MemberUnreachableError } from '../errors/ha-error.js';
 import type { Command, CommandName, CommandResult } from '../pkcs11/commands.js';
 import { CommandFailedError, type TokenInfo, type Transport } from '../transport/transport.js';
 import { FrameDecoder } from './frame-decoder.js';
@@ -55,6 +55,13 @@ export interface RpcClientOptions {
    * @default 3 heartbeat intervals of the host, as its welcome announces it (3000 when it announces none)
    */
   readonly hostLoadTtlMs?: number;
+  /**
+   * The member's deadline (a command with no answer and no heartbeat for this long fails
+   * it), to check against the heartbeat interval the host's welcome announces: a deadline
+   * under 3 intervals would fail the member under a long command before its heartbeats
+   * come (the rule `heartbeatIntervalMs` follows for local hosts). Unset, nothing is checked.
+   */
+  readonly deadlineMs?: number;
 }
 
 type State = 'new' | 'connecting' | 'ready' | 'lost' | 'closed';
@@ -94,6 +101,7 @@ export class RpcClient implements Transport {
   readonly #clock: Clock;
   readonly #countHostLoad: boolean;
   readonly #hostLoadTtlMs: number | undefined;
+  readonly #deadlineMs: number | undefined;
   /** The heartbeat interval the host announced in its welcome. */
   #hostHeartbeatMs = 1000;
   /** The host's last report of its other clients' commands, and when it came. */
@@ -129,6 +137,7 @@ export class RpcClient implements Transport {
     this.#clock = options.clock ?? systemClock;
     this.#countHostLoad = options.countHostLoad === true;
     this.#hostLoadTtlMs = options.hostLoadTtlMs;
+    this.#deadlineMs = options.deadlineMs;
   }
 
   /**
@@ -157,7 +166,8 @@ export class RpcClient implements Transport {
    * instance.
    * @throws {@link MemberUnreachableError} when the stream cannot be opened, closes or
    *   breaks the protocol before the welcome (a wrong secret: the host just closes), the
-   *   connect timeout passes, or the client is closed meanwhile
+   *   connect timeout passes, or the client is closed meanwhile; {@link ConfigError} when
+   *   `deadlineMs` is under 3 heartbeat intervals of the host
    */
   async connect(): Promise<TokenInfo> {
     if (this.#state !== 'new') throw this.#unavailable(this.#state === 'closed' ? 'transport closed' : 'connect() was called already');
@@ -257,7 +267,17 @@ export class RpcClient implements Transport {
         }
       }
     } else if (m.t === 'welcome' && this.#onWelcome !== undefined) {
-      if (m.heartbeatIntervalMs !== undefined) this.#hostHeartbeatMs = m.heartbeatIntervalMs;
+      const interval = m.heartbeatIntervalMs;
+      if (interval !== undefined && this.#deadlineMs !== undefined && this.#deadlineMs < 3 * interval) {
+        this.#connectFailed?.(
+          new ConfigError(
+            'deadlineMs',
+            `member ${this.#member}: ${this.#deadlineMs} ms is under 3 heartbeat intervals of its member host (${interval} ms each): a long command would fail the member before its heartbeats come; raise deadlineMs to at least ${3 * interval} or lower the host's heartbeatIntervalMs`,
+          ),
+        );
+        return;
+      }
+      if (interval !== undefined) this.#hostHeartbeatMs = interval;
       this.#onWelcome(m.token);
       this.#onWelcome = undefined;
     } else {

@@ -5,7 +5,9 @@
  * sharing one PostgreSQL journal. The host of member-3 is killed; A creates keys, destroys
  * one and renames one; the host comes back on the same port; B (whose recovery loop runs)
  * repairs member-3 from PostgreSQL, once; the keys work through both processes; A (whose
- * loop is off) then recovers member-3 and finds nothing left to apply.
+ * loop is off) then recovers member-3 and finds nothing left to apply. And with two
+ * recovery loops racing for member-3 (B's and a third group's, C, in this process), each
+ * debt is settled once and each key is on member-3 once.
  */
 import { hostname } from 'node:os';
 import { join } from 'node:path';
@@ -65,7 +67,7 @@ describe.skipIf(absent)('two application processes over three TLS member hosts a
     await db.connect();
     bed = await createTestbed({ count: 3 });
     await HaGroup.initDomain({ members: bed.memberConfigs(), transport: 'in-process' });
-    certs = await makeCertificates(join(bed.dir, 'tls'), ['app-a', 'app-b']);
+    certs = await makeCertificates(join(bed.dir, 'tls'), ['app-a', 'app-b', 'app-c']);
     hosts.push(...(await Promise.all(bed.tokens.map((t) => startTlsHost(bed.dir, t, certs)))));
     // A repairs nothing on its own until asked (its loop is off): B must reach member-3 first.
     [a, b] = await Promise.all([HaGroup.open(config('app-a', { maxAttempts: 0 })), startAppProcess(config('app-b', { intervalMs: 200 }), bed.tokens[0]!.userPin)]);
@@ -206,4 +208,61 @@ describe.skipIf(absent)('two application processes over three TLS member hosts a
     expect((await rows(`SELECT count(*)::int AS n FROM ${SCHEMA}.settlements`))[0]!.n).toBe(settledBefore + settledNow);
     for (const label of labels) expect([label, await onTokenAtA(2, label)]).toEqual([label, destroyed.has(label) ? 0 : 1]);
   }, 120_000);
+
+  it("both groups' recovery loops racing for one member: each debt settled once, each key once on the member", async () => {
+    // C: a second group in this process (its own client certificate), its recovery loop on like B's.
+    const c = await HaGroup.open(config('app-c', { intervalMs: 200 }));
+    try {
+      const sessionC = c.slot.openSession();
+      await sessionC.login(bed.tokens[0]!.userPin);
+      await until(async () => (await b!.status()).members[2]!.state.kind === 'active', "B's member-3 to serve");
+      expect(c.status().members.map((m) => m.state.kind)).toEqual(['active', 'active', 'active']);
+      const settledBefore = (await rows(`SELECT count(*)::int AS n FROM ${SCHEMA}.settlements`))[0]!.n as number;
+
+      const victim = hosts[2]!;
+      await victim.kill();
+      await until(() => c.status().members[2]!.state.kind !== 'active', "C's member-3 to fail");
+      await until(async () => (await b!.status()).members[2]!.state.kind !== 'active', "B's member-3 to fail");
+      const labels = Array.from({ length: 8 }, (_, i) => `race-${i}`);
+      const destroyed = new Set(labels.filter((_, i) => i % 4 === 0));
+      for (const label of labels) {
+        const handle = await sessionC.generateKey('AES_KEY_GEN', aes(label));
+        if (destroyed.has(label)) await sessionC.destroyObject(handle);
+      }
+      const owedIds = (await rows(`SELECT id::text AS id FROM ${SCHEMA}.debts`)).map((r) => r.id as string);
+      expect(owedIds).toHaveLength(labels.length + destroyed.size); // a replica per key, a deletion per destroyed one
+
+      // The host comes back: B's loop and C's loop both go for member-3 (every 200 ms).
+      hosts[2] = await startTlsHost(bed.dir, bed.tokens[2]!, certs, { port: victim.port });
+      await until(async () => (await rows(`SELECT 1 FROM ${SCHEMA}.debts`)).length === 0, 'member-3 to be repaired', 30_000, 50);
+      await until(async () => (await b!.status()).members[2]!.state.kind === 'active', "B's member-3 to serve again", 45_000, 20);
+      await until(() => c.status().members[2]!.state.kind === 'active', "C's member-3 to serve again", 45_000, 20);
+
+      // One settlement per debt (and no other), by B or by this process (C: A's loop is off, and A's member-3 stays failed).
+      const settled = (await db.query<{ id: string; by: string }>(`SELECT debt_id::text AS id, settled_by AS by FROM ${SCHEMA}.settlements WHERE debt_id = ANY($1::bigint[])`, [owedIds])).rows;
+      expect(settled.map((r) => r.id).sort()).toEqual([...owedIds].sort());
+      expect(await rows(`SELECT count(*)::int AS n FROM ${SCHEMA}.settlements`)).toEqual([{ n: settledBefore + owedIds.length }]);
+      const byB = `${hostname()}:${b!.pid}`;
+      const byC = `${hostname()}:${process.pid}`;
+      expect(settled.filter((r) => r.by !== byB && r.by !== byC)).toEqual([]);
+      expect(a!.status().members[2]!.state.kind).toBe('failed');
+
+      // Every kept key once on member-3, every destroyed one gone, seen through B's connection and C's.
+      for (const label of labels) {
+        const want = destroyed.has(label) ? 0 : 1;
+        expect([label, await b!.onToken(2, label)]).toEqual([label, want]);
+        const atC = (await findOn(internalsOf(c).members[2]!, [{ type: P.CKA_LABEL, value: Buffer.from(label) }], undefined)).length;
+        expect([label, atC]).toEqual([label, want]);
+      }
+      const iv = Buffer.alloc(12, 5);
+      const data = Buffer.from('raced');
+      for (const label of labels.filter((l) => !destroyed.has(l))) {
+        expect(await b!.find(label)).toEqual({ count: 1, holders: [['member-1', 'member-2', 'member-3']] });
+        const [key] = await sessionC.findObjects({ label });
+        expect((await sessionC.decrypt({ name: 'AES_GCM', iv }, key!, await b!.encrypt(label, iv, data))).equals(data)).toBe(true);
+      }
+    } finally {
+      await c.close();
+    }
+  }, 150_000);
 });

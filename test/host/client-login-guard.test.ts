@@ -8,11 +8,14 @@
 import { createHmac } from 'node:crypto';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ClientLoginGuard, type GuardExecute } from '../../src/host/client-login-guard.js';
+import { pkcs11js as P } from '../../src/native/pkcs11js.js';
 import type { Handle } from '../../src/pkcs11/commands.js';
 import { RpcClient } from '../../src/rpc/rpc-client.js';
 import { tlsConnector } from '../../src/rpc/tls-stream.js';
 import { provisionKeys, standardKeys } from '../../src/testbed/provision.js';
 import { createTestbed, type Testbed } from '../../src/testbed/softhsm-testbed.js';
+import { CommandFailedError } from '../../src/transport/transport.js';
 import { makeCertificates, type TestCertificates } from '../helpers/tls-certificates.js';
 import { startTlsHost, type TlsHost } from '../helpers/tls-hosts.js';
 
@@ -64,6 +67,18 @@ const find = (c: { client: RpcClient; session: Handle }, label?: string) =>
 const hmac = (c: { client: RpcClient; session: Handle }, key: Handle) => c.client.execute({ op: 'sign', session: c.session, key, mechanism: { mechanism: CKM_SHA256_HMAC }, data: DATA });
 const login = (c: { client: RpcClient; session: Handle }, pin: string) => c.client.execute({ op: 'login', session: c.session, userType: CKU_USER, pin });
 const refusedWith = (rv: number) => ({ wire: { rv } });
+/** A public data object in the client's session, labelled `label`. */
+const sessionObject = (c: { client: RpcClient; session: Handle }, label: string) =>
+  c.client.execute({
+    op: 'createObject',
+    session: c.session,
+    template: [
+      { type: CKA_CLASS, value: CKO_DATA },
+      { type: CKA_TOKEN, value: false },
+      { type: CKA_PRIVATE, value: false },
+      { type: CKA_LABEL, value: label },
+    ],
+  });
 
 describe('several clients on one member host', () => {
   it('a client uses private objects only with the right PIN of its own, even with the token logged in by another', async () => {
@@ -108,16 +123,7 @@ describe('several clients on one member host', () => {
     const c = await app(host, 'app-c');
     await login(a, pin).catch(() => undefined);
     await login(c, pin);
-    const object = await a.client.execute({
-      op: 'createObject',
-      session: a.session,
-      template: [
-        { type: CKA_CLASS, value: CKO_DATA },
-        { type: CKA_TOKEN, value: false },
-        { type: CKA_PRIVATE, value: false },
-        { type: CKA_LABEL, value: 'scratch-a' },
-      ],
-    });
+    const object = await sessionObject(a, 'scratch-a');
     expect(await find(a, 'scratch-a')).toHaveLength(1);
     // C neither finds A's session object nor reaches it by its handle, nor uses A's session.
     expect(await find(c, 'scratch-a')).toEqual([]);
@@ -177,6 +183,45 @@ describe('several clients on one member host', () => {
     await setPin(b, next, pin);
     expect(host.log.join('\n')).not.toContain(next);
   }, 60_000);
+  it("a mechanism's parameter names objects too: a client not logged in cannot name a private key there, nor another client's session object", async () => {
+    const host = hosts[0]!;
+    const pin = bed.tokens[0]!.userPin;
+    const a = await app(host, 'app-a');
+    const b = await app(host, 'app-b');
+    const c = await app(host, 'app-c');
+    await login(a, pin);
+    await login(c, pin);
+    // The EC key pair: B (not logged in) finds its public half only.
+    const [publicKey] = await find(b, 'g-ec');
+    const privateKey = (await find(a, 'g-ec')).find((h) => !h.equals(publicKey!));
+    expect(publicKey).toBeDefined();
+    expect(privateKey).toBeDefined();
+    const secret = [
+      { type: CKA_CLASS, value: 4 }, // CKO_SECRET_KEY
+      { type: 0x100, value: 0x10 }, // CKA_KEY_TYPE: CKK_GENERIC_SECRET
+      { type: CKA_TOKEN, value: false },
+      { type: CKA_PRIVATE, value: false },
+    ];
+    /** An ECMQV derivation from the public key, whose parameter names `privateData` (the module would refuse ECMQV itself: CKR_MECHANISM_INVALID). */
+    const ecmqv = (x: { client: RpcClient; session: Handle }, privateData: Handle) => {
+      const parameter = { type: P.CK_PARAMS_ECMQV_DERIVE, kdf: P.CKD_NULL, publicData: Buffer.alloc(65, 4), privateDataLen: 32, privateData };
+      return x.client.execute({ op: 'deriveKey', session: x.session, baseKey: publicKey!, mechanism: { mechanism: P.CKM_ECMQV_DERIVE, parameter }, template: secret });
+    };
+    await expect(ecmqv(b, privateKey!)).rejects.toMatchObject(refusedWith(CKR_USER_NOT_LOGGED_IN));
+    // Not a creation: a GOST key wrap naming the private key as its parameter's `key`.
+    const wrapParameter = { type: P.CK_PARAM_GOSTR3410_KEY_WRAP, wrapOID: Buffer.from([6, 1, 0]), key: privateKey! };
+    const gostWrap = b.client.execute({ op: 'wrapKey', session: b.session, wrappingKey: publicKey!, key: publicKey!, mechanism: { mechanism: P.CKM_GOSTR3410_KEY_WRAP, parameter: wrapParameter } });
+    await expect(gostWrap).rejects.toMatchObject(refusedWith(CKR_USER_NOT_LOGGED_IN));
+
+    // A's session object, named by C (logged in itself) in a parameter or as what a creation copies.
+    const object = await sessionObject(a, 'scratch-param');
+    await expect(ecmqv(c, object)).rejects.toMatchObject(refusedWith(CKR_OBJECT_HANDLE_INVALID));
+    await expect(c.client.execute({ op: 'copyObject', session: c.session, object, template: [] })).rejects.toMatchObject(refusedWith(CKR_OBJECT_HANDLE_INVALID));
+    // A itself names it as it likes (here the module refuses the mechanism).
+    await expect(ecmqv(a, object)).rejects.not.toMatchObject(refusedWith(CKR_OBJECT_HANDLE_INVALID));
+    expect(await find(c, 'scratch-param')).toEqual([]);
+  }, 60_000);
+
   it('a context-specific login comes only from a client logged in itself, and a wrong PIN never reaches the token', async () => {
     const host = hosts[0]!;
     const pin = bed.tokens[0]!.userPin;
@@ -190,5 +235,79 @@ describe('several clients on one member host', () => {
     expect(await logins(a)).toMatchObject({ tokenLogins: before.tokenLogins, refusedLogins: before.refusedLogins + 3 });
     // The right PIN reaches the token, which answers as it does with no operation to authorise.
     await expect(contextLogin(a, pin)).rejects.toMatchObject({ wire: { rv: 0x91 } });
+  });
+});
+
+describe('the guard after a PIN change made outside the host', () => {
+  /**
+   * A token as the guard drives it, whose PIN can change behind the host's back (another
+   * host or tool on the same HSM; SoftHSM keeps the PIN it loaded per process, so a real
+   * one cannot show it). It counts the logins that reach it; PINs never appear in output.
+   */
+  function scriptedToken(pin: string) {
+    const token = { pin, loggedIn: false, reached: 0 };
+    let sessions = 0;
+    const refuse = (rv: number) => new CommandFailedError({ rv, fn: 'C_Login', message: 'refused' });
+    const execute: GuardExecute = async (command) => {
+      switch (command.op) {
+        case 'openSession':
+          return Buffer.alloc(8, ++sessions);
+        case 'login':
+          token.reached++;
+          if (token.loggedIn) throw refuse(0x100); // CKR_USER_ALREADY_LOGGED_IN
+          if (command.pin !== token.pin) throw refuse(CKR_PIN_INCORRECT);
+          token.loggedIn = true;
+          return undefined;
+        case 'logout':
+          token.loggedIn = false;
+          return undefined;
+        default:
+          return undefined;
+      }
+    };
+    return { token, guard: new ClientLoginGuard(execute, Buffer.alloc(8)) };
+  }
+
+  it('lets the new PIN reach the token once nobody is logged in, and a wrong PIN still never twice nor while anyone is logged in', async () => {
+    const [oldPin, newPin, wrongPin] = ['11111111', '22222222', '33333333'];
+    const { token, guard } = scriptedToken(oldPin);
+    const client = async () => {
+      const c = {};
+      const session = (await guard.run(c, { op: 'openSession', slot: Buffer.alloc(8) })) as Handle;
+      return {
+        login: (pin: string) => guard.run(c, { op: 'login', session, userType: CKU_USER, pin }),
+        logout: () => guard.run(c, { op: 'logout', session }),
+      };
+    };
+    const [a, b, c, d] = [await client(), await client(), await client(), await client()];
+    await a.login(oldPin);
+    await a.logout();
+    expect(token).toMatchObject({ reached: 1, loggedIn: false });
+
+    // Changed outside the host: the host's hash of the old PIN must not refuse the new one.
+    token.pin = newPin;
+    await b.login(newPin);
+    expect(token).toMatchObject({ reached: 2, loggedIn: true });
+    await c.login(newPin); // the PIN that succeeded now: no token login
+    expect(guard.stats).toMatchObject({ tokenLogins: 2, refusedLogins: 0, clientsLoggedIn: 2 });
+
+    // While clients are logged in, another PIN never reaches the token (nor logs anyone out).
+    await expect(d.login(oldPin)).rejects.toMatchObject(refusedWith(CKR_PIN_INCORRECT));
+    await expect(d.login(wrongPin)).rejects.toMatchObject(refusedWith(CKR_PIN_INCORRECT));
+    expect(token).toMatchObject({ reached: 2, loggedIn: true });
+    expect(guard.stats).toMatchObject({ refusedLogins: 2, clientsLoggedIn: 2 });
+
+    // Nobody logged in: a wrong PIN reaches the token once, and never again, even after a good login in between.
+    await b.logout();
+    await c.logout();
+    expect(token.loggedIn).toBe(false);
+    await expect(d.login(wrongPin)).rejects.toMatchObject(refusedWith(CKR_PIN_INCORRECT));
+    expect(token.reached).toBe(3);
+    await expect(d.login(wrongPin)).rejects.toMatchObject(refusedWith(CKR_PIN_INCORRECT));
+    await b.login(newPin);
+    await b.logout();
+    await expect(d.login(wrongPin)).rejects.toMatchObject(refusedWith(CKR_PIN_INCORRECT));
+    expect(token).toMatchObject({ reached: 4, loggedIn: false });
+    expect(guard.stats).toMatchObject({ tokenLogins: 4, refusedLogins: 4, clientsLoggedIn: 0 });
   });
 });

@@ -2,8 +2,9 @@
  * Remote member hosts over mutual TLS: real `pkcs11-ha host` processes on SoftHSM2 tokens,
  * listening on 127.0.0.1 with certificates the test makes, and a group whose members are
  * `{ url: 'tls://...', tls }`. Operations, a host killed under load (failover, then
- * recovery when it is back), and every handshake failure refused and logged while the
- * host serves the others.
+ * recovery when it is back), a long command kept alive by heartbeats (and a deadline too
+ * short for them refused), and every handshake failure refused and logged while the host
+ * serves the others.
  */
 import { createHmac } from 'node:crypto';
 import { readFileSync } from 'node:fs';
@@ -17,6 +18,7 @@ import { RpcClient } from '../../src/rpc/rpc-client.js';
 import { tlsConnector } from '../../src/rpc/tls-stream.js';
 import { provisionKeys, standardKeys } from '../../src/testbed/provision.js';
 import { createTestbed, type Testbed } from '../../src/testbed/softhsm-testbed.js';
+import { internalsOf } from '../../src/testing.js';
 import { makeCertificates, type TestCertificates } from '../helpers/tls-certificates.js';
 import { startTlsHost, type TlsHost } from '../helpers/tls-hosts.js';
 import { until } from '../helpers/until.js';
@@ -154,6 +156,64 @@ describe('a frozen TLS host', () => {
       await group.close();
     }
   }, 90_000);
+});
+
+describe('heartbeats over TLS', () => {
+  let threaded: TlsHost;
+  beforeAll(async () => {
+    // Commands on the host's worker threads: its heartbeats flow while one runs (every 200 ms: tls-hosts.ts).
+    threaded = await startTlsHost(bed.dir, bed.tokens[0]!, certs, { calls: 'threads' });
+  }, 60_000);
+  afterAll(async () => {
+    await threaded?.stop();
+  });
+
+  const member = (): RemoteMemberConfig => {
+    const t = bed.tokens[0]!;
+    const id = certs.client('app-1');
+    return { name: t.label, url: threaded.url, tls: { ca: certs.ca, cert: id.cert, key: id.key }, userPin: t.userPin };
+  };
+
+  it('a long command (RSA-4096 key pair) outlives a short deadline thanks to the heartbeats of a TLS host', async () => {
+    const group = await HaGroup.open({ members: [member()], deadlineMs: 600, recovery: { maxAttempts: 0 } });
+    try {
+      const failures: string[] = [];
+      group.on('memberFailed', (e) => failures.push(`${e.member}: ${e.reason}`));
+      let beats = 0;
+      internalsOf(group).members[0]!.transport.onHeartbeat?.(() => beats++);
+      const session = group.slot.openSession();
+      await session.login(bed.tokens[0]!.userPin);
+      // Meaningful only when a generation takes longer than the deadline (seconds here); a few tries guard against a lucky fast prime.
+      let tookMs = 0;
+      for (let i = 0; i < 3 && tookMs <= 600; i++) {
+        const started = Date.now();
+        await session.generateKeyPair(
+          'RSA_PKCS_KEY_PAIR_GEN',
+          { label: 'r-rsa4096', modulusBits: 4096, publicExponent: Buffer.from([1, 0, 1]), verify: true },
+          { label: 'r-rsa4096', sign: true },
+        );
+        tookMs = Date.now() - started;
+      }
+      expect(failures).toEqual([]);
+      expect(tookMs).toBeGreaterThan(600);
+      expect(beats).toBeGreaterThan(0);
+      expect(group.status().members[0]!.state.kind).toBe('active');
+    } finally {
+      await group.close();
+    }
+  }, 120_000);
+
+  it("a client whose deadline is under 3 of the host's heartbeat intervals is refused at the welcome (ERR_CONFIG)", async () => {
+    const { url, tls } = member();
+    const client = new RpcClient({ member: 'probe', kind: 'tls', connect: tlsConnector({ url, ...tls }), secret: new Uint8Array(0), connectTimeoutMs: 10_000, deadlineMs: 500 });
+    const error = await client.connect().catch((e: unknown) => e);
+    await client.close();
+    expect(error).toMatchObject({ code: 'ERR_CONFIG' });
+    expect((error as Error).message).toMatch(/500 ms is under 3 heartbeat intervals of its member host \(200 ms each\).*at least 600/);
+    const fine = new RpcClient({ member: 'probe', kind: 'tls', connect: tlsConnector({ url, ...tls }), secret: new Uint8Array(0), connectTimeoutMs: 10_000, deadlineMs: 600 });
+    expect((await fine.connect()).label).toBe(bed.tokens[0]!.label);
+    await fine.close();
+  }, 30_000);
 });
 
 describe('handshake failures', () => {

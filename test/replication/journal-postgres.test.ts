@@ -1,8 +1,8 @@
 /**
  * The PostgreSQL journal against a real server (a throwaway cluster on a Unix socket):
  * schema creation and migration, rows that round-trip, a member claimed by exactly one
- * claimant under concurrent claimers, a claim lost with its connection, messages free of
- * the connection string, and {@link SharedJournal} over two processes' worth of stores.
+ * claimant under concurrent claimers, a claim lost with its connection, one error listener
+ * per connection however many claims, messages free of the connection string, and {@link SharedJournal} over two processes' worth of stores.
  */
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -150,6 +150,35 @@ describe.skipIf(absent)('PostgresDebtStore', () => {
     expect(taken?.debts.map((d) => d.id)).toEqual([id]);
     expect(await taken!.settle(id)).toBe(true);
     await taken!.release();
+  });
+
+  it('adds one error listener per connection, not one per claim: no MaxListenersExceededWarning after many claims', async () => {
+    const schema = freshSchema();
+    // One connection: every claim checks out the same one.
+    const s = new PostgresDebtStore({ connectionString: server.connectionString, schema, clientId: 'one-connection', maxConnections: 1 });
+    stores.push(s);
+    await s.load();
+    const id = await s.record('m3', replica(1, 'k1'));
+    const warnings: string[] = [];
+    const onWarning = (warning: Error) => warnings.push(`${warning.name}: ${warning.message}`);
+    process.on('warning', onWarning);
+    try {
+      for (let i = 0; i < 25; i++) {
+        const claim = await s.claim('m3');
+        expect(claim?.debts.map((d) => d.id)).toEqual([id]);
+        await claim!.release();
+        await s.read();
+      }
+      // A warning is emitted on a later tick.
+      await new Promise((resolve) => setImmediate(resolve));
+    } finally {
+      process.off('warning', onWarning);
+    }
+    expect(warnings.filter((w) => w.startsWith('MaxListenersExceededWarning'))).toEqual([]);
+    // The connection still settles under a claim.
+    const claim = await s.claim('m3');
+    expect(await claim!.settle(id)).toBe(true);
+    await claim!.release();
   });
 
   it('never prints the connection string or its password', async () => {

@@ -4,8 +4,9 @@
  * own member host processes over the same three SoftHSM2 token directories. A's host of
  * member-3 is killed while A creates, destroys and renames keys; B, whose host of member-3
  * serves, repairs it from PostgreSQL, once; the keys work through both processes; A's own
- * recovery then finds nothing left to do. And PostgreSQL stopped during a key creation:
- * a typed error, and nothing left that is owed but not recorded.
+ * recovery then finds nothing left to do. And PostgreSQL stopped before a key creation,
+ * and during one (after the key is made, before its debt is durable): a typed error, and
+ * nothing left that is owed but not recorded.
  */
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -146,5 +147,47 @@ describe.skipIf(absent)('a PostgreSQL journal shared by two application processe
     await session.generateKey('AES_KEY_GEN', aes('after-db-back'));
     await until(async () => (await b!.onToken(2, 'after-db-back')) === 1, 'B to repair member-3 again', 30_000, 50);
     expect(await rows(`SELECT member, kind FROM ${SCHEMA}.settlements WHERE kind = 'replica' ORDER BY debt_id DESC LIMIT 1`)).toEqual([{ member: 'member-3', kind: 'replica' }]);
+  }, 120_000);
+
+  it('fails a key creation with ERR_JOURNAL when PostgreSQL stops during it (the key made, its debt not yet durable), and leaves no copy and no unrecorded debt', async () => {
+    if (a!.status().members[2]!.state.kind !== 'failed') {
+      process.kill(hostPid(a!, 2), 'SIGKILL');
+      await until(() => a!.status().members[2]!.state.kind === 'failed', "A's member-3 to fail");
+    }
+    // A sees what B settled before (its view of the store catches up on its refresh).
+    await until(() => a!.status().owed['member-3'] === undefined, "A to see member-3's debts settled", 10_000, 20);
+    const debtsBefore = await rows(`SELECT id FROM ${SCHEMA}.debts`);
+    const journal = internalsOf(a!).journal;
+    const owe = journal.owe.bind(journal);
+    let stoppedAt: { member: string; kind: string; keyRead: boolean } | undefined;
+    // The creator has made the key and read it for its replicas; member-3's debt is about to
+    // be written. Once member-1 and member-2 hold their copies, the server stops.
+    journal.owe = async (member, debt) => {
+      if (stoppedAt === undefined && member === 'member-3' && debt.kind === 'replica') {
+        stoppedAt = { member, kind: debt.kind, keyRead: debt.wrapped !== undefined };
+        await until(async () => (await onTokenAtA(0, 'db-stopped-during')) > 0 && (await onTokenAtA(1, 'db-stopped-during')) > 0, 'the copies on member-1 and member-2', 10_000, 10);
+        await server.stop({ immediate: true });
+      }
+      return owe(member, debt);
+    };
+    try {
+      await expect(session.generateKey('AES_KEY_GEN', aes('db-stopped-during'))).rejects.toMatchObject({ code: 'ERR_JOURNAL' });
+      expect(stoppedAt).toEqual({ member: 'member-3', kind: 'replica', keyRead: true });
+      // Rolled back on the members that made their copy; member-3 owes nothing for it.
+      expect(await onTokenAtA(0, 'db-stopped-during')).toBe(0);
+      expect(await onTokenAtA(1, 'db-stopped-during')).toBe(0);
+      expect(a!.status().owed['member-3'] ?? 0).toBe(0);
+      expect(await session.findObjects({ label: 'db-stopped-during' })).toEqual([]);
+    } finally {
+      Reflect.deleteProperty(journal, 'owe');
+      if (server.pid === undefined) await server.start();
+    }
+    await db.end().catch(() => undefined);
+    await connect();
+    // Nothing kept in memory is written once the server is back: the debts are as they were.
+    await journal.flush();
+    expect(await rows(`SELECT id FROM ${SCHEMA}.debts`)).toEqual(debtsBefore);
+    expect(await b!.onToken(2, 'db-stopped-during')).toBe(0);
+    expect(await b!.find('db-stopped-during')).toEqual({ count: 0, holders: [] });
   }, 120_000);
 });

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Duplex } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { MemberUnreachableError } from '../../src/errors/ha-error.js';
+import { ConfigError, MemberUnreachableError } from '../../src/errors/ha-error.js';
 import { MemberHost } from '../../src/host/member-host.js';
 import type { Handle } from '../../src/pkcs11/commands.js';
 import { pkcs11js } from '../../src/native/pkcs11js.js';
@@ -245,6 +245,37 @@ describe('RpcClient over an in-memory stream, against a scripted host', () => {
     await second.close();
     expect(((await connecting2) as Error).message).toMatch(/transport closed while connecting/);
     expect(() => new RpcClient({ member: 'm', connect: () => near, secret, connectTimeoutMs: 0 })).toThrow(/connectTimeoutMs .* got 0/);
+  });
+});
+
+describe("RpcClient: a deadline against the host's heartbeat interval", () => {
+  /** Connects a client with `deadlineMs` to a scripted host that announces `interval` (or none) in its welcome. */
+  async function welcomedWith(deadlineMs: number | undefined, interval: number | undefined) {
+    const [near, far] = duplexPair();
+    const host = scriptedHost(far);
+    const client = new RpcClient({ member: 'm', connect: () => near, secret, ...(deadlineMs === undefined ? {} : { deadlineMs }) });
+    const connecting = client.connect().catch((e: unknown) => e);
+    await host.seen(() => host.received.length === 1);
+    host.send(interval === undefined ? { t: 'welcome', token } : { t: 'welcome', token, heartbeatIntervalMs: interval });
+    const outcome = await connecting;
+    await client.close();
+    return { outcome, near };
+  }
+
+  it('refuses to connect with a deadline under 3 heartbeat intervals of the host (ERR_CONFIG, saying what to change)', async () => {
+    const { outcome, near } = await welcomedWith(599, 200);
+    expect(outcome).toBeInstanceOf(ConfigError);
+    expect(outcome).toMatchObject({ code: 'ERR_CONFIG' });
+    expect((outcome as Error).message).toBe(
+      "deadlineMs: member m: 599 ms is under 3 heartbeat intervals of its member host (200 ms each): a long command would fail the member before its heartbeats come; raise deadlineMs to at least 600 or lower the host's heartbeatIntervalMs",
+    );
+    expect(near.destroyed).toBe(true);
+  });
+
+  it('connects with a deadline of 3 intervals or more, with a host that announces none, or with no deadline given', async () => {
+    expect((await welcomedWith(600, 200)).outcome).toEqual(token);
+    expect((await welcomedWith(100, undefined)).outcome).toEqual(token);
+    expect((await welcomedWith(undefined, 200)).outcome).toEqual(token);
   });
 });
 
