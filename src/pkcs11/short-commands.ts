@@ -59,6 +59,11 @@ export function isShortCreation(command: Command): boolean {
   }
 }
 
+/** The command, marked short when it makes session objects with a fast mechanism ({@link isShortCreation}). */
+export function shortCreation<C extends Command>(command: C): C {
+  return isShortCreation(command) ? markShort(command) : command;
+}
+
 /** Whether a template makes a session object (CKA_TOKEN absent or false in any form). */
 export function makesSessionObject(template: readonly WireAttribute[]): boolean {
   const v = template.find((a) => a.type === pkcs11js.CKA_TOKEN)?.value;

@@ -9,7 +9,7 @@
 import { trackChange, type Catalog, type VirtualObject } from '../catalog/catalog.js';
 import { IDENTITY_ATTRIBUTES, identityFrom, provisionalIdentity, renamedIdentity, type ObjectIdentity } from '../catalog/object-identity.js';
 import { outcomeUnknown } from '../errors/classification.js';
-import { NoMemberAvailableError, ReplicationError, type HaError } from '../errors/ha-error.js';
+import { NoMemberAvailableError, ReplicationError } from '../errors/ha-error.js';
 import type { Member } from '../member/member.js';
 import { FailoverPolicy } from '../routing/failover-policy.js';
 import type { Command, CommandName, CommandResult, Handle, WireAttribute } from '../pkcs11/commands.js';
@@ -18,12 +18,12 @@ import type { Pkcs11Attribute } from '../pkcs11/template-codec.js';
 import type { Mechanism } from 'pkcs11js';
 import type { GroupEventSink } from '../events/group-events.js';
 import type { Membership } from '../member/membership.js';
-import { findHolders, unseenObject, type HolderResolver } from '../routing/router.js';
+import { findHolders, noHolderError, type HolderResolver } from '../routing/router.js';
 import type { Debt, DebtJournal, TentativeEntry } from './journal.js';
 import { objectRef } from './journal-store.js';
 import { placeReplica, readReplicaSource, type ReplicaSource } from './replica-copy.js';
 import { oweRevertsOfUncertainRename } from './uncertain-change.js';
-import { isShortCreation, markShort, shortIf } from '../pkcs11/short-commands.js';
+import { shortCreation, shortIf } from '../pkcs11/short-commands.js';
 import { asSessionObject, asTokenCopy, creationSearch, KEY_TYPE_OF_MECHANISM, kindOf, StagingRefused, stageable } from './creation-plan.js';
 import { isTokenTemplate, replicatedKeyTemplate, type UnextractablePolicy } from './replica-template.js';
 
@@ -57,11 +57,6 @@ export interface KeyManagerOptions {
   readonly discovery: HolderResolver;
   /** Decides whether a failed attempt runs again, where and how often. @default a `new FailoverPolicy()` */
   readonly failover?: FailoverPolicy;
-}
-
-/** The command, marked short when it makes session objects with a fast mechanism (see short-commands.ts). */
-function shortCreation<C extends Command>(command: C): C {
-  return isShortCreation(command) ? markShort(command) : command;
 }
 
 /** Runs key management on the primary and replicates the result. */
@@ -229,7 +224,7 @@ export class KeyManager {
         refind: (member) => this.#refind([object], member),
         // It no longer counts as a holder, even if the fault did not fail it.
         excluded: (member) => catalog.unlink(object, member.index),
-        none: (cause) => this.#noHolder([object], cause),
+        none: (cause) => noHolderError([object], this.#o.membership.all, cause),
       },
       async (member) => {
         await step(member, object.holders.get(member.index)!);
@@ -248,15 +243,6 @@ export class KeyManager {
     const holdsAll = (m: Member) => m.serving && allowed(m) && inputs.every((o) => o.holders.has(m.index));
     const primary = this.#o.membership.primary;
     return primary && holdsAll(primary) ? primary : this.#o.membership.all.find(holdsAll);
-  }
-
-  #noHolder(inputs: readonly VirtualObject[], cause: unknown): HaError {
-    // An input no member shows while every member serves: the handle is wrong (see unseenObject).
-    for (const o of inputs) {
-      const unseen = unseenObject(o, this.#o.membership.all, cause);
-      if (unseen !== undefined) return unseen;
-    }
-    return new NoMemberAvailableError(`no serving member holds ${inputs.map((o) => `object ${o.handle}`).join(' and ') || 'what the call needs'}`, cause === undefined ? undefined : { cause });
   }
 
   /** Records a debt and reports it; resolves once the debt is durable (the caller returns only then). */
@@ -311,7 +297,7 @@ export class KeyManager {
     const run = this.#failover.begin(this.#o.membership.all.length);
     for (;;) {
       const creator = this.#holderOf(inputs, (m) => !run.excludes(m.index));
-      if (creator === undefined) throw this.#noHolder(inputs, run.lastError);
+      if (creator === undefined) throw noHolderError(inputs, this.#o.membership.all, run.lastError);
       const staged = stage && tokens.every((t) => t) && this.#others(creator).some((m) => m.serving);
       const exec = this.#executor(scope, tokens.every((t) => t));
       // Making only session objects (staged ones included) with a fast mechanism is short.
@@ -493,8 +479,16 @@ export class KeyManager {
     if (failed !== undefined) throw failed.reason;
   }
 
-  /** Objects whose holders were forgotten (after a logout) are found again first; never waiting for a change in progress (it may be this very call's). */
-  #ensureHolders(objects: readonly VirtualObject[]): Promise<void> {
-    return findHolders(this.#o.discovery, objects, (i) => this.#o.membership.at(i)?.serving === true, false);
+  /**
+   * Objects whose holders were forgotten (after a logout) are found again first, never
+   * waiting for a change in progress (it may be this very call's). A token object is looked
+   * for on every serving member that owes nothing for it: after a logout links come back one
+   * member at a time, and a change must reach those members, not be owed by them (the chaos
+   * run: renames owed by every member but the one that then failed left a key no holder).
+   */
+  async #ensureHolders(objects: readonly VirtualObject[]): Promise<void> {
+    const { membership, journal, discovery } = this.#o;
+    for (const o of objects) if (o.identity.token && membership.all.some((m) => m.serving && !o.holders.has(m.index) && !journal.owes(m.name, o))) await discovery.resolve(o);
+    return findHolders(discovery, objects, (i) => membership.at(i)?.serving === true, false);
   }
 }

@@ -159,6 +159,15 @@ export class Router {
   }
 }
 
+/** The error for inputs no serving member holds: a wrong handle when no member shows one while all serve ({@link unseenObject}), else ERR_NO_MEMBER. */
+export function noHolderError(inputs: readonly VirtualObject[], members: readonly Member[], cause: unknown): HaError {
+  for (const o of inputs) {
+    const unseen = unseenObject(o, members, cause);
+    if (unseen !== undefined) return unseen;
+  }
+  return new NoMemberAvailableError(`no serving member holds ${inputs.map((o) => `object ${o.handle}`).join(' and ') || 'what the call needs'}`, cause === undefined ? undefined : { cause });
+}
+
 /**
  * The error for a command no member could take because none shows its object while every
  * member serves (a private object after a logout, one destroyed behind the group's back):
