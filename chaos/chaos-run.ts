@@ -17,7 +17,7 @@ import { HaGroup, type GroupConfig, type VirtualSession } from '../src/index.js'
 import { INJECT_FAULTS_ENV } from '../src/host/injected-faults.js';
 import { createTestbed, type Testbed } from '../src/testbed/softhsm-testbed.js';
 import { internalsOf, seededRandom } from '../src/testing.js';
-import { diagnoseKey, traceGroup, type GroupTrace } from './diagnose.js';
+import { diagnoseKey, explainOwed, traceGroup, type GroupTrace } from './diagnose.js';
 import { FaultInjector, isLiveChild, type AppliedFault } from './fault-injector.js';
 import { faultSchedule, type FaultKind } from './fault-schedule.js';
 import { checkInvariants, INVARIANTS, probeTokens, type InvariantName, type RunFacts, type Verdict } from './invariants.js';
@@ -317,6 +317,7 @@ async function heal(group: HaGroup): Promise<{ owedAtEnd: Record<string, number>
     await internals.recovery.repairOwing().catch(() => undefined);
     if (sumOwed(group) > 0) await sleep(200);
   }
+  if (process.env['CHAOS_DEBUG'] && sumOwed(group) > 0) await explainOwed(group, (line) => console.log(line));
   return { owedAtEnd: { ...group.status().owed }, notServingAtEnd: internals.members.filter((m) => !m.serving).map((m) => m.name) };
 }
 

@@ -6,6 +6,8 @@
  */
 import type { HaGroup } from '../src/index.js';
 import { pkcs11js } from '../src/native/pkcs11js.js';
+import { findOn } from '../src/replication/member-objects.js';
+import { resyncMember } from '../src/replication/resync.js';
 import { internalsOf } from '../src/testing.js';
 import type { ModelKey } from './model.js';
 
@@ -101,4 +103,18 @@ export function traceGroup(group: HaGroup, now: () => number): GroupTrace {
     return adopted;
   };
   return (handle) => lines.get(handle) ?? [];
+}
+
+/** CHAOS_DEBUG: why what is still owed at the end cannot be settled (a resync's reasons, and what the member shows under each debt's name). */
+export async function explainOwed(group: HaGroup, log: (line: string) => void): Promise<void> {
+  const { members, journal, domain, catalog } = internalsOf(group);
+  for (const member of members) {
+    if (journal.debts(member.name).length === 0 || !member.serving) continue;
+    const domainKey = domain.keyOf(member);
+    const result = await resyncMember({ member, journal, domainKey, catalog });
+    for (const u of result.unsettled) {
+      log(`still owed by ${member.name} (logged in ${member.loggedIn}): ${u.debt.kind} ${u.debt.object.name} fingerprint ${u.debt.object.fingerprint ?? 'none'}: ${u.reason}`);
+      for (const f of await findOn(member, u.debt.object.search, domainKey).catch(() => [])) log(`  shows ${f.handle.toString('hex')}: ${f.identity.name} fingerprint ${f.identity.fingerprint ?? 'none'}`);
+    }
+  }
 }

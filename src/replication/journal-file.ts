@@ -281,7 +281,7 @@ export function isDebt(value: unknown): value is Debt {
     case 'setAttributes':
       return template && (value.redacted === undefined || (Array.isArray(value.redacted) && value.redacted.every((t) => typeof t === 'number')));
     case 'destroy':
-      return true;
+      return value.leftover === undefined || value.leftover === true;
     default:
       return false;
   }

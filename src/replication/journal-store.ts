@@ -35,7 +35,12 @@ export type Debt =
       /** The member failed while taking this copy: it may hold it already (a later deletion is then owed, not dropped). */
       readonly uncertain?: true;
     }
-  | { readonly kind: 'destroy'; readonly object: ObjectRef }
+  | {
+      readonly kind: 'destroy';
+      readonly object: ObjectRef;
+      /** The deletion of a copy the member may have made while it failed under the copying, of an object destroyed since: under its name, an object showing no key material is that copy. */
+      readonly leftover?: true;
+    }
   | {
       readonly kind: 'setAttributes';
       readonly object: ObjectRef;

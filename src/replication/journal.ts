@@ -203,7 +203,7 @@ export class Journal implements DebtJournal {
       // That copy carries the name it was made under: the changes owed since never reached
       // it, and go with the replica. The deletion must look for it by that name (the chaos
       // run: a renamed key's copy came back under its first label).
-      const owed: Debt | undefined = uncertain === undefined ? undefined : { ...debt, object: uncertain.object };
+      const owed: Debt | undefined = uncertain === undefined ? undefined : { kind: 'destroy', object: uncertain.object, leftover: true };
       this.#set(member, [...list.filter((d) => !sameObject(d.object, debt.object)), ...(owed ? [owed] : [])]);
       return this.#commit(same.some(persisted) || (owed !== undefined && persisted(owed)));
     }

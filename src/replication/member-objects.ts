@@ -38,10 +38,6 @@ export async function identityOn(member: Member, handle: Handle, domainKey: Hand
 }
 
 /**
- * The objects on `member` that match `search`, each with its identity. The domain key is
- * never among them: the group never touches it as an application object.
- */
-/**
  * Whether a search on `member` may miss objects only because it is not logged in: the token
  * hides private objects then, and secret and private keys are private by default (a search
  * with no class may look for them too). Nothing such a search does not find is proved
@@ -56,6 +52,10 @@ export function outOfSight(member: Member, search: readonly WireAttribute[]): bo
   return n === pkcs11js.CKO_SECRET_KEY || n === pkcs11js.CKO_PRIVATE_KEY;
 }
 
+/**
+ * The objects on `member` that match `search`, each with its identity. The domain key is
+ * never among them: the group never touches it as an application object.
+ */
 export async function findOn(member: Member, search: readonly WireAttribute[], domainKey: Handle | undefined): Promise<FoundObject[]> {
   const handles = await member.run<'findObjects'>((session) => ({ op: 'findObjects', session, template: search }));
   const out: FoundObject[] = [];

@@ -129,6 +129,19 @@ export async function resyncMember(options: ResyncOptions): Promise<ResyncResult
   return { total: done, ...counts, unsettled };
 }
 
+/**
+ * Whether `found` is the copy a member may have made of an object it failed under while
+ * copying, the object destroyed since (`leftover`): it carries the copy's name, shows no
+ * key material (its material could not be read: half made, or not wrappable), and no other
+ * member holds an object of that name in the catalog. Without this, such a copy was kept
+ * for ever, its deletion owed (the chaos run).
+ */
+function isLeftover(o: ResyncOptions, debt: Extract<Debt, { kind: 'destroy' }>, found: FoundObject): boolean {
+  if (debt.leftover !== true || o.catalog === undefined || found.identity.name !== debt.object.name || found.identity.fingerprint !== undefined) return false;
+  for (const v of o.catalog.objects()) if (v.identity.name === debt.object.name && [...v.holders.keys()].some((i) => i !== o.member.index)) return false;
+  return true;
+}
+
 type Counts = { settled: number; replicated: number; alreadyPresent: number; destroyed: number; spared: number; updated: number };
 
 /** Settles one debt on the member; returns why not when it cannot (then it stays owed). */
@@ -154,7 +167,7 @@ async function settleOne(o: ResyncOptions, debt: Debt, counts: Counts): Promise<
     }
     case 'destroy': {
       const found = await findOn(member, ref.search, domainKey);
-      const proven = found.filter((f) => proves(ref, f.identity));
+      const proven = found.filter((f) => proves(ref, f.identity) || isLeftover(o, debt, f));
       // Spared: provably another object (both show evidence of one kind, and it differs).
       // Unproven: it may be this very object; the deletion then stays owed.
       const unproven = found.filter((f) => !proven.includes(f) && !otherMaterial(ref.fingerprint, f.identity.fingerprint));

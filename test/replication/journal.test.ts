@@ -176,7 +176,7 @@ describe('journal group commit', () => {
     await j.owe('member-2', { ...replica(1, 'a'), uncertain: true });
     const destroy = { kind: 'destroy' as const, object: ref(1, 'a') };
     await j.owe('member-2', destroy);
-    expect(j.debts('member-2')).toEqual([destroy]);
+    expect(j.debts('member-2')).toEqual([{ ...destroy, leftover: true }]);
     expect(store.durable?.debts['member-2']).toHaveLength(1);
     // Read back from the file, the flag holds.
     const reopened = new Journal(Object.assign(new CountingStore(), { recorded: { debts: { 'member-2': [{ ...replica(7, 'b'), uncertain: true as const }] }, tentative: {} } }));
@@ -191,7 +191,7 @@ describe('journal group commit', () => {
     await j.owe('member-2', { kind: 'setAttributes', object: ref(1, 'a'), template: [] });
     await j.owe('member-2', { kind: 'destroy', object: ref(1, 'b') });
     // The rename never reached the copy (it went with the replica): the copy, if made, is still 'a'.
-    expect(j.debts('member-2')).toEqual([{ kind: 'destroy', object: ref(1, 'a') }]);
+    expect(j.debts('member-2')).toEqual([{ kind: 'destroy', object: ref(1, 'a'), leftover: true }]);
   });
 
   it('a deletion keeps the attribute changes the member missed before it (it still shows the old name); debts read back are told apart by identity', async () => {
