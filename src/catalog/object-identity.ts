@@ -48,7 +48,8 @@ function hex(value: Buffer | undefined): string {
   return value === undefined ? '-' : value.toString('hex');
 }
 
-function ulong(value: Buffer | undefined): number | undefined {
+/** A CK_ULONG attribute value as read (4 or 8 bytes, little-endian); undefined when empty or absent. */
+export function ulong(value: Buffer | undefined): number | undefined {
   if (value === undefined || value.length === 0) return undefined;
   return value.length >= 8 ? Number(value.readBigUInt64LE(0)) : value.readUInt32LE(0);
 }

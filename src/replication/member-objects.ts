@@ -4,7 +4,7 @@
  * (class, key type, label, id, token) and the fingerprint must match. A handle alone
  * proves nothing (it changes at every reconnect).
  */
-import { IDENTITY_ATTRIBUTES, identityFrom, type ObjectIdentity } from '../catalog/object-identity.js';
+import { IDENTITY_ATTRIBUTES, identityFrom, ulong, type ObjectIdentity } from '../catalog/object-identity.js';
 import type { Member } from '../member/member.js';
 import type { Handle, WireAttribute } from '../pkcs11/commands.js';
 import { pkcs11js } from '../native/pkcs11js.js';
@@ -48,7 +48,7 @@ export function outOfSight(member: Member, search: readonly WireAttribute[]): bo
   if (member.loggedIn) return false;
   const cls = search.find((a) => a.type === pkcs11js.CKA_CLASS)?.value;
   if (cls === undefined) return true;
-  const n = Buffer.isBuffer(cls) ? (cls.length >= 8 ? Number(cls.readBigUInt64LE(0)) : cls.length >= 4 ? cls.readUInt32LE(0) : -1) : Number(cls);
+  const n = Buffer.isBuffer(cls) ? ulong(cls) : Number(cls);
   return n === pkcs11js.CKO_SECRET_KEY || n === pkcs11js.CKO_PRIVATE_KEY;
 }
 

@@ -108,12 +108,14 @@ export class MultipartOperation implements PinnedOperation<Member> {
   static async begin(env: OperationEnv, kind: OperationKind, mechanism: Mechanism, key: VirtualObject | undefined, onEnd?: (op: MultipartOperation) => void): Promise<MultipartOperation> {
     const op = new MultipartOperation(env, kind, mechanism, key, onEnd);
     const first = env.mode === 'primary' && env.primary?.serving === true && op.#holds(env.primary) ? env.primary : undefined;
+    // Its last linked holder failed under the Init or a step: others may hold the keys unlinked
+    // (read when needed: C_DigestKey adds keys after the Init).
+    const regain = env.regain === undefined ? undefined : () => (op.#objects.length === 0 ? Promise.resolve() : env.regain!(op.#objects));
     const member = await env.failover.execute<Member, Member>(
       {
         size: env.members.length,
         pick: (run) => (run.failures === 0 && first !== undefined ? first : op.#pick(run)),
-        // Its last linked holder failed under the Init: others may hold the key unlinked.
-        regain: env.regain === undefined || op.#objects.length === 0 ? undefined : () => env.regain!(op.#objects),
+        regain,
         none: (cause) => unseenObject(key, env.members, cause) ?? new NoMemberAvailableError(`no serving member can run ${op.name}${key === undefined ? '' : ` with object ${key.handle}`}`, { cause }),
       },
       async (m) => {
@@ -121,7 +123,6 @@ export class MultipartOperation implements PinnedOperation<Member> {
         return m;
       },
     );
-    const regain = env.regain === undefined || op.#objects.length === 0 ? undefined : () => env.regain!(op.#objects);
     op.#pinned = env.failover.pin(member, op, { size: env.members.length, pick: (run) => op.#pick(run), ...(regain ? { regain } : {}) });
     return op;
   }
