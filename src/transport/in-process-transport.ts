@@ -17,7 +17,7 @@ import { CommandFailedError, NOT_NOW } from './transport.js';
 import { isFrameCommand, type FrameCommand } from './frame-codec.js';
 import { threadSlicer, type InlineSlicer } from './inline-slicer.js';
 import { isShort } from '../pkcs11/short-commands.js';
-import { generateAsync, isAsyncGeneration } from './async-generation.js';
+import { generateAsync, isAsyncGeneration, type AsyncGeneration } from './async-generation.js';
 
 /**
  * Where an in-process member makes its short cryptographic calls (encrypt, decrypt, sign,
@@ -108,6 +108,10 @@ export class InProcessTransport implements Transport {
   #waitingInline = 0;
   /** Generations under way on libuv's pool (settled either way): close() waits for them before the module can be finalized. */
   readonly #asyncCalls = new Set<Promise<void>>();
+  /** Key generations on libuv's pool now (see #short). */
+  #generating = 0;
+  /** Key generations waiting for a place on libuv's pool, in order. */
+  readonly #generationQueue: { command: AsyncGeneration; resolve: (result: unknown) => void; reject: (error: Error) => void }[] = [];
   /** In a {@link whenNow} callback: the slicer gave it this slice. */
   #granted = false;
   #inlineCalls = 0;
@@ -221,26 +225,46 @@ export class InProcessTransport implements Transport {
    * (structured clone of a generation's templates cost more than the generation). But a
    * key generation while other calls queue up (callers waiting for a slice, or another
    * generation under way) goes to libuv's thread pool through pkcs11js's async call, at
-   * most {@link MAX_ASYNC_GENERATIONS} at once: this thread then runs the rest of the
-   * callers' work (the group's own) while keys are made beside it. All inline, one core
-   * did both (EC key pairs at 16 callers: 0.35 -> 0.53 of pkcs11js direct on a loaded
-   * machine). A lone caller stays inline: an async call costs it a thread hop.
-   * One that proved long (see #timed) goes to the threads like any other.
+   * most {@link MAX_ASYNC_GENERATIONS} at once, the next ones waiting for a free place:
+   * this thread then runs only the callers' own work (the group's) while keys are made
+   * beside it. All inline, one core did both (EC key pairs at 16 callers: 0.35 -> 0.53 of
+   * pkcs11js direct on a loaded machine); running the generations past the limit inline
+   * as well left this thread busy with them and the pool's threads waiting for its answers
+   * (0.55 -> 0.69, same run). A lone caller stays inline: an async call costs it a thread
+   * hop. One that proved long (see #timed) goes to the threads like any other.
    */
   #short(command: Command): Promise<unknown> {
-    const module = this.#module;
-    if (module !== undefined && isAsyncGeneration(command) && this.#asyncCalls.size < MAX_ASYNC_GENERATIONS && (this.#asyncCalls.size > 0 || this.#slicer.demand >= 2 || this.#slicer.waiting > 0)) {
-      this.#threadCalls++;
-      const call = generateAsync(module.pkcs11, command);
-      const settled = call.then(
-        () => undefined,
-        () => undefined,
-      );
-      this.#asyncCalls.add(settled);
-      void settled.then(() => this.#asyncCalls.delete(settled));
-      return call;
+    if (this.#module === undefined || !isAsyncGeneration(command) || !(this.#generating > 0 || this.#slicer.demand >= 2 || this.#slicer.waiting > 0)) {
+      return this.#inlineSoon(command);
     }
-    return this.#inlineSoon(command);
+    if (this.#generating >= MAX_ASYNC_GENERATIONS) {
+      this.#waitingInline++;
+      return new Promise((resolve, reject) => this.#generationQueue.push({ command, resolve, reject }));
+    }
+    return this.#generate(this.#module, command);
+  }
+
+  /** A generation on libuv's pool; when it ends, the next waiting one starts. */
+  #generate(module: LoadedModule, command: AsyncGeneration): Promise<unknown> {
+    this.#threadCalls++;
+    this.#generating++;
+    const call = generateAsync(module.pkcs11, command);
+    const settled = call.then(
+      () => this.#generated(module),
+      () => this.#generated(module),
+    );
+    this.#asyncCalls.add(settled);
+    void settled.then(() => this.#asyncCalls.delete(settled));
+    return call;
+  }
+
+  #generated(module: LoadedModule): void {
+    this.#generating--;
+    const next = this.#generationQueue.shift();
+    if (next === undefined) return;
+    this.#waitingInline--;
+    // Closing rejects the waiting ones first (see close), so the module is still loaded here.
+    next.resolve(this.#generate(module, next.command));
   }
 
   /** A command made inline now, or in the next slice when this one is spent. */
@@ -383,6 +407,10 @@ export class InProcessTransport implements Transport {
     const pool = this.#pool;
     this.#pool = undefined;
     // Threads, and calls on libuv's pool, must be gone before the module is finalized under them.
+    for (const waiting of this.#generationQueue.splice(0)) {
+      this.#waitingInline--;
+      waiting.reject(new MemberUnreachableError(this.#options.member, 'transport closed', { unsent: true }));
+    }
     await pool?.close();
     await Promise.all(this.#asyncCalls);
     if (this.#module) releaseModule(this.#module);

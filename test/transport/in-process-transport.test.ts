@@ -188,6 +188,42 @@ describe('InProcessTransport: inline calls', () => {
     expect(t.pending).toBe(0);
   });
 
+  it('key generations past the libuv limit wait for a free place there instead of running inline; closing rejects the waiting ones as unsent', async () => {
+    const { t, info } = await open('inline', new InlineSlicer(1, steppingTime(0.3)));
+    const sessions = await sessionsOf(t, info, 10);
+    const generate = (session: Handle) =>
+      t.execute(
+        markShort({
+          op: 'generateKeyPair',
+          session,
+          mechanism: toMechanism('EC_KEY_PAIR_GEN'),
+          publicTemplate: toRawTemplate({ token: false, keyType: 'ec', ecParams: Buffer.from('06082a8648ce3d030107', 'hex'), verify: true }),
+          privateTemplate: toRawTemplate({ token: false, keyType: 'ec', private: true, sensitive: true, sign: true }),
+        }),
+      );
+    const before = t.calls;
+    // The first three fill the first slice inline (0.3 ms per clock reading, 1 ms of budget);
+    // the seven others find callers waiting and go to libuv's pool, 4 at once, the rest
+    // waiting for a place there (before, those past the 4 ran inline too: 6 inline, 4 on the pool).
+    const pairs = await Promise.all(sessions.map(generate));
+    expect(t.calls.inline - before.inline).toBe(3);
+    expect(t.calls.threads - before.threads).toBe(7);
+    for (const [i, pair] of pairs.entries()) {
+      const signature = await t.execute({ op: 'sign', session: sessions[i]!, mechanism: toMechanism('ECDSA'), key: pair.privateKey, data: Buffer.alloc(32, 1) });
+      expect(await t.execute({ op: 'verify', session: sessions[i]!, mechanism: toMechanism('ECDSA'), key: pair.publicKey, data: Buffer.alloc(32, 1), signature })).toBe(true);
+    }
+    // Close while generations are under way and others wait: the waiting ones are refused as unsent, the running ones end first.
+    const late = sessions.map((s) => generate(s).then(() => 'made', (error: unknown) => error));
+    await t.close();
+    const outcomes = await Promise.all(late);
+    const refused = outcomes.filter((o) => o !== 'made');
+    expect(refused.length).toBeGreaterThan(0);
+    for (const error of refused) {
+      expect(error).toBeInstanceOf(MemberUnreachableError);
+      expect((error as MemberUnreachableError).unsent).toBe(true);
+    }
+  });
+
   it('hot calls are not handed to threads busy with key generations: they run inline, before the generations end', async () => {
     // 0.3 ms per reading: slices of two calls, so four callers leave callers waiting (demand).
     const { t, info } = await open('inline', new InlineSlicer(1, steppingTime(0.3)));
