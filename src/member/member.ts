@@ -4,7 +4,7 @@
  */
 import type { Clock } from '../clock/clock.js';
 import { classifyError, isAlreadyLoggedIn, isNotLoggedIn, isPinError, takesMemberOut } from '../errors/classification.js';
-import { InvalidArgumentError, MemberUnreachableError, Pkcs11Error, type HaError } from '../errors/ha-error.js';
+import { DeadlineError, InvalidArgumentError, MemberUnreachableError, Pkcs11Error, type HaError } from '../errors/ha-error.js';
 import { commandError } from './command-error.js';
 import type { Command, CommandName, CommandResult, Handle } from '../pkcs11/commands.js';
 import { NOT_NOW, type TokenInfo, type Transport } from '../transport/transport.js';
@@ -12,10 +12,10 @@ import { isPromoted, isServing, roleOf, servingState, type MemberRole, type Memb
 import { SessionPool } from './session-pool.js';
 import { SessionLease } from './session-lease.js';
 import { CommandDeadlines, type DeadlineExpiry } from './command-deadlines.js';
-import { DeadlineError } from '../errors/ha-error.js';
 import type { Secret } from './secret.js';
 import type { MemberSnapshot } from './member-snapshot.js';
 import type { CommandObserver } from './command-observer.js';
+import { InFlight } from './in-flight.js';
 
 export type { MemberSnapshot } from './member-snapshot.js';
 
@@ -59,7 +59,7 @@ export class Member {
   #pool: SessionPool;
   #state: MemberState;
   #token: TokenInfo | undefined;
-  #outstanding = 0;
+  readonly #inFlight = new InFlight();
   #served = 0;
   #loginFailures = 0;
   #failures = 0;
@@ -120,7 +120,12 @@ export class Member {
 
   /** Commands queued or running on this member. */
   get outstanding(): number {
-    return this.#outstanding;
+    return this.#inFlight.count;
+  }
+
+  /** Resolves once every command of this process queued or running on the member now has ended. */
+  drained(): Promise<void> {
+    return this.#inFlight.drained();
   }
 
   /** Commands the member's host reports for other application processes (0 when its transport does not count them). */
@@ -145,7 +150,7 @@ export class Member {
    * this command. A member fault fails the member; any error is rethrown typed.
    */
   async run<N extends CommandName>(build: (session: Handle) => Extract<Command, { op: N }>): Promise<CommandResult<N>> {
-    this.#outstanding++;
+    const epoch = this.#inFlight.enter();
     try {
       // An idle session is taken without a promise: this is the hot path of every operation.
       const pool = this.#pool;
@@ -173,10 +178,9 @@ export class Member {
         throw error;
       }
     } finally {
-      this.#outstanding--;
+      this.#inFlight.leave(epoch);
     }
   }
-
 
   /**
    * Holds one pooled session for several commands in a row (a multi-part operation's
@@ -184,7 +188,7 @@ export class Member {
    * waits and while a step runs.
    */
   async lease(): Promise<SessionLease> {
-    this.#outstanding++;
+    const epoch = this.#inFlight.enter();
     try {
       const pool = this.#pool;
       const session = pool.tryAcquire() ?? (await pool.acquire());
@@ -197,13 +201,13 @@ export class Member {
         (command, transport, output) => this.#leasedNow(command, transport, output),
       );
     } finally {
-      this.#outstanding--;
+      this.#inFlight.leave(epoch);
     }
   }
 
   /** One step on a leased session. */
   async #leased(command: Command, transport: Transport): Promise<unknown> {
-    this.#outstanding++;
+    const epoch = this.#inFlight.enter();
     try {
       const result = await this.#send(command as Extract<Command, { op: CommandName }>, transport);
       this.#served++;
@@ -212,7 +216,7 @@ export class Member {
       if (classifyError(error) !== 'member') this.#served++;
       throw error;
     } finally {
-      this.#outstanding--;
+      this.#inFlight.leave(epoch);
     }
   }
 
@@ -249,7 +253,7 @@ export class Member {
     // and a hang is the deadline's to find. A probe never queues behind the pool.
     const session = this.#pool.tryAcquire();
     if (session === undefined) return true;
-    this.#outstanding++;
+    const epoch = this.#inFlight.enter();
     try {
       await this.#send({ op: 'generateRandom', session, length: 1 });
       this.#pool.release(session);
@@ -262,17 +266,17 @@ export class Member {
       if (fault === 'ambiguous' && this.serving) this.fail('a probe (one random byte) was answered with an ambiguous error', error as Error);
       return fault === 'caller' && this.serving;
     } finally {
-      this.#outstanding--;
+      this.#inFlight.leave(epoch);
     }
   }
 
   /** Runs a command on a session the caller owns (a virtual session's backing session). */
   async runOn<N extends CommandName>(command: Extract<Command, { op: N }>): Promise<CommandResult<N>> {
-    this.#outstanding++;
+    const epoch = this.#inFlight.enter();
     try {
       return await this.#send(command);
     } finally {
-      this.#outstanding--;
+      this.#inFlight.leave(epoch);
     }
   }
 
@@ -412,7 +416,7 @@ export class Member {
       state: this.#state,
       transport: this.transport.kind,
       token: this.#token && { label: this.#token.label, serial: this.#token.serial },
-      outstanding: this.#outstanding,
+      outstanding: this.#inFlight.count,
       served: this.#served,
       loginFailures: this.#loginFailures,
       failures: this.#failures,
@@ -440,13 +444,8 @@ export class Member {
 
   /** A session pool bound to one transport: its sessions mean nothing to another. */
   #newPool(transport: Transport): SessionPool {
-    return new SessionPool(
-      {
-        open: () => this.#send({ op: 'openSession', slot: this.#slot() }, transport),
-        close: (session) => this.#send({ op: 'closeSession', session }, transport),
-      },
-      this.#options.maxSessions,
-    );
+    const open = () => this.#send({ op: 'openSession', slot: this.#slot() }, transport);
+    return new SessionPool({ open, close: (session) => this.#send({ op: 'closeSession', session }, transport) }, this.#options.maxSessions);
   }
 
   /** Listens to a transport; events of a replaced transport are ignored. */
@@ -496,5 +495,4 @@ export class Member {
     if (takesMemberOut(error)) this.fail(error.message, error);
     return error;
   }
-
 }

@@ -50,6 +50,8 @@ export class MemberRecovery {
   readonly #loop: RecoveryLoop;
   /** Members whose automatic recovery stopped for a reason retrying cannot fix (a refused PIN, another domain key). */
   readonly #manualOnly = new Set<string>();
+  /** Members swept for half-made objects since the group opened (see #sweep): a later failure sweeps again in its recovery. */
+  readonly #swept = new WeakSet<Member>();
   /** Members added online that have not completed their first synchronisation. */
   readonly #needsFullSync = new Set<Member>();
   /** Members whose first attempt (joining the group) is running: no background attempt meanwhile. */
@@ -176,7 +178,16 @@ export class MemberRecovery {
    */
   async repairOwing(): Promise<void> {
     const owing = this.#o.journal.summary();
-    await Promise.all(this.#o.membership.all.filter((m) => m.serving && owing[m.name] !== undefined).map((m) => this.repair(m)));
+    const alone = this.#o.journal.refreshIntervalMs === undefined;
+    await Promise.all(
+      this.#o.membership.all.map((m) => {
+        if (!m.serving) return undefined;
+        if (owing[m.name] !== undefined) return this.repair(m);
+        // At the first login, a member owing nothing may still keep what a creation left half
+        // made when the previous process went down, or when its host was stopped at close.
+        return alone && !this.#swept.has(m) ? this.#guarded(m, () => this.#sweep(m)) : undefined;
+      }),
+    );
   }
 
   /**
@@ -184,11 +195,24 @@ export class MemberRecovery {
    * serving meanwhile, but not for the objects it owes (the catalog never links those).
    */
   async repair(member: Member): Promise<void> {
-    try {
+    await this.#guarded(member, async () => {
       // Read back from the journal after a restart: the member may have been killed in a creation.
-      if (this.#o.journal.refreshIntervalMs === undefined) await removeHalfMade(member, this.#o.domain.keyOf(member));
+      if (this.#o.journal.refreshIntervalMs === undefined) await this.#sweep(member);
       await this.#resync(member, false);
       await this.#o.discovery.scanMember(member);
+    });
+  }
+
+  /** Removes what creations left half made on the member (see removeHalfMade). */
+  async #sweep(member: Member): Promise<void> {
+    await removeHalfMade(member, this.#o.domain.keyOf(member));
+    this.#swept.add(member);
+  }
+
+  /** Runs repair work on a serving member; a failure other than a member fault is told as a failed recovery. */
+  async #guarded(member: Member, work: () => Promise<void>): Promise<void> {
+    try {
+      await work();
     } catch (error) {
       // A member fault already failed the member (recovery takes over); anything else
       // leaves the debts owed for the next recovery.
@@ -218,7 +242,7 @@ export class MemberRecovery {
     }
     // What a creation its host was killed in left half made (no name finds it); only when no
     // other process uses the members.
-    if (this.#o.journal.refreshIntervalMs === undefined) await removeHalfMade(member, this.#o.domain.keyOf(member));
+    if (this.#o.journal.refreshIntervalMs === undefined) await this.#sweep(member);
     await this.#resync(member, fullSync);
     await this.#o.discovery.scanMember(member);
   }

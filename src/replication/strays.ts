@@ -140,21 +140,22 @@ const KEY_MATERIAL = new Map<number, readonly number[]>([
  * Only what is provably such a remainder goes: an object that does not say it is a token
  * object, has no label and no id, and either shows no class at all or is a key without
  * material (no value length, EC parameters or modulus). No complete object looks like
- * that, but one being made does: nothing is removed unless no command of this process was
- * running on the member once it had been searched (see the check below), and call it only
+ * that, but one being made does: nothing is checked before every command of this process
+ * that ran while the member was searched has ended (see below), and call it only
  * when no other process uses the member (a journal of one process; a remote member host
  * still running a command from before a reconnect would count as one).
  *
- * @returns how many objects were removed (0 also when the member was busy: try again later)
+ * @returns how many objects were removed
  * @throws what a member fault on `member` threw (it failed again)
  */
 export async function removeHalfMade(member: Member, domainKey: Handle | undefined): Promise<number> {
   const all = await member.run<'findObjects'>((session) => ({ op: 'findObjects', session, template: [] }));
   const tokens = new Set((await member.run<'findObjects'>((session) => ({ op: 'findObjects', session, template: [{ type: pkcs11js.CKA_TOKEN, value: true }] }))).map((h) => h.toString('hex')));
-  // An object being made now looks half made. Nothing of this process runs on the member now,
-  // so whatever ran beside the first search has ended: what it made is complete (and what
-  // starts from now on is not among these handles). Otherwise: next time.
-  if (member.outstanding !== 0) return 0;
+  // An object being made now looks half made: wait until every command of this process that
+  // ran beside the searches has ended. What they made is then complete, and what starts
+  // from now on is not among these handles. (Waiting for none to run at all never ended
+  // under load: a member that takes catch-up copies, or serves, is seldom idle.)
+  await member.drained();
   let removed = 0;
   for (const handle of all) {
     if (tokens.has(handle.toString('hex')) || domainKey?.equals(handle)) continue;
