@@ -11,7 +11,7 @@ import { parentPort, receiveMessageOnPort, workerData } from 'node:worker_thread
 import { HaGroup } from '../group/ha-group.js';
 import { FacadeEngine } from './facade-engine.js';
 import { toFailure } from './facade-error.js';
-import { FOLLOW_BURST_MS, FOLLOW_MS, revive, SIGNAL_REPLY, SIGNAL_REQUESTS, type Batch, type CallReply, type CallRequest, type PipelinedCall, type FacadeWorkerData, type ReadyMessage } from './facade-protocol.js';
+import { FOLLOW_BURST_MS, FOLLOW_MS, revive, SIGNAL_REPLY, SIGNAL_REQUESTS, writeSharedReply, type Batch, type CallReply, type CallRequest, type PipelinedCall, type FacadeWorkerData, type ReadyMessage } from './facade-protocol.js';
 import { stripRegisterHook } from './hook-flags.js';
 
 async function main(): Promise<void> {
@@ -67,12 +67,13 @@ async function main(): Promise<void> {
       return { id: r.id, ok: false, failure: toFailure(error, r.fn) };
     }
   };
-  // Synchronous calls: answered on the sync port, then signalled in shared memory (the
-  // caller polls it through a short call, so the notify seldom has a sleeper to wake).
+  // Synchronous calls: answered in shared memory when the answer is small and plain, else on
+  // the sync port, then signalled there (the caller polls it through a short call, so the
+  // notify seldom has a sleeper to wake).
   let burstStart = 0;
   const onSync = (r: CallRequest): void => {
     void run(r).then((reply) => {
-      data.syncPort.postMessage(reply);
+      if (!writeSharedReply(data.signal, signal, reply)) data.syncPort.postMessage(reply);
       Atomics.store(signal, SIGNAL_REPLY, r.id);
       Atomics.notify(signal, SIGNAL_REPLY);
       followUp(r.id);

@@ -4,8 +4,9 @@
  * it, closed with the last C_Finalize), and carries calls to it in two ways:
  *
  * - synchronous: the request goes on the sync port and this thread blocks on a
- *   SharedArrayBuffer (a brief spin, then `Atomics.wait`) until the worker has posted the
- *   answer, which it then takes with `receiveMessageOnPort`. The group keeps running in
+ *   SharedArrayBuffer (a brief spin, then `Atomics.wait`) until the worker has answered:
+ *   in that shared memory when the answer is small and plain (facade-protocol.ts), else on
+ *   the sync port, where this thread takes it with `receiveMessageOnPort`. The group keeps running in
  *   the worker meanwhile: failover and re-runs happen during a synchronous call.
  * - asynchronous (callback and promise forms): the async port, answered through the event
  *   loop. The port holds the process open only while calls are pending.
@@ -16,7 +17,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { MessageChannel, receiveMessageOnPort, Worker, type MessagePort } from 'node:worker_threads';
 import type { GroupConfig } from '../group/group-config.js';
 import { pkcs11Failure } from './facade-error.js';
-import { revive, SIGNAL_BYTES, SIGNAL_REPLY, SIGNAL_REQUESTS, type Batch, type CallReply, type CallRequest, type FacadeFailure, type FacadeWorkerData, type PipelinedCall, type ReadyMessage } from './facade-protocol.js';
+import { readSharedReply, revive, SIGNAL_BYTES, SIGNAL_REPLY, SIGNAL_REQUESTS, type Batch, type CallReply, type CallRequest, type FacadeFailure, type FacadeWorkerData, type PipelinedCall, type ReadyMessage } from './facade-protocol.js';
 import { stripHookArgs, stripRegisterHook } from './hook-flags.js';
 
 /** A call's failure, carried to the `PKCS11` method that turns it into pkcs11js's error. */
@@ -58,6 +59,7 @@ export class GroupClient {
 
   readonly #key: string;
   readonly #worker: Worker;
+  readonly #shared: SharedArrayBuffer;
   readonly #signal: Int32Array;
   readonly #sync: MessagePort;
   readonly #async: MessagePort;
@@ -75,6 +77,7 @@ export class GroupClient {
   private constructor(key: string, config: GroupConfig, label: string) {
     this.#key = key;
     const shared = new SharedArrayBuffer(SIGNAL_BYTES);
+    this.#shared = shared;
     this.#signal = new Int32Array(shared);
     const sync = new MessageChannel();
     const async = new MessageChannel();
@@ -145,6 +148,8 @@ export class GroupClient {
     // (facade-worker.ts). Not while asynchronous calls are on their way: they came first.
     Atomics.store(this.#signal, SIGNAL_REQUESTS, this.#pending.size === 0 ? id : 0);
     this.#wait(id, SYNC_LIMIT_MS);
+    const shared = readSharedReply(this.#shared, this.#signal);
+    if (shared !== 'port') return this.#note(fn, shared.value);
     const reply = this.#take(id);
     if (!reply.ok) throw new CallFailure(reply.failure);
     return this.#note(fn, revive(reply.value));
