@@ -5,6 +5,7 @@
  * proves nothing (it changes at every reconnect).
  */
 import { IDENTITY_ATTRIBUTES, identityFrom, ulong, type ObjectIdentity } from '../catalog/object-identity.js';
+import { isStaleHandle } from '../errors/classification.js';
 import type { Member } from '../member/member.js';
 import type { Handle, WireAttribute } from '../pkcs11/commands.js';
 import { pkcs11js } from '../native/pkcs11js.js';
@@ -61,7 +62,15 @@ export async function findOn(member: Member, search: readonly WireAttribute[], d
   const out: FoundObject[] = [];
   for (const handle of handles) {
     if (domainKey?.equals(handle)) continue;
-    const identity = await identityOn(member, handle, domainKey);
+    let identity: ObjectIdentity;
+    try {
+      identity = await identityOn(member, handle, domainKey);
+    } catch (error) {
+      // Destroyed since the search (a session object: an application's, or one a replica is
+      // made from, see placeReplica): it is not there.
+      if (isStaleHandle(error)) continue;
+      throw error;
+    }
     if (isDomainKeyName(labelOf(identity), idOf(identity))) continue;
     out.push({ handle, identity });
   }

@@ -12,6 +12,7 @@
  * destroyed and the entry stays for the next attempt.
  */
 import type { ObjectIdentity } from '../catalog/object-identity.js';
+import { isStaleHandle } from '../errors/classification.js';
 import { Pkcs11Error } from '../errors/ha-error.js';
 import type { Member } from '../member/member.js';
 import type { Handle } from '../pkcs11/commands.js';
@@ -159,9 +160,14 @@ export async function removeHalfMade(member: Member, domainKey: Handle | undefin
   let removed = 0;
   for (const handle of all) {
     if (tokens.has(handle.toString('hex')) || domainKey?.equals(handle)) continue;
-    if (!(await halfMade(member, handle))) continue;
-    await member.run<'destroyObject'>((session) => ({ op: 'destroyObject', session, object: handle }));
-    removed++;
+    try {
+      if (!(await halfMade(member, handle))) continue;
+      await member.run<'destroyObject'>((session) => ({ op: 'destroyObject', session, object: handle }));
+      removed++;
+    } catch (error) {
+      // Destroyed since the search (a session object, e.g. one a replica was made from): nothing to remove.
+      if (!isStaleHandle(error)) throw error;
+    }
   }
   return removed;
 }

@@ -38,7 +38,7 @@ async function handle(r: Request): Promise<unknown> {
     }
     case 'onToken':
       // Objects so labelled on that member's token, seen through this process's host of it.
-      return (await findOn(internalsOf(group).members[r.index]!, [{ type: P.CKA_LABEL, value: Buffer.from(r.label) }], undefined)).length;
+      return (await findOn(internalsOf(group).members[r.index]!, [{ type: P.CKA_LABEL, value: Buffer.from(r.label) }, { type: P.CKA_TOKEN, value: true }], undefined)).length;
     case 'status':
       return group.status();
     case 'close':

@@ -46,7 +46,7 @@ describe.skipIf(absent)('a PostgreSQL journal shared by two application processe
 
   /** How many objects labelled `label` the token of member `index` holds, seen through A's host of it. */
   const onTokenAtA = async (index: number, label: string): Promise<number> =>
-    (await findOn(internalsOf(a!).members[index]!, [{ type: P.CKA_LABEL, value: Buffer.from(label) }], undefined)).length;
+    (await findOn(internalsOf(a!).members[index]!, [{ type: P.CKA_LABEL, value: Buffer.from(label) }, { type: P.CKA_TOKEN, value: true }], undefined)).length;
 
   const rows = async (sql: string): Promise<Record<string, unknown>[]> => (await db.query(sql)).rows;
 

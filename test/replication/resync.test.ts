@@ -415,6 +415,44 @@ describe('half-made objects', () => {
     expect(await removeHalfMade(member, domainKey)).toBe(0);
   });
 
+  it('removeHalfMade passes over an object destroyed between its search and its check (a session object a replica was made from)', async () => {
+    const { group: g } = await openGroup();
+    takeDown(g, 2);
+    const { member, domainKey } = await reconnect(g, 2);
+    const A = pkcs11js;
+    const gone = await member.run<'createObject'>((s) => ({ op: 'createObject', session: s, template: [{ type: A.CKA_CLASS, value: A.CKO_SECRET_KEY }, { type: A.CKA_KEY_TYPE, value: A.CKK_GENERIC_SECRET }, { type: A.CKA_TOKEN, value: false }, { type: A.CKA_VALUE, value: Buffer.alloc(0) }] }));
+    const slow = member.run<'generateKeyPair'>((s) => ({
+      op: 'generateKeyPair',
+      session: s,
+      mechanism: toMechanism('RSA_PKCS_KEY_PAIR_GEN'),
+      publicTemplate: [{ type: A.CKA_TOKEN, value: false }, { type: A.CKA_MODULUS_BITS, value: 4096 }, { type: A.CKA_PUBLIC_EXPONENT, value: Buffer.from([1, 0, 1]) }],
+      privateTemplate: [{ type: A.CKA_TOKEN, value: false }],
+    }));
+    // Its two searches start at once; once they have answered, only the generation runs and the sweep waits for it.
+    const removing = removeHalfMade(member, domainKey);
+    await until(() => member.outstanding === 1, 'the searches to answer');
+    await member.run<'destroyObject'>((s) => ({ op: 'destroyObject', session: s, object: gone }));
+    const pair = await slow;
+    expect(await removing).toBe(0);
+    for (const h of [pair.publicKey, pair.privateKey]) await member.run<'destroyObject'>((s) => ({ op: 'destroyObject', session: s, object: h }));
+  });
+
+  it('findOn passes over an object destroyed between its search and the read of its identity', async () => {
+    const { group: g, session } = await openGroup();
+    await session.generateKey('AES_KEY_GEN', AES('fo-first'));
+    await session.generateKey('AES_KEY_GEN', AES('fo-second'));
+    const member = internalsOf(g).members[1]!;
+    const domainKey = await domainKeyOf(member);
+    const search = toRawTemplate({ class: 'secretKey', token: true });
+    const all = await findOn(member, search, domainKey);
+    expect(all.length).toBeGreaterThanOrEqual(2);
+    // The first object's identity read answers as if it had just been destroyed.
+    transports[1]!.fault.failNext('getAttributes', { rv: pkcs11js.CKR_OBJECT_HANDLE_INVALID });
+    const found = await findOn(member, search, domainKey);
+    expect(found).toHaveLength(all.length - 1);
+    expect(found.map((f) => f.handle.toString('hex'))).toEqual(all.slice(1).map((f) => f.handle.toString('hex')));
+  });
+
   it('the first login after the group opens removes half-made objects from a member that owes nothing (left there before this group)', async () => {
     const { group: before } = await openGroup();
     const A = pkcs11js;
