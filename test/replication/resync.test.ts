@@ -283,6 +283,24 @@ describe('resyncMember', () => {
 });
 
 /** Every object on the member that does not say it is a token object, with its class, label and id as read. */
+/** A session key shaped as SoftHSM leaves a creation killed half-way: a class, no token flag, name or material. */
+function makeHalfMadeLookalike(member: Member): Promise<Handle> {
+  const A = pkcs11js;
+  return member.run<'createObject'>((s) => ({ op: 'createObject', session: s, template: [{ type: A.CKA_CLASS, value: A.CKO_SECRET_KEY }, { type: A.CKA_KEY_TYPE, value: A.CKK_GENERIC_SECRET }, { type: A.CKA_TOKEN, value: false }, { type: A.CKA_VALUE, value: Buffer.alloc(0) }] }));
+}
+
+/** A command that runs a while on the member (an RSA-4096 session pair), unnamed. */
+function slowGeneration(member: Member): Promise<{ publicKey: Handle; privateKey: Handle }> {
+  const A = pkcs11js;
+  return member.run<'generateKeyPair'>((s) => ({
+    op: 'generateKeyPair',
+    session: s,
+    mechanism: toMechanism('RSA_PKCS_KEY_PAIR_GEN'),
+    publicTemplate: [{ type: A.CKA_TOKEN, value: false }, { type: A.CKA_MODULUS_BITS, value: 4096 }, { type: A.CKA_PUBLIC_EXPONENT, value: Buffer.from([1, 0, 1]) }],
+    privateTemplate: [{ type: A.CKA_TOKEN, value: false }],
+  }));
+}
+
 async function nonTokenObjects(member: Member): Promise<{ label: string | undefined; cls: number | undefined }[]> {
   const all = await member.run<'findObjects'>((s) => ({ op: 'findObjects', session: s, template: [] }));
   const tokens = new Set((await member.run<'findObjects'>((s) => ({ op: 'findObjects', session: s, template: [{ type: pkcs11js.CKA_TOKEN, value: true }] }))).map((h) => h.toString('hex')));
@@ -395,15 +413,8 @@ describe('half-made objects', () => {
     const { group: g } = await openGroup();
     takeDown(g, 2);
     const { member, domainKey } = await reconnect(g, 2);
-    const A = pkcs11js;
-    await member.run<'createObject'>((s) => ({ op: 'createObject', session: s, template: [{ type: A.CKA_CLASS, value: A.CKO_SECRET_KEY }, { type: A.CKA_KEY_TYPE, value: A.CKK_GENERIC_SECRET }, { type: A.CKA_TOKEN, value: false }, { type: A.CKA_VALUE, value: Buffer.alloc(0) }] }));
-    const slow = member.run<'generateKeyPair'>((s) => ({
-      op: 'generateKeyPair',
-      session: s,
-      mechanism: toMechanism('RSA_PKCS_KEY_PAIR_GEN'),
-      publicTemplate: [{ type: A.CKA_TOKEN, value: false }, { type: A.CKA_MODULUS_BITS, value: 4096 }, { type: A.CKA_PUBLIC_EXPONENT, value: Buffer.from([1, 0, 1]) }],
-      privateTemplate: [{ type: A.CKA_TOKEN, value: false }],
-    }));
+    await makeHalfMadeLookalike(member);
+    const slow = slowGeneration(member);
     expect(member.outstanding).toBeGreaterThan(0);
     const order: string[] = [];
     const removing = removeHalfMade(member, domainKey).then((n) => (order.push('removed'), n));
@@ -419,15 +430,8 @@ describe('half-made objects', () => {
     const { group: g } = await openGroup();
     takeDown(g, 2);
     const { member, domainKey } = await reconnect(g, 2);
-    const A = pkcs11js;
-    const gone = await member.run<'createObject'>((s) => ({ op: 'createObject', session: s, template: [{ type: A.CKA_CLASS, value: A.CKO_SECRET_KEY }, { type: A.CKA_KEY_TYPE, value: A.CKK_GENERIC_SECRET }, { type: A.CKA_TOKEN, value: false }, { type: A.CKA_VALUE, value: Buffer.alloc(0) }] }));
-    const slow = member.run<'generateKeyPair'>((s) => ({
-      op: 'generateKeyPair',
-      session: s,
-      mechanism: toMechanism('RSA_PKCS_KEY_PAIR_GEN'),
-      publicTemplate: [{ type: A.CKA_TOKEN, value: false }, { type: A.CKA_MODULUS_BITS, value: 4096 }, { type: A.CKA_PUBLIC_EXPONENT, value: Buffer.from([1, 0, 1]) }],
-      privateTemplate: [{ type: A.CKA_TOKEN, value: false }],
-    }));
+    const gone = await makeHalfMadeLookalike(member);
+    const slow = slowGeneration(member);
     // Its two searches start at once; once they have answered, only the generation runs and the sweep waits for it.
     const removing = removeHalfMade(member, domainKey);
     await until(() => member.outstanding === 1, 'the searches to answer');

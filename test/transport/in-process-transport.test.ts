@@ -17,6 +17,16 @@ import { inProcessToken } from '../helpers/in-process-token.js';
 import { markShort } from '../../src/pkcs11/short-commands.js';
 
 /** Real turns of the event loop, but a clock that moves `step` ms at every reading (and `jump`s when told). */
+/** A short EC P-256 session key pair generation (as key management marks them: src/pkcs11/short-commands.ts). */
+const shortEcPair = (session: Handle) =>
+  markShort({
+    op: 'generateKeyPair',
+    session,
+    mechanism: toMechanism('EC_KEY_PAIR_GEN'),
+    publicTemplate: toRawTemplate({ token: false, keyType: 'ec', ecParams: Buffer.from('06082a8648ce3d030107', 'hex'), verify: true }),
+    privateTemplate: toRawTemplate({ token: false, keyType: 'ec', private: true, sensitive: true, sign: true }),
+  });
+
 const steppingTime = (step: number): SliceTiming & { jump(ms: number): void } => {
   let t = 0;
   return {
@@ -162,16 +172,7 @@ describe('InProcessTransport: inline calls', () => {
   it('short EC key generations under several callers partly run on libuv\'s pool (pkcs11js async); a lone caller\'s stay inline; every pair is usable', async () => {
     const { t, info } = await open('inline', new InlineSlicer(1, steppingTime(0.3)));
     const sessions = await sessionsOf(t, info, 8);
-    const generate = (session: Handle) =>
-      t.execute(
-        markShort({
-          op: 'generateKeyPair',
-          session,
-          mechanism: toMechanism('EC_KEY_PAIR_GEN'),
-          publicTemplate: toRawTemplate({ token: false, keyType: 'ec', ecParams: Buffer.from('06082a8648ce3d030107', 'hex'), verify: true }),
-          privateTemplate: toRawTemplate({ token: false, keyType: 'ec', private: true, sensitive: true, sign: true }),
-        }),
-      );
+    const generate = (session: Handle) => t.execute(shortEcPair(session));
     const check = async (session: Handle, pair: { publicKey: Handle; privateKey: Handle }) => {
       const signature = await t.execute({ op: 'sign', session, mechanism: toMechanism('ECDSA'), key: pair.privateKey, data: Buffer.alloc(32, 7) });
       expect(await t.execute({ op: 'verify', session, mechanism: toMechanism('ECDSA'), key: pair.publicKey, data: Buffer.alloc(32, 7), signature })).toBe(true);
@@ -191,16 +192,7 @@ describe('InProcessTransport: inline calls', () => {
   it('key generations past the libuv limit wait for a free place there instead of running inline; closing rejects the waiting ones as unsent', async () => {
     const { t, info } = await open('inline', new InlineSlicer(1, steppingTime(0.3)));
     const sessions = await sessionsOf(t, info, 10);
-    const generate = (session: Handle) =>
-      t.execute(
-        markShort({
-          op: 'generateKeyPair',
-          session,
-          mechanism: toMechanism('EC_KEY_PAIR_GEN'),
-          publicTemplate: toRawTemplate({ token: false, keyType: 'ec', ecParams: Buffer.from('06082a8648ce3d030107', 'hex'), verify: true }),
-          privateTemplate: toRawTemplate({ token: false, keyType: 'ec', private: true, sensitive: true, sign: true }),
-        }),
-      );
+    const generate = (session: Handle) => t.execute(shortEcPair(session));
     const before = t.calls;
     // The first three fill the first slice inline (0.3 ms per clock reading, 1 ms of budget);
     // the seven others find callers waiting and go to libuv's pool, 4 at once, the rest
