@@ -76,22 +76,25 @@ type ReplyForm = (typeof ReplyForm)[keyof typeof ReplyForm];
  * @returns false when the answer must go on the port instead
  */
 export function writeSharedReply(shared: SharedArrayBuffer, signal: Int32Array, reply: CallReply): boolean {
-  const value = reply.ok ? reply.value : null;
-  let form: ReplyForm;
-  if (!reply.ok) form = ReplyForm.Port;
-  else if (value instanceof Uint8Array && value.byteLength <= SHARED_REPLY_BYTES) {
-    new Uint8Array(shared, BYTES_AT, value.byteLength).set(value);
-    signal[SIGNAL_LENGTH] = value.byteLength;
-    form = ReplyForm.Bytes;
-  } else if (typeof value === 'number') {
-    new Float64Array(shared, NUMBER_AT, 1)[0] = value;
-    form = ReplyForm.Number;
-  } else if (value === undefined) form = ReplyForm.Undefined;
-  else if (value === true) form = ReplyForm.True;
-  else if (value === false) form = ReplyForm.False;
-  else form = ReplyForm.Port;
+  const form = reply.ok ? writeValue(shared, signal, reply.value) : ReplyForm.Port;
   Atomics.store(signal, SIGNAL_FORM, form);
   return form !== ReplyForm.Port;
+}
+
+/** Writes a value into shared memory if it fits there; gives its form (Port when it does not). */
+function writeValue(shared: SharedArrayBuffer, signal: Int32Array, value: unknown): ReplyForm {
+  if (value instanceof Uint8Array && value.byteLength <= SHARED_REPLY_BYTES) {
+    new Uint8Array(shared, BYTES_AT, value.byteLength).set(value);
+    signal[SIGNAL_LENGTH] = value.byteLength;
+    return ReplyForm.Bytes;
+  }
+  if (typeof value === 'number') {
+    new Float64Array(shared, NUMBER_AT, 1)[0] = value;
+    return ReplyForm.Number;
+  }
+  if (value === undefined) return ReplyForm.Undefined;
+  if (typeof value === 'boolean') return value ? ReplyForm.True : ReplyForm.False;
+  return ReplyForm.Port;
 }
 
 /** Reads an answer {@link writeSharedReply} wrote (bytes are copied out); `port` when it came on the port. */

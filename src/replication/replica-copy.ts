@@ -14,7 +14,8 @@ import type { Mechanism } from 'pkcs11js';
 import { DomainError } from './domain-key.js';
 import { classifyError } from '../errors/classification.js';
 import { makesSessionObject, shortIf } from '../pkcs11/short-commands.js';
-import { CLASS, REPLICA_ATTRIBUTES, replicaTemplate, travelsWrapped, ulongOf } from './replica-template.js';
+import { boolValue, CLASS, REPLICA_ATTRIBUTES, replicaTemplate, travelsWrapped, ulongOf } from './replica-template.js';
+import { asSessionObject } from './creation-plan.js';
 
 /** The mechanism every replica travels under. */
 export const KWP = (): Mechanism => toMechanism('AES_KEY_WRAP_PAD');
@@ -95,12 +96,6 @@ export async function readReplicaSource(source: Member, handle: Handle, domainKe
 /** The template that turns a session object's copy into a token object. */
 const ON_TOKEN: readonly WireAttribute[] = [{ type: pkcs11js.CKA_TOKEN, value: true }];
 
-/** Whether an attribute of the template is set to false (a CK_BBOOL as read, or a boolean). */
-function isFalse(template: readonly WireAttribute[], type: number): boolean {
-  const v = template.find((a) => a.type === type)?.value;
-  return v === false || (Buffer.isBuffer(v) && v.length > 0 && v.every((b) => b === 0));
-}
-
 /**
  * Makes a replica on `target`: C_UnwrapKey of the blob under the target's domain key, or
  * C_CreateObject from the template.
@@ -108,8 +103,8 @@ function isFalse(template: readonly WireAttribute[], type: number): boolean {
  * A token object is made as a session object first and then copied to the token
  * (C_CopyObject with CKA_TOKEN=true), and the session object destroyed: SoftHSM writes a
  * new object's default attributes to its file one write each and the template after them,
- * while a copy writes the object in one transaction (an EC private key unwrapped onto the
- * token: 8.6 ms; unwrapped as a session object and copied: 1.7 ms). An object that may not
+ * while a copy writes the object in one transaction (`keygen/ec-p256/members3` went from
+ * 1.55 to 0.56 of one member's creation with it: `npm run bench`). An object that may not
  * be copied or destroyed (CKA_COPYABLE or CKA_DESTROYABLE false), or that a copy refuses,
  * is made on the token directly. A kill during the copy leaves at most an object with no
  * attributes, which `removeHalfMade` (strays.ts) takes.
@@ -118,14 +113,16 @@ function isFalse(template: readonly WireAttribute[], type: number): boolean {
  */
 export async function placeReplica(exec: Exec, target: Member, domainKey: Handle | undefined, wrapped: Buffer | undefined, template: readonly WireAttribute[]): Promise<Handle> {
   if (wrapped !== undefined && domainKey === undefined) throw new DomainError(`member ${target.name} has no domain key: a wrapped key cannot be placed there`);
-  // A session object's copy touches no token file: short (see `short-commands.ts`).
-  const make = (t: readonly WireAttribute[], short: boolean): Promise<Handle> =>
-    wrapped === undefined
+  const make = (t: readonly WireAttribute[]): Promise<Handle> => {
+    // A session object's copy touches no token file: short (see `short-commands.ts`).
+    const short = makesSessionObject(t);
+    return wrapped === undefined
       ? exec<'createObject'>(target, (session) => shortIf(short, { op: 'createObject', session, template: t }))
       : exec<'unwrapKey'>(target, (session) => shortIf(short, { op: 'unwrapKey', session, mechanism: KWP(), unwrappingKey: domainKey!, wrapped, template: t }));
-  if (makesSessionObject(template)) return make(template, true);
-  if (isFalse(template, pkcs11js.CKA_COPYABLE) || isFalse(template, pkcs11js.CKA_DESTROYABLE)) return make(template, false);
-  const staged = await make([...template.filter((a) => a.type !== pkcs11js.CKA_TOKEN), { type: pkcs11js.CKA_TOKEN, value: false }], true);
+  };
+  const flag = (type: number) => boolValue(template.find((a) => a.type === type)?.value);
+  if (makesSessionObject(template) || flag(pkcs11js.CKA_COPYABLE) === false || flag(pkcs11js.CKA_DESTROYABLE) === false) return make(template);
+  const staged = await make(asSessionObject(template));
   const drop = () => exec<'destroyObject'>(target, (session) => shortIf(true, { op: 'destroyObject', session, object: staged })).catch(() => undefined);
   let copy: Handle;
   try {
@@ -134,7 +131,7 @@ export async function placeReplica(exec: Exec, target: Member, domainKey: Handle
     // A member fault: the session object went with the member, and whether the copy was made is unknown (the caller's to settle).
     if (classifyError(error) === 'member') throw error;
     await drop();
-    return make(template, false);
+    return make(template);
   }
   await drop();
   return copy;

@@ -108,8 +108,6 @@ export class InProcessTransport implements Transport {
   #waitingInline = 0;
   /** Generations under way on libuv's pool (settled either way): close() waits for them before the module can be finalized. */
   readonly #asyncCalls = new Set<Promise<void>>();
-  /** Key generations on libuv's pool now (see #short). */
-  #generating = 0;
   /** Key generations waiting for a place on libuv's pool, in order. */
   readonly #generationQueue: { command: AsyncGeneration; resolve: (result: unknown) => void; reject: (error: Error) => void }[] = [];
   /** In a {@link whenNow} callback: the slicer gave it this slice. */
@@ -234,10 +232,10 @@ export class InProcessTransport implements Transport {
    * hop. One that proved long (see #timed) goes to the threads like any other.
    */
   #short(command: Command): Promise<unknown> {
-    if (this.#module === undefined || !isAsyncGeneration(command) || !(this.#generating > 0 || this.#slicer.demand >= 2 || this.#slicer.waiting > 0)) {
+    if (this.#module === undefined || !isAsyncGeneration(command) || !(this.#asyncCalls.size > 0 || this.#slicer.demand >= 2 || this.#slicer.waiting > 0)) {
       return this.#inlineSoon(command);
     }
-    if (this.#generating >= MAX_ASYNC_GENERATIONS) {
+    if (this.#asyncCalls.size >= MAX_ASYNC_GENERATIONS) {
       this.#waitingInline++;
       return new Promise((resolve, reject) => this.#generationQueue.push({ command, resolve, reject }));
     }
@@ -247,19 +245,17 @@ export class InProcessTransport implements Transport {
   /** A generation on libuv's pool; when it ends, the next waiting one starts. */
   #generate(module: LoadedModule, command: AsyncGeneration): Promise<unknown> {
     this.#threadCalls++;
-    this.#generating++;
     const call = generateAsync(module.pkcs11, command);
-    const settled = call.then(
-      () => this.#generated(module),
-      () => this.#generated(module),
+    const settled: Promise<void> = call.then(
+      () => this.#generated(module, settled),
+      () => this.#generated(module, settled),
     );
     this.#asyncCalls.add(settled);
-    void settled.then(() => this.#asyncCalls.delete(settled));
     return call;
   }
 
-  #generated(module: LoadedModule): void {
-    this.#generating--;
+  #generated(module: LoadedModule, settled: Promise<void>): void {
+    this.#asyncCalls.delete(settled);
     const next = this.#generationQueue.shift();
     if (next === undefined) return;
     this.#waitingInline--;
