@@ -22,6 +22,7 @@ import { findHolders, noHolderError, type HolderResolver } from '../routing/rout
 import type { Debt, DebtJournal, TentativeEntry } from './journal.js';
 import { objectRef } from './journal-store.js';
 import { placeReplica, readReplicaSource, type ReplicaSource } from './replica-copy.js';
+import { OwedAhead } from './owed-ahead.js';
 import { oweRevertsOfUncertainRename } from './uncertain-change.js';
 import { shortCreation, shortIf } from '../pkcs11/short-commands.js';
 import { asSessionObject, asTokenCopy, creationSearch, KEY_TYPE_OF_MECHANISM, kindOf, StagingRefused, stageable } from './creation-plan.js';
@@ -146,24 +147,23 @@ export class KeyManager {
   /**
    * Destroys an object on every member: first on one holder (so that a refusal, e.g.
    * CKA_DESTROYABLE=false, reaches the caller with nothing changed), then on the others
-   * in parallel. Members that cannot be reached owe the deletion.
+   * in parallel. Members not holding it (they may keep a copy from before they failed; a
+   * replica they owe is cancelled instead) owe the deletion, recorded before anything is
+   * destroyed (owed-ahead.ts); members failing under it owe it too.
    */
   async destroyObject(object: VirtualObject): Promise<void> {
     await this.#ensureHolders([object]);
+    const ref = objectRef(object);
+    const ahead = await this.#oweAhead(object, { kind: 'destroy', object: ref });
     // A session object's destroy touches no token file: short (see short-commands.ts).
     const short = !object.identity.token;
-    const first = await this.#onFirstHolder(object, (m, handle) => m.run<'destroyObject'>((session) => shortIf(short, { op: 'destroyObject', session, object: handle })));
-    const ref = objectRef(object);
+    // Refused (or no member could): nothing was destroyed, nothing is owed (a withdrawal the store misses is written later).
+    const first = await this.#onFirstHolder(object, (m, handle) => m.run<'destroyObject'>((session) => shortIf(short, { op: 'destroyObject', session, object: handle }))).catch((error: unknown) => ahead.withdraw().catch(() => undefined).then(() => Promise.reject(error)));
     // Settled: the object is gone from the catalog even when a deletion owed could not be recorded (ERR_JOURNAL, thrown after).
     const done = await Promise.allSettled(
       this.#others(first).map(async (m) => {
         const handle = object.holders.get(m.index);
-        if (handle === undefined) {
-          // Not holding it now, but it may keep a copy from before it failed. (A pending
-          // replica debt is cancelled instead: the journal knows.)
-          await this.#owe(m, { kind: 'destroy', object: ref }, `member is ${m.state.kind}`);
-          return;
-        }
+        if (handle === undefined || ahead.has(m.name)) return this.#owe(m, { kind: 'destroy', object: ref }, `member is ${m.state.kind}`, ahead);
         try {
           await m.run<'destroyObject'>((session) => shortIf(short, { op: 'destroyObject', session, object: handle }));
         } catch (error) {
@@ -183,20 +183,19 @@ export class KeyManager {
 
   async #setAttributes(object: VirtualObject, template: readonly Pkcs11Attribute[]): Promise<void> {
     await this.#ensureHolders([object]);
-    const tried: Member[] = [];
-    const first = await this.#onFirstHolder(object, (m, handle) => (tried.push(m), m.run<'setAttributes'>((session) => ({ op: 'setAttributes', session, object: handle, template }))))
-      .catch((error: unknown) => oweRevertsOfUncertainRename(tried, objectRef(object), template, (m, d, r) => this.#owe(m, d, r)).then(() => Promise.reject(error)));
     const ref = objectRef(object);
+    const ahead = await this.#oweAhead(object, { kind: 'setAttributes', object: ref, template });
+    const tried: Member[] = [];
+    const first = await this.#onFirstHolder(object, (m, handle) => (tried.push(m), m.run<'setAttributes'>((session) => ({ op: 'setAttributes', session, object: handle, template })))).catch((error: unknown) =>
+      ahead.withdraw().catch(() => undefined).then(() => oweRevertsOfUncertainRename(tried, ref, template, (m, d, r) => this.#owe(m, d, r))).then(() => Promise.reject(error)),
+    );
     // Renamed at once: a failure from here on must not leave the catalog with a name no member carries.
     const read = (): Promise<ObjectIdentity> => first.run<'getAttributes'>((session) => ({ op: 'getAttributes', session, object: object.holders.get(first.index)!, types: IDENTITY_ATTRIBUTES })).then((a) => ({ ...identityFrom(a), fingerprint: object.identity.fingerprint, ...(object.identity.provisional ? { provisional: true as const } : {}) }));
     this.#o.catalog.reindex(object, renamedIdentity(object.identity, template) ?? (await read()));
     await Promise.all(
       this.#others(first).map(async (m) => {
         const handle = object.holders.get(m.index);
-        if (handle === undefined) {
-          await this.#owe(m, { kind: 'setAttributes', object: ref, template }, 'not serving');
-          return;
-        }
+        if (handle === undefined || ahead.has(m.name)) return this.#owe(m, { kind: 'setAttributes', object: ref, template }, 'not serving', ahead);
         try {
           await m.run<'setAttributes'>((session) => ({ op: 'setAttributes', session, object: handle, template }));
         } catch (error) {
@@ -205,6 +204,12 @@ export class KeyManager {
         }
       }),
     );
+  }
+
+  /** Records, before a change runs, the `debt` of every member of the group not holding `object` (see owed-ahead.ts). */
+  #oweAhead(object: VirtualObject, debt: Debt): Promise<OwedAhead> {
+    const absent = this.#o.membership.all.filter((m) => m.state.kind !== 'removed' && !object.holders.has(m.index));
+    return OwedAhead.record(this.#o.journal, object, absent.map((m) => ({ member: m.name, debt })));
   }
 
   /**
@@ -245,9 +250,9 @@ export class KeyManager {
     return primary && holdsAll(primary) ? primary : this.#o.membership.all.find(holdsAll);
   }
 
-  /** Records a debt and reports it; resolves once the debt is durable (the caller returns only then). */
-  #owe(member: Member, debt: Debt, reason: string): Promise<void> {
-    const durable = this.#o.journal.owe(member.name, debt);
+  /** Records a debt (unless it was owed ahead) and reports it; resolves once the debt is durable (the caller returns only then). */
+  #owe(member: Member, debt: Debt, reason: string, ahead?: OwedAhead): Promise<void> {
+    const durable = ahead?.has(member.name) ? Promise.resolve() : this.#o.journal.owe(member.name, debt);
     const event = { member: member.name, object: debt.object.handle, reason };
     this.#o.events.emit('replicationOwed', event);
     this.#o.events.emit('replicaMissed', event);

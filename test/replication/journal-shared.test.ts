@@ -5,8 +5,8 @@
  * member-3 is killed while A creates, destroys and renames keys; B, whose host of member-3
  * serves, repairs it from PostgreSQL, once; the keys work through both processes; A's own
  * recovery then finds nothing left to do. And PostgreSQL stopped before a key creation,
- * and during one (after the key is made, before its debt is durable): a typed error, and
- * nothing left that is owed but not recorded.
+ * and during one (after the key is made, before its debt is durable), and under a deletion
+ * and a rename: a typed error, and nothing left that is owed but not recorded.
  */
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -189,5 +189,33 @@ describe.skipIf(absent)('a PostgreSQL journal shared by two application processe
     expect(await rows(`SELECT id FROM ${SCHEMA}.debts`)).toEqual(debtsBefore);
     expect(await b!.onToken(2, 'db-stopped-during')).toBe(0);
     expect(await b!.find('db-stopped-during')).toEqual({ count: 0, holders: [] });
+  }, 120_000);
+  it('fails a deletion and a rename that member-3 would owe with ERR_JOURNAL while PostgreSQL is down, and changes nothing', async () => {
+    if (a!.status().members[2]!.state.kind !== 'failed') {
+      process.kill(hostPid(a!, 2), 'SIGKILL');
+      await until(() => a!.status().members[2]!.state.kind === 'failed', "A's member-3 to fail");
+    }
+    const key = await session.generateKey('AES_KEY_GEN', aes('kept-while-db-down'));
+    await server.stop({ immediate: true });
+    try {
+      await expect(session.destroyObject(key)).rejects.toMatchObject({ code: 'ERR_JOURNAL' });
+      await expect(session.setAttributes(key, { label: 'renamed-while-db-down' })).rejects.toMatchObject({ code: 'ERR_JOURNAL' });
+      // Applied nowhere: the key is on member-1 and member-2 under its name, and works.
+      expect(await onTokenAtA(0, 'kept-while-db-down')).toBe(1);
+      expect(await onTokenAtA(1, 'kept-while-db-down')).toBe(1);
+      expect(await session.findObjects({ label: 'kept-while-db-down' })).toEqual([key]);
+      const iv = Buffer.alloc(12, 3);
+      const sealed = await session.encrypt({ name: 'AES_GCM', iv }, key, Buffer.from('kept'));
+      expect((await session.decrypt({ name: 'AES_GCM', iv }, key, sealed)).toString()).toBe('kept');
+    } finally {
+      if (server.pid === undefined) await server.start();
+    }
+    await db.end().catch(() => undefined);
+    await connect();
+    // Nothing withdrawn reaches the store once it is back; B repairs member-3 with the key, under its name.
+    await internalsOf(a!).journal.flush();
+    expect(await rows(`SELECT kind FROM ${SCHEMA}.debts WHERE kind <> 'replica'`)).toEqual([]);
+    await until(async () => (await b!.onToken(2, 'kept-while-db-down')) === 1, 'B to repair member-3', 30_000, 50);
+    expect(await b!.onToken(2, 'renamed-while-db-down')).toBe(0);
   }, 120_000);
 });

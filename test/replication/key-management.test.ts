@@ -1,4 +1,7 @@
 import { createHash, createPublicKey, randomBytes, verify as cryptoVerify, type KeyObject } from 'node:crypto';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { inspect } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HaGroup, type GroupConfig } from '../../src/index.js';
@@ -320,6 +323,65 @@ describe('replication when a member cannot be reached', () => {
       expect(g.status().owed).toEqual({});
     } finally {
       await g.close();
+    }
+  });
+});
+
+describe('deletions and attribute changes a member that is down will owe: recorded before they run', () => {
+  let bed: Testbed;
+  let dir: string;
+
+  beforeAll(async () => {
+    bed = await createTestbed({ count: 3 });
+    await HaGroup.initDomain({ members: bed.memberConfigs() });
+    dir = mkdtempSync(join(tmpdir(), 'owed-ahead-'));
+  });
+  afterAll(async () => {
+    rmSync(dir, { recursive: true, force: true });
+    await bed?.dispose();
+  });
+
+  it('a deletion or a rename the journal cannot record fails with ERR_JOURNAL and changes nothing; a refused deletion leaves the replica owed', async () => {
+    const journalDir = join(dir, 'journal');
+    const g = await HaGroup.open({ members: bed.memberConfigs(), minReplicas: 2, journalPath: join(journalDir, 'journal.json') });
+    try {
+      const s = g.slot.openSession();
+      await s.login(bed.tokens[0]!.userPin);
+      await internalsOf(g).members[2]!.transport.close();
+      const aes = { valueLen: 32, token: true, encrypt: true, decrypt: true } as const;
+      const key = await s.generateKey('AES_KEY_GEN', { label: 'ahead-aes', ...aes });
+      const kept = await s.generateKey('AES_KEY_GEN', { label: 'ahead-kept', ...aes, destroyable: false });
+      expect(g.status().members[2]!.state.kind).toBe('failed');
+      // (In any order: a withdrawn deletion owes the replica again after the others.)
+      const owed = (): string[] => internalsOf(g).journal.debts('member-3').map((d) => `${d.kind}:${d.object.handle}`).sort();
+      expect(owed()).toEqual([`replica:${key}`, `replica:${kept}`].sort());
+
+      // A refused deletion (CKA_DESTROYABLE false): member-3 still owes the key's replica, not its deletion.
+      await expect(s.destroyObject(kept)).rejects.toMatchObject({ code: 'ERR_PKCS11', ckr: 'CKR_ACTION_PROHIBITED' });
+      expect(owed()).toEqual([`replica:${key}`, `replica:${kept}`].sort());
+
+      // The journal's directory becomes a file: every write fails, as on a full or broken disk.
+      rmSync(journalDir, { recursive: true });
+      writeFileSync(journalDir, '');
+      await expect(s.destroyObject(key)).rejects.toMatchObject({ code: 'ERR_JOURNAL' });
+      await expect(s.setAttributes(key, { label: 'ahead-renamed' })).rejects.toMatchObject({ code: 'ERR_JOURNAL' });
+      // Nothing was applied: the key is where it was, under its name, and works.
+      expect(g.describeObject(key)?.holders).toEqual(['member-1', 'member-2']);
+      expect(await s.findObjects({ label: 'ahead-aes' })).toEqual([key]);
+      expect(await s.findObjects({ label: 'ahead-renamed' })).toEqual([]);
+      const iv = Buffer.alloc(12, 1);
+      const sealed = await s.encrypt({ name: 'AES_GCM', iv }, key, Buffer.from('still here'));
+      expect((await s.decrypt({ name: 'AES_GCM', iv }, key, sealed)).toString()).toBe('still here');
+      expect(owed()).toEqual([`replica:${key}`, `replica:${kept}`].sort());
+
+      // The disk is back: the deletion runs, and member-3 owes nothing for the key any more (its replica was never made).
+      rmSync(journalDir);
+      mkdirSync(journalDir);
+      await s.destroyObject(key);
+      expect(await s.findObjects({ label: 'ahead-aes' })).toEqual([]);
+      expect(owed()).toEqual([`replica:${kept}`]);
+    } finally {
+      await g.close().catch(() => undefined);
     }
   });
 });
