@@ -120,8 +120,11 @@ const groupFileShape = (schedulerExtra?: string) => ({
           connectionString: pinSource('The connection string').describe('A PostgreSQL connection string, { "env": "NAME" } or { "file": "path" } (its first line). Never printed.'),
           schema: z.string(must('a lower-case identifier')).regex(/^[a-z_][a-z0-9_]{0,62}$/, must('a lower-case identifier')).optional().describe('The schema holding the journal tables (created when missing). Default: pkcs11_ha.'),
           refreshIntervalMs: int(10, 3_600_000).optional().describe('How often this server reads what the others recorded and settled (ms). Default: 1000.'),
+          claimTimeoutMs: int(100, 3_600_000)
+            .optional()
+            .describe('How long the right to repair a member outlives a server that stops answering PostgreSQL (frozen, cut off) before another server may take it (ms). Default: 30000.'),
         },
-        '{ connectionString, schema?, refreshIntervalMs? }',
+        '{ connectionString, schema?, refreshIntervalMs?, claimTimeoutMs? }',
       ),
     },
     '{ postgres }',

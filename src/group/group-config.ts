@@ -174,10 +174,12 @@ export interface GroupFileConfig {
    * is created and migrated by the library; the connection string, a PIN-like source, is
    * never printed). A member is repaired by whichever server reaches it first, once.
    * `schema` (default `pkcs11_ha`) names the tables' schema; `refreshIntervalMs` (default
-   * 1000) is how often this server reads what the others recorded and settled.
+   * 1000) is how often this server reads what the others recorded and settled;
+   * `claimTimeoutMs` (default 30000) how long the right to repair a member outlives a server
+   * that stops answering PostgreSQL (frozen, cut off) before another server may take it.
    * @default the file (`journalPath`), or in memory only
    */
-  readonly journal?: { readonly postgres: { readonly connectionString: PinSource; readonly schema?: string; readonly refreshIntervalMs?: number } };
+  readonly journal?: { readonly postgres: { readonly connectionString: PinSource; readonly schema?: string; readonly refreshIntervalMs?: number; readonly claimTimeoutMs?: number } };
   /**
    * Where members' modules run. `'host'`: a member host child process per member, which
    * isolates a crash or hang of the module (the production choice). `'in-process'`: worker
@@ -307,7 +309,7 @@ export interface ResolvedGroupConfig extends ResolvedObservability {
   readonly journalPath: string | undefined;
   readonly countHostLoad: boolean;
   /** The PostgreSQL journal, when configured (see `journal`). */
-  readonly journalPostgres: { readonly connectionString: Secret; readonly schema: string | undefined; readonly refreshIntervalMs: number } | undefined;
+  readonly journalPostgres: { readonly connectionString: Secret; readonly schema: string | undefined; readonly refreshIntervalMs: number; readonly claimTimeoutMs: number } | undefined;
   readonly transport: TransportKind;
   readonly deadlineMs: number;
   readonly ceilingMs: number;
@@ -334,7 +336,7 @@ function postgresJournal(file: GroupFileConfig): ResolvedGroupConfig['journalPos
   const pg = file.journal?.postgres;
   if (pg === undefined) return undefined;
   if (file.journalPath !== undefined) throw new ConfigError('journal', 'give journalPath (a file) or journal.postgres, not both');
-  return { connectionString: pin(pg.connectionString, 'journal.postgres.connectionString')!, schema: pg.schema, refreshIntervalMs: pg.refreshIntervalMs ?? 1000 };
+  return { connectionString: pin(pg.connectionString, 'journal.postgres.connectionString')!, schema: pg.schema, refreshIntervalMs: pg.refreshIntervalMs ?? 1000, claimTimeoutMs: pg.claimTimeoutMs ?? 30_000 };
 }
 
 /** Reads a PIN from its source. Errors name where it was to come from, never what it is. */

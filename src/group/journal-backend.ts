@@ -11,6 +11,6 @@ import type { ResolvedGroupConfig } from './group-config.js';
 export function createJournal(config: Pick<ResolvedGroupConfig, 'journalPath' | 'journalPostgres'>): DebtJournal {
   const pg = config.journalPostgres;
   if (pg === undefined) return new Journal(config.journalPath);
-  const store = new PostgresDebtStore({ connectionString: pg.connectionString.reveal(), ...(pg.schema === undefined ? {} : { schema: pg.schema }) });
+  const store = new PostgresDebtStore({ connectionString: pg.connectionString.reveal(), claimTimeoutMs: pg.claimTimeoutMs, ...(pg.schema === undefined ? {} : { schema: pg.schema }) });
   return new SharedJournal(store, { refreshIntervalMs: pg.refreshIntervalMs });
 }

@@ -5,7 +5,8 @@
  * connection of its own, taken without waiting; the member's debts are read under it and
  * each settlement deletes its row through that same connection, so a lost lock (the
  * connection dropped) fails the next settlement instead of letting two servers settle one
- * member. Each settled debt leaves a line in `settlements` (who, when): an audit of
+ * member. A holder that stops talking (frozen, cut off) loses its connection after
+ * `claimTimeoutMs` and the lock with it. Each settled debt leaves a line in `settlements` (who, when): an audit of
  * repairs, at most one line per debt (its id is the key).
  *
  * The library creates and migrates the schema (`schema_version` holds the version; a
@@ -37,6 +38,15 @@ export interface PostgresJournalOptions {
   readonly timeoutMs?: number;
   /** Who settles, as written in `settlements.settled_by`. @default `<hostname>:<pid>` */
   readonly clientId?: string;
+  /**
+   * How long a claim outlives a holder that stops talking (ms). The holder's claim
+   * connection asks the server to end it after this long idle (`idle_session_timeout`), and
+   * keeps it busy a few times per period while alive; a holder that is frozen (SIGSTOP, a
+   * hung VM) or cut off loses the connection, and with it the lock, so another server
+   * repairs the member. Its own next settlement then fails (see the module comment).
+   * @default 30000
+   */
+  readonly claimTimeoutMs?: number;
   /**
    * Age after which another process's tentative entry is taken as abandoned (its creation
    * cannot still be running) and its strays may be removed (ms).
@@ -164,6 +174,11 @@ export class PostgresDebtStore implements DebtStore {
           client.release();
           return undefined;
         }
+        const timeoutMs = this.#o.claimTimeoutMs ?? 30_000;
+        // (SET takes no parameters: the number is an integer of ours.)
+        await client.query(`SET idle_session_timeout = ${Math.round(timeoutMs)}`);
+        const alive = setInterval(() => void client.query('SELECT 1').catch(() => undefined), Math.max(10, timeoutMs / 4));
+        alive.unref();
         const rows = rowsOf(
           (await client.query<RawRow>(`SELECT id::text, member, body::text FROM ${this.#schema}.debts WHERE member = $1 ORDER BY id`, [member])).rows,
           (await client.query<RawRow>(`${this.#tentativeQuery} WHERE member = $2 ORDER BY id`, [this.#staleSeconds, member])).rows,
@@ -175,8 +190,10 @@ export class PostgresDebtStore implements DebtStore {
           release: async () => {
             if (released) return;
             released = true;
+            clearInterval(alive);
             try {
               await client.query('SELECT pg_advisory_unlock(hashtext($1), hashtext($2))', lockArgs);
+              await client.query('RESET idle_session_timeout');
               client.release();
             } catch (error) {
               // The connection is gone, and the lock with it: never reuse it.

@@ -1,9 +1,13 @@
 /**
  * The PostgreSQL journal against a real server (a throwaway cluster on a Unix socket):
  * schema creation and migration, rows that round-trip, a member claimed by exactly one
- * claimant under concurrent claimers, a claim lost with its connection, one error listener
+ * claimant under concurrent claimers, a claim lost with its connection or with a holder
+ * that freezes, one error listener
  * per connection however many claims, messages free of the connection string, and {@link SharedJournal} over two processes' worth of stores.
  */
+import { fork } from 'node:child_process';
+import { createRequire } from 'node:module';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PostgresDebtStore, POSTGRES_JOURNAL_VERSION } from '../../src/replication/journal-postgres.js';
@@ -150,6 +154,51 @@ describe.skipIf(absent)('PostgresDebtStore', () => {
     expect(taken?.debts.map((d) => d.id)).toEqual([id]);
     expect(await taken!.settle(id)).toBe(true);
     await taken!.release();
+  });
+
+  it("ends the claim of a holder that freezes (SIGSTOP) after claimTimeoutMs, so another server repairs the member; a live holder keeps it", async () => {
+    const schema = freshSchema();
+    const b = store(schema, 'b');
+    await b.load();
+    const timeoutMs = 300;
+    // A live holder keeps its claim past the timeout: its connection is kept busy.
+    const live = new PostgresDebtStore({ connectionString: server.connectionString, schema, clientId: 'live', claimTimeoutMs: timeoutMs });
+    stores.push(live);
+    const held = await live.claim('m1');
+    expect(held).toBeDefined();
+    const since = (await admin.query<{ t: Date }>('SELECT now() AS t')).rows[0]!.t;
+    // The holder has kept its connection busy over three timeouts (the server's clock)...
+    await until(
+      async () => (await admin.query(`SELECT 1 FROM pg_stat_activity WHERE application_name = 'pkcs11-ha' AND state = 'idle' AND query = 'SELECT 1' AND query_start > $1::timestamptz + interval '900 milliseconds'`, [since])).rows.length > 0,
+      'the live holder to keep its claim over three timeouts',
+      15_000,
+      50,
+    );
+    // ...and still holds it.
+    expect(await b.claim('m1')).toBeUndefined();
+    await held!.release();
+
+    const child = fork(fileURLToPath(new URL('../helpers/claim-holder.ts', import.meta.url)), [], {
+      execArgv: ['--import', pathToFileURL(createRequire(import.meta.url).resolve('tsx')).href],
+      env: { ...process.env, CLAIM_DB: server.connectionString, CLAIM_SCHEMA: schema, CLAIM_MEMBER: 'm2', CLAIM_TIMEOUT_MS: String(timeoutMs) },
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    });
+    try {
+      const claimed = await new Promise<unknown>((resolve, reject) => {
+        child.once('message', (m: { claimed: boolean }) => resolve(m.claimed));
+        child.once('exit', () => reject(new Error('the claim holder exited')));
+      });
+      expect(claimed).toBe(true);
+      expect(await b.claim('m2')).toBeUndefined();
+      process.kill(child.pid!, 'SIGSTOP');
+      let taken: Awaited<ReturnType<PostgresDebtStore['claim']>>;
+      await until(async () => (taken = await b.claim('m2')) !== undefined, 'another server to take the frozen holder\'s member', 15_000, 50);
+      await taken!.release();
+    } finally {
+      process.kill(child.pid!, 'SIGCONT');
+      child.disconnect();
+      await until(() => child.exitCode !== null || child.signalCode !== null, 'the claim holder to exit', 10_000, 20).catch(() => child.kill('SIGKILL'));
+    }
   });
 
   it('adds one error listener per connection, not one per claim: no MaxListenersExceededWarning after many claims', async () => {
