@@ -20,6 +20,7 @@ import type { Command, Handle, MultipartCommand } from '../pkcs11/commands.js';
 import type { FailoverPolicy, FailoverRun, PinnedExecution, PinnedOperation } from '../routing/failover-policy.js';
 import { eligible, type Scheduler } from '../routing/scheduler.js';
 import { unseenObject } from '../routing/router.js';
+import { CipherPosition } from './cipher-resume.js';
 import { ReplayBuffer, type KeptPart, type ReplayBudget } from './replay-buffer.js';
 import { mechanismName, unreplayableReason, type OperationKind } from './replay-rules.js';
 
@@ -67,6 +68,8 @@ export class MultipartOperation implements PinnedOperation<Member> {
   /** The operation's key and the keys given to C_DigestKey: a member taking it up must hold all. */
   readonly #objects: VirtualObject[];
   readonly #buffer: ReplayBuffer;
+  /** For AES-CBC, CBC-PAD and ECB: where the operation stands, instead of its parts (cipher-resume.ts). */
+  readonly #position: CipherPosition | undefined;
   readonly #random: string | undefined;
   #lease!: SessionLease;
   #pinned!: PinnedExecution<Member>;
@@ -95,6 +98,8 @@ export class MultipartOperation implements PinnedOperation<Member> {
     this.#objects = key === undefined ? [] : [key];
     this.#buffer = new ReplayBuffer(env.operationBytes, env.budget);
     this.#random = unreplayableReason(kind, mechanism);
+    // A bound of 0 turns every takeover off, this one too.
+    this.#position = env.operationBytes > 0 ? CipherPosition.of(kind, mechanism) : undefined;
   }
 
   /**
@@ -146,7 +151,7 @@ export class MultipartOperation implements PinnedOperation<Member> {
   get unreplayable(): string | undefined {
     // A single-part call with no part before it gives nothing until it ends: any member's answer will do.
     if (this.#random !== undefined && !(this.#single && this.#buffer.parts.length === 0)) return this.#random;
-    if (!this.#buffer.complete) return `it went past the replay bound (${this.#env.operationBytes} bytes per operation, ${this.#env.budget.limit} per group)`;
+    if (!this.#buffer.complete && this.#position === undefined) return `it went past the replay bound (${this.#env.operationBytes} bytes per operation, ${this.#env.budget.limit} per group)`;
     return undefined;
   }
 
@@ -231,6 +236,12 @@ export class MultipartOperation implements PinnedOperation<Member> {
   #kept(data: Buffer, result: unknown, out: Buffer | undefined): Buffer | undefined {
     const output = Buffer.isBuffer(result) ? result : undefined;
     this.#pending += data.length - (output?.length ?? 0);
+    if (this.#position !== undefined) {
+      this.#position.advance(data, output);
+      if (output === undefined || out === undefined || output.length > out.length || (output.buffer === out.buffer && output.byteOffset === out.byteOffset)) return output;
+      output.copy(out);
+      return out.subarray(0, output.length);
+    }
     if (output === undefined || out === undefined) {
       this.#buffer.keep({ data }, output);
       return output;
@@ -352,11 +363,11 @@ export class MultipartOperation implements PinnedOperation<Member> {
     return candidates.length > 0 ? this.#env.scheduler.pick(candidates) : undefined;
   }
 
-  /** Leases a session of `member` and runs the Init there. */
-  async #open(member: Member): Promise<SessionLease> {
+  /** Leases a session of `member` and runs the Init there (with `mechanism` when taken up mid-way). */
+  async #open(member: Member, mechanism = this.#mechanism): Promise<SessionLease> {
     const lease = await member.lease();
     try {
-      await lease.run((session) => this.#initCommand(session, member));
+      await lease.run((session) => this.#initCommand(session, member, mechanism));
       // A replay: the login the operation had is given again, right after its Init.
       const pin = this.#contextPin;
       if (pin !== undefined) await lease.run((session) => ({ op: 'contextLogin', session, pin: pin.reveal() }));
@@ -367,12 +378,18 @@ export class MultipartOperation implements PinnedOperation<Member> {
     }
   }
 
-  /** Takes the operation up on `member`: its Init and every kept part, the output checked. */
+  /** Takes the operation up on `member`: its Init and every kept part, the output checked (or resumed: see cipher-resume.ts). */
   async #replay(member: Member): Promise<void> {
-    const lease = await this.#open(member);
+    const resume = this.#position?.resume();
+    if (typeof resume === 'string') throw new OperationRestartError(this.name, member.name, resume);
+    const lease = await this.#open(member, resume?.mechanism);
     try {
+      if (resume !== undefined) {
+        const out = resume.feed.length === 0 ? undefined : await lease.run((session) => this.#updateCommand(session, { data: resume.feed }, member));
+        if (Buffer.isBuffer(out) && out.length > 0) throw new OperationRestartError(this.name, member.name, 'the member gave output where a resume expects none');
+      }
       const outputs: Buffer[] = [];
-      for (const part of this.#buffer.parts) {
+      for (const part of resume === undefined ? this.#buffer.parts : []) {
         const out = await lease.run((session) => this.#updateCommand(session, part, member));
         if (Buffer.isBuffer(out)) outputs.push(out);
       }
@@ -423,8 +440,7 @@ export class MultipartOperation implements PinnedOperation<Member> {
     return running;
   }
 
-  #initCommand(session: Handle, member: Member): Command {
-    const mechanism = this.#mechanism;
+  #initCommand(session: Handle, member: Member, mechanism: Mechanism): Command {
     if (this.kind === 'digest') return { op: 'digestInit', session, mechanism };
     const key = this.#objects[0]!.holders.get(member.index)!;
     return { op: `${this.kind}Init`, session, mechanism, key };

@@ -2,7 +2,8 @@
  * Multi-part operations when their member host dies or hangs between two Update calls,
  * on real member host processes and SoftHSM2 tokens: replayable operations complete with
  * the right result and no error; one past the replay bound, and an ECDSA one, end with the
- * typed restart error. Hosts are killed (SIGKILL) or frozen (SIGSTOP) by pid; waits are
+ * typed restart error; AES-CBC and ECB ones are taken up from their last block, past the
+ * bound too. Hosts are killed (SIGKILL) or frozen (SIGSTOP) by pid; waits are
  * bounded polls.
  */
 import { createCipheriv, createHash, createHmac, randomBytes, sign as nodeSign, type KeyObject } from 'node:crypto';
@@ -163,6 +164,48 @@ describe.each([
     }
     // Each case failed the member its operation ran on, and nothing else failed.
     expect(failures).toHaveLength(CASES.length);
+  }, 120_000);
+
+  it('AES-CBC-PAD and AES-ECB of any length: taken up from the last block, past the replay bound, encryption and decryption', async () => {
+    const o = await open(extra);
+    const { session, key } = o;
+    const cbc = { name: 'AES_CBC_PAD', iv } as const;
+    // Parts larger than the bound, and not whole blocks: nothing of them is kept.
+    const data = randomBytes(3 * BOUND + 5);
+    const parts = [data.subarray(0, BOUND + 7), data.subarray(BOUND + 7, 2 * BOUND + 1), data.subarray(2 * BOUND + 1)];
+    const encrypted = (() => {
+      const c = createCipheriv('aes-256-cbc', AES, iv);
+      return Buffer.concat([c.update(data), c.final()]);
+    })();
+    const through = async (update: (p: Buffer) => Promise<Buffer>, final: () => Promise<Buffer>, input: Buffer[]): Promise<Buffer> => {
+      const out = [await update(input[0]!), await update(input[1]!)];
+      fault(primaryPid(o.g));
+      out.push(await update(input[2]!), await final());
+      return Buffer.concat(out);
+    };
+    await session.encryptInit(cbc, key.aes);
+    expect(await through((p) => session.encryptUpdate(p), () => session.encryptFinal(), parts)).toEqual(encrypted);
+
+    await until(() => allActive(o.g), 'every member to serve', 30_000);
+    // Decryption cut inside a block and right after a whole one (the block CBC-PAD holds back).
+    const cut = [encrypted.subarray(0, BOUND + 3), encrypted.subarray(BOUND + 3, 2 * BOUND + 16), encrypted.subarray(2 * BOUND + 16)];
+    await session.decryptInit(cbc, key.aes);
+    expect(await through((p) => session.decryptUpdate(p), () => session.decryptFinal(), cut)).toEqual(data);
+
+    await until(() => allActive(o.g), 'every member to serve', 30_000);
+    const blocks = data.subarray(0, 3 * BOUND);
+    const ecb = createCipheriv('aes-256-ecb', AES, null).setAutoPadding(false);
+    await session.encryptInit('AES_ECB', key.aes);
+    const ecbParts = [blocks.subarray(0, BOUND + 9), blocks.subarray(BOUND + 9, 2 * BOUND + 9), blocks.subarray(2 * BOUND + 9)];
+    expect(await through((p) => session.encryptUpdate(p), () => session.encryptFinal(), ecbParts)).toEqual(Buffer.concat([ecb.update(blocks), ecb.final()]));
+
+    // A bound of 0 turns takeovers off, this one too (one group at a time: the hooks close the last one).
+    await o.g.close();
+    const off = await open({ ...extra, multipartReplay: { operationBytes: 0 } });
+    await off.session.encryptInit(cbc, off.key.aes);
+    await off.session.encryptUpdate(parts[0]!);
+    fault(primaryPid(off.g));
+    await expect(off.session.encryptUpdate(parts[1]!)).rejects.toMatchObject({ code: 'ERR_OPERATION_RESTART' });
   }, 120_000);
 
   it('past the replay bound: the typed restart error; an ECDSA operation: the typed restart error', async () => {
