@@ -217,7 +217,7 @@ export interface GroupFileConfig {
    * What multi-part operations keep (parts sent, output returned) so that another member can
    * take one up when its member fails. An operation past either bound, or whose result is
    * random (ECDSA, RSA-PSS with a salt), fails with `ERR_OPERATION_RESTART` instead.
-   * AES-CBC, CBC-PAD and ECB keep nothing and are taken up whatever their length.
+   * AES-CBC, CBC-PAD, ECB and CTR keep nothing and are taken up whatever their length.
    */
   readonly multipartReplay?: {
     /** Bytes one operation keeps at most (0 turns replays off). @default 1048576 (1 MiB) */

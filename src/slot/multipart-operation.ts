@@ -68,7 +68,7 @@ export class MultipartOperation implements PinnedOperation<Member> {
   /** The operation's key and the keys given to C_DigestKey: a member taking it up must hold all. */
   readonly #objects: VirtualObject[];
   readonly #buffer: ReplayBuffer;
-  /** For AES-CBC, CBC-PAD and ECB: where the operation stands, instead of its parts (cipher-resume.ts). */
+  /** For AES-CBC, CBC-PAD, ECB and CTR: where the operation stands, instead of its parts (cipher-resume.ts). */
   readonly #position: CipherPosition | undefined;
   readonly #random: string | undefined;
   #lease!: SessionLease;
@@ -386,7 +386,7 @@ export class MultipartOperation implements PinnedOperation<Member> {
     try {
       if (resume !== undefined) {
         const out = resume.feed.length === 0 ? undefined : await lease.run((session) => this.#updateCommand(session, { data: resume.feed }, member));
-        if (Buffer.isBuffer(out) && out.length > 0) throw new OperationRestartError(this.name, member.name, 'the member gave output where a resume expects none');
+        if (!(Buffer.isBuffer(out) ? out : Buffer.alloc(0)).equals(resume.expect)) throw new OperationRestartError(this.name, member.name, 'the member taking it up gave other output than what was already returned');
       }
       const outputs: Buffer[] = [];
       for (const part of resume === undefined ? this.#buffer.parts : []) {

@@ -1,5 +1,5 @@
 /**
- * The arithmetic of taking up AES-CBC, CBC-PAD and ECB operations from their last block
+ * The arithmetic of taking up AES-CBC, CBC-PAD, ECB and CTR operations from their last block
  * (src/slot/cipher-resume.ts), with node:crypto (OpenSSL's EVP, as SoftHSM2 uses) as the
  * module on both sides: an operation fed in parts drawn by fast-check is cut after any
  * part, taken up by a fresh cipher from the position alone, and must give exactly the
@@ -18,7 +18,20 @@ const MODES = [
   { name: 'AES_CBC', ckm: pkcs11js.CKM_AES_CBC, cipher: 'aes-256-cbc', pad: false, iv: true },
   { name: 'AES_CBC_PAD', ckm: pkcs11js.CKM_AES_CBC_PAD, cipher: 'aes-256-cbc', pad: true, iv: true },
   { name: 'AES_ECB', ckm: pkcs11js.CKM_AES_ECB, cipher: 'aes-256-ecb', pad: false, iv: false },
+  // A stream: any length; node:crypto counts on all 128 bits of the block.
+  { name: 'AES_CTR', ckm: pkcs11js.CKM_AES_CTR, cipher: 'aes-256-ctr', pad: true, iv: true },
 ] as const;
+
+/** CK_AES_CTR_PARAMS as the raw struct mechanism-parameters.ts makes: a native CK_ULONG (here 8 bytes, little-endian), then the block. */
+const ctrParams = (bits: number, block: Buffer): Buffer => {
+  const p = Buffer.alloc(8 + 16);
+  p.writeBigUInt64LE(BigInt(bits));
+  block.copy(p, 8);
+  return p;
+};
+/** The Init parameter of a mode, and the IV node:crypto takes from it. */
+const parameterOf = (mode: Mode, iv: Buffer): Buffer => (mode.name === 'AES_CTR' ? ctrParams(128, iv) : iv);
+const ivOf = (mode: Mode, parameter: Buffer): Buffer => (mode.name === 'AES_CTR' ? parameter.subarray(8) : parameter);
 
 type Mode = (typeof MODES)[number];
 type Kind = 'encrypt' | 'decrypt';
@@ -26,7 +39,7 @@ type Kind = 'encrypt' | 'decrypt';
 /** A node:crypto cipher standing for a member's module session. */
 function session(mode: Mode, kind: Kind, iv: Buffer | null) {
   const c = kind === 'encrypt' ? createCipheriv(mode.cipher, KEY, iv) : createDecipheriv(mode.cipher, KEY, iv);
-  return c.setAutoPadding(mode.pad);
+  return mode.name === 'AES_CTR' ? c : c.setAutoPadding(mode.pad);
 }
 
 /** Splits `data` at the given fractions (sorted cut points; empty parts allowed). */
@@ -58,7 +71,7 @@ describe('CipherPosition', () => {
             const parts = split(input, cuts);
             const cutAfter = pick % (parts.length + 1);
 
-            const mechanism = mode.iv ? { mechanism: mode.ckm, parameter: IV } : { mechanism: mode.ckm };
+            const mechanism = mode.iv ? { mechanism: mode.ckm, parameter: parameterOf(mode, IV) } : { mechanism: mode.ckm };
             const position = CipherPosition.of(kind, mechanism)!;
             const first = session(mode, kind, mode.iv ? IV : null);
             const out: Buffer[] = [];
@@ -70,9 +83,9 @@ describe('CipherPosition', () => {
             const resume = position.resume() as Resume;
             expect(typeof resume).toBe('object');
             expect(resume.mechanism.mechanism).toBe(mode.ckm);
-            const second = session(mode, kind, mode.iv ? (resume.mechanism.parameter as Buffer) : null);
-            // The bytes fed to take it up give no output: they were not answered before either.
-            expect(second.update(resume.feed).length).toBe(0);
+            const second = session(mode, kind, mode.iv ? ivOf(mode, resume.mechanism.parameter as Buffer) : null);
+            // The bytes fed to take it up give what was returned for them before (CTR), or nothing (they were not answered).
+            expect(second.update(resume.feed).equals(resume.expect)).toBe(true);
             for (const part of parts.slice(cutAfter)) out.push(second.update(part));
             out.push(second.final());
             expect(Buffer.concat(out).equals(expected)).toBe(true);
@@ -83,8 +96,20 @@ describe('CipherPosition', () => {
     }
   }
 
-  it('only AES-CBC, CBC-PAD and ECB encryption and decryption (with a 16-byte IV) are taken up this way', () => {
+  it('a CTR counter narrower than the block wraps in its own bits, and the struct keeps its counter width', () => {
+    const block = Buffer.from('00112233445566778899aabbccddeeff', 'hex');
+    const position = CipherPosition.of('encrypt', { mechanism: pkcs11js.CKM_AES_CTR, parameter: ctrParams(8, block) })!;
+    // 2 blocks and 3 bytes answered: the low 8 bits go 0xff -> 0x01, the rest stays.
+    position.advance(randomBytes(35), randomBytes(35));
+    const resume = position.resume() as Resume;
+    expect((resume.mechanism.parameter as Buffer).toString('hex')).toBe(ctrParams(8, Buffer.from('00112233445566778899aabbccddee01', 'hex')).toString('hex'));
+    expect(resume.feed).toHaveLength(3);
+    expect(resume.expect).toHaveLength(3);
+  });
+
+  it('only AES-CBC, CBC-PAD, ECB and CTR encryption and decryption (with a 16-byte IV or CTR block) are taken up this way', () => {
     expect(CipherPosition.of('encrypt', { mechanism: pkcs11js.CKM_AES_GCM, parameter: Buffer.alloc(12) })).toBeUndefined();
+    expect(CipherPosition.of('encrypt', { mechanism: pkcs11js.CKM_AES_CTR, parameter: Buffer.alloc(16) })).toBeUndefined();
     expect(CipherPosition.of('sign', { mechanism: pkcs11js.CKM_AES_CBC, parameter: IV })).toBeUndefined();
     expect(CipherPosition.of('digest', { mechanism: pkcs11js.CKM_SHA256 })).toBeUndefined();
     expect(CipherPosition.of('encrypt', { mechanism: pkcs11js.CKM_AES_CBC, parameter: Buffer.alloc(8) })).toBeUndefined();
