@@ -101,10 +101,13 @@ export class CipherPosition {
     const old = this.#mechanism.parameter as Buffer;
     const at = old.length - BLOCK;
     const bits = at === 8 ? Number(endianness() === 'LE' ? old.readBigUInt64LE(0) : old.readBigUInt64BE(0)) : endianness() === 'LE' ? old.readUInt32LE(0) : old.readUInt32BE(0);
-    // The low `bits` bits of the block count, and wrap (PKCS#11's CK_AES_CTR_PARAMS).
+    // The low `bits` bits of the block count (CK_AES_CTR_PARAMS). They never wrap: a counter
+    // value used twice gives the same key stream (a token refuses to go past the last one).
     const mask = (1n << BigInt(bits)) - 1n;
     const block = BigInt(`0x${old.subarray(at).toString('hex')}`);
-    const moved = (block & ~mask) | ((block + BigInt(Math.floor(this.#out / BLOCK))) & mask);
+    const counter = (block & mask) + BigInt(Math.floor(this.#out / BLOCK));
+    if (counter > mask) return `the counter of ${bits} bits has run out`;
+    const moved = (block & ~mask) | counter;
     const parameter = Buffer.from(old);
     Buffer.from(moved.toString(16).padStart(2 * BLOCK, '0'), 'hex').copy(parameter, at);
     return { mechanism: { mechanism: this.#mechanism.mechanism, parameter }, feed, expect };

@@ -166,7 +166,10 @@ export class MultipartOperation implements PinnedOperation<Member> {
    * @param out where encrypt and decrypt write their output, as pkcs11js's C_EncryptUpdate
    *   does: the result is then a view of it (a buffer of its own when the output does not fit)
    */
-  update(data: Buffer, out?: Buffer): Promise<Buffer | undefined> {
+  update(input: Buffer, out?: Buffer): Promise<Buffer | undefined> {
+    // In place (PKCS#11 allows it): the token overwrites the input, which the operation
+    // still needs afterwards (kept parts, the chaining block of a resume).
+    const data = out !== undefined && overlaps(input, out) ? Buffer.from(input) : input;
     // The usual step (none queued, the member's transport calls on this thread now): made
     // at once, with one promise instead of a chain of them per part.
     if (this.#queued === 0 && !this.#ended && data.length > 0) {
@@ -473,4 +476,9 @@ export class MultipartOperation implements PinnedOperation<Member> {
         return { op: `${this.kind}Final`, session };
     }
   }
+}
+
+/** Whether two buffers share bytes. */
+function overlaps(a: Buffer, b: Buffer): boolean {
+  return a.buffer === b.buffer && a.byteOffset < b.byteOffset + b.length && b.byteOffset < a.byteOffset + a.length;
 }

@@ -96,15 +96,18 @@ describe('CipherPosition', () => {
     }
   }
 
-  it('a CTR counter narrower than the block wraps in its own bits, and the struct keeps its counter width', () => {
-    const block = Buffer.from('00112233445566778899aabbccddeeff', 'hex');
-    const position = CipherPosition.of('encrypt', { mechanism: pkcs11js.CKM_AES_CTR, parameter: ctrParams(8, block) })!;
-    // 2 blocks and 3 bytes answered: the low 8 bits go 0xff -> 0x01, the rest stays.
+  it('a CTR counter narrower than the block moves in its own bits, keeps the struct, and never wraps (a reused counter repeats the key stream)', () => {
+    const at = (low: string) => Buffer.from(`00112233445566778899aabbccddee${low}`, 'hex');
+    const position = CipherPosition.of('encrypt', { mechanism: pkcs11js.CKM_AES_CTR, parameter: ctrParams(8, at('fc')) })!;
+    // 2 blocks and 3 bytes answered: the low 8 bits go 0xfc -> 0xfe, the rest stays.
     position.advance(randomBytes(35), randomBytes(35));
     const resume = position.resume() as Resume;
-    expect((resume.mechanism.parameter as Buffer).toString('hex')).toBe(ctrParams(8, Buffer.from('00112233445566778899aabbccddee01', 'hex')).toString('hex'));
+    expect((resume.mechanism.parameter as Buffer).toString('hex')).toBe(ctrParams(8, at('fe')).toString('hex'));
     expect(resume.feed).toHaveLength(3);
     expect(resume.expect).toHaveLength(3);
+    // 2 more blocks would take it to 0x100: the typed restart error instead.
+    position.advance(randomBytes(32), randomBytes(32));
+    expect(position.resume()).toMatch(/counter of 8 bits has run out/);
   });
 
   it('only AES-CBC, CBC-PAD, ECB and CTR encryption and decryption (with a 16-byte IV or CTR block) are taken up this way', () => {
