@@ -44,6 +44,8 @@ export interface PostgresJournalOptions {
    * keeps it busy a few times per period while alive; a holder that is frozen (SIGSTOP, a
    * hung VM) or cut off loses the connection, and with it the lock, so another server
    * repairs the member. Its own next settlement then fails (see the module comment).
+   * Needs PostgreSQL 14 or later (older servers: the claim lasts until its connection drops).
+   * An integer of at least 100.
    * @default 30000
    */
   readonly claimTimeoutMs?: number;
@@ -83,6 +85,7 @@ export class PostgresDebtStore implements DebtStore {
   readonly #o: PostgresJournalOptions;
   readonly #schema: string;
   readonly #clientId: string;
+  readonly #claimTimeoutMs: number;
   #pool: Pool | undefined;
   #closed = false;
 
@@ -92,6 +95,8 @@ export class PostgresDebtStore implements DebtStore {
     this.#schema = options.schema ?? 'pkcs11_ha';
     this.#clientId = options.clientId ?? `${hostname()}:${process.pid}`;
     if (!SCHEMA_NAME.test(this.#schema)) throw new JournalError(this.location, 'io', `the schema name must be a lower-case identifier, got ${JSON.stringify(this.#schema)}`);
+    this.#claimTimeoutMs = options.claimTimeoutMs ?? 30_000;
+    if (!Number.isInteger(this.#claimTimeoutMs) || this.#claimTimeoutMs < 100) throw new JournalError(this.location, 'io', `claimTimeoutMs must be an integer of at least 100, got ${String(options.claimTimeoutMs)}`);
   }
 
   /** `postgresql:<schema>`: never the connection string. */
@@ -174,15 +179,14 @@ export class PostgresDebtStore implements DebtStore {
           client.release();
           return undefined;
         }
-        const timeoutMs = this.#o.claimTimeoutMs ?? 30_000;
-        // (SET takes no parameters: the number is an integer of ours.)
-        await client.query(`SET idle_session_timeout = ${Math.round(timeoutMs)}`);
-        const alive = setInterval(() => void client.query('SELECT 1').catch(() => undefined), Math.max(10, timeoutMs / 4));
-        alive.unref();
+        const timed = await this.#limitIdle(client);
         const rows = rowsOf(
           (await client.query<RawRow>(`SELECT id::text, member, body::text FROM ${this.#schema}.debts WHERE member = $1 ORDER BY id`, [member])).rows,
           (await client.query<RawRow>(`${this.#tentativeQuery} WHERE member = $2 ORDER BY id`, [this.#staleSeconds, member])).rows,
         );
+        // Started once nothing can throw before the claim is handed out (a timer on a released connection would run for ever).
+        const alive = timed ? setInterval(() => void client.query('SELECT 1').catch(() => undefined), this.#claimTimeoutMs / 4) : undefined;
+        alive?.unref();
         let released = false;
         return {
           ...rows,
@@ -193,7 +197,7 @@ export class PostgresDebtStore implements DebtStore {
             clearInterval(alive);
             try {
               await client.query('SELECT pg_advisory_unlock(hashtext($1), hashtext($2))', lockArgs);
-              await client.query('RESET idle_session_timeout');
+              if (timed) await client.query('RESET idle_session_timeout');
               client.release();
             } catch (error) {
               // The connection is gone, and the lock with it: never reuse it.
@@ -206,6 +210,22 @@ export class PostgresDebtStore implements DebtStore {
         throw error;
       }
     });
+  }
+
+  /**
+   * Asks the server to end the claim connection after `claimTimeoutMs` idle; false on a
+   * server older than PostgreSQL 14 (no `idle_session_timeout`): there a frozen holder keeps
+   * its claim until its connection drops.
+   */
+  async #limitIdle(client: PoolClient): Promise<boolean> {
+    try {
+      // (SET takes no parameters: the number is an integer checked by the constructor.)
+      await client.query(`SET idle_session_timeout = ${this.#claimTimeoutMs}`);
+      return true;
+    } catch (error) {
+      if ((error as { code?: unknown }).code === '42704') return false; // unrecognized configuration parameter
+      throw error;
+    }
   }
 
   async close(): Promise<void> {

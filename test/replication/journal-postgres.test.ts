@@ -161,6 +161,9 @@ describe.skipIf(absent)('PostgresDebtStore', () => {
     const b = store(schema, 'b');
     await b.load();
     const timeoutMs = 300;
+    for (const bad of [0, 50, 1.5, Number.NaN]) {
+      expect(() => new PostgresDebtStore({ connectionString: server.connectionString, schema, claimTimeoutMs: bad })).toThrow(/claimTimeoutMs must be an integer of at least 100/);
+    }
     // A live holder keeps its claim past the timeout: its connection is kept busy.
     const live = new PostgresDebtStore({ connectionString: server.connectionString, schema, clientId: 'live', claimTimeoutMs: timeoutMs });
     stores.push(live);
