@@ -128,6 +128,13 @@ export class SharedJournal implements DebtJournal {
     return this.#track(settled);
   }
 
+  withdraw(member: string, debt: Debt): Promise<void> {
+    if (!this.debts(member).includes(debt)) return Promise.resolve();
+    this.#drop(member, debt);
+    // Its row goes without a settlement line; a removal that fails is made again later (#unremoved).
+    return this.#track(this.#removeRows([debt], []));
+  }
+
   forgetMember(member: string): Promise<void> {
     for (const d of this.debts(member)) this.#forget(d);
     for (const e of this.#entries(member)) {

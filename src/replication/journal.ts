@@ -68,6 +68,12 @@ export interface DebtJournal {
   owe(member: string, debt: Debt): Promise<void>;
   /** Removes a settled debt; resolves to false when it was not (or no longer) recorded. */
   settle(member: string, debt: Debt): Promise<boolean>;
+  /**
+   * Removes a debt recorded ahead of a change that did not happen (owed-ahead.ts): gone from
+   * memory at once, no settlement recorded; a store that cannot be written now is written
+   * again later (the promise rejects meanwhile).
+   */
+  withdraw(member: string, debt: Debt): Promise<void>;
   /** Drops everything a member owes and its tentative entries (it left the group). */
   forgetMember(member: string): Promise<void>;
   /** Drops every debt about an object (it is gone everywhere). */
@@ -242,6 +248,11 @@ export class Journal implements DebtJournal {
     if (!list.includes(debt)) return Promise.resolve(false);
     this.#set(member, list.filter((d) => d !== debt));
     return handled(this.#commit(persisted(debt)).then(() => true));
+  }
+
+  withdraw(member: string, debt: Debt): Promise<void> {
+    // A snapshot store: removed from the next snapshot, which a failed write leaves to the one after.
+    return this.settle(member, debt).then(() => undefined);
   }
 
   forgetMember(member: string): Promise<void> {

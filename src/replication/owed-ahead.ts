@@ -5,7 +5,8 @@
  * nothing applied, where recording it after would leave a deletion made (it cannot be
  * undone) and its debt unrecorded. When the change is refused (CKA_DESTROYABLE false, a
  * read-only attribute), the debts are withdrawn and what each member owed for the object
- * before is owed again as it was (a recorded deletion cancels a replica not yet made).
+ * before is owed again as it was (a recorded deletion cancels a replica not yet made):
+ * only what this call added and cancelled, never another call's debts.
  *
  * A member that fails UNDER the change is not known ahead: it owes the change once it
  * failed, recorded after (docs/reliability.md says what that leaves).
@@ -19,17 +20,23 @@ export interface DebtAhead {
   readonly debt: Debt;
 }
 
+/** What recording one debt ahead changed in a member's debts about the object. */
+interface Change {
+  readonly member: string;
+  /** Debts it added (the deletion or change; or a deletion of a leftover copy). */
+  readonly added: readonly Debt[];
+  /** Debts it cancelled (a replica not yet made, and the changes owed to it). */
+  readonly cancelled: readonly Debt[];
+}
+
 /** Debts recorded ahead of a change, from {@link OwedAhead.record}. */
 export class OwedAhead {
   readonly #journal: DebtJournal;
-  readonly #object: OwedObject;
-  /** Per member: what it owed for the object before. */
-  readonly #before: ReadonlyMap<string, readonly Debt[]>;
+  readonly #changes: readonly Change[];
 
-  private constructor(journal: DebtJournal, object: OwedObject, before: ReadonlyMap<string, readonly Debt[]>) {
+  private constructor(journal: DebtJournal, changes: readonly Change[]) {
     this.#journal = journal;
-    this.#object = object;
-    this.#before = before;
+    this.#changes = changes;
   }
 
   /**
@@ -37,11 +44,18 @@ export class OwedAhead {
    * @throws {@link JournalError} when one cannot be recorded: all of them are withdrawn first (in memory at once; in the store as soon as it answers)
    */
   static async record(journal: DebtJournal, object: OwedObject, debts: readonly DebtAhead[]): Promise<OwedAhead> {
-    const before = new Map(debts.map((d) => [d.member, about(journal.debts(d.member), object)]));
-    const ahead = new OwedAhead(journal, object, before);
-    if (debts.length === 0) return ahead;
-    const results = await Promise.allSettled(debts.map((d) => journal.owe(d.member, d.debt)));
-    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    const changes: Change[] = [];
+    // Each owe applies in memory at once: what it added and cancelled is read right around it,
+    // so a withdrawal undoes this call's changes only, never another call's.
+    const writes = debts.map((d) => {
+      const before = about(journal.debts(d.member), object);
+      const write = journal.owe(d.member, d.debt);
+      const after = about(journal.debts(d.member), object);
+      changes.push({ member: d.member, added: after.filter((x) => !before.includes(x)), cancelled: before.filter((x) => !after.includes(x)) });
+      return write;
+    });
+    const ahead = new OwedAhead(journal, changes);
+    const failed = (await Promise.allSettled(writes)).find((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (failed === undefined) return ahead;
     await ahead.withdraw().catch(() => undefined);
     throw failed.reason;
@@ -49,19 +63,19 @@ export class OwedAhead {
 
   /** The members that owe the change already. */
   has(member: string): boolean {
-    return this.#before.has(member);
+    return this.#changes.some((c) => c.member === member);
   }
 
   /**
-   * The change did not happen: each member owes for the object what it owed before.
+   * The change did not happen: the debts this call added go (no settlement is recorded),
+   * those it cancelled are owed again.
    * @throws {@link JournalError} when the store cannot be written now (memory is right at once, and the journal writes it again later)
    */
   async withdraw(): Promise<void> {
     const writes: Promise<unknown>[] = [];
-    for (const [member, before] of this.#before) {
-      const now = about(this.#journal.debts(member), this.#object);
-      for (const d of now) if (!before.includes(d)) writes.push(this.#journal.settle(member, d));
-      for (const d of before) if (!now.includes(d)) writes.push(this.#journal.owe(member, d));
+    for (const { member, added, cancelled } of this.#changes) {
+      for (const d of added) writes.push(this.#journal.withdraw(member, d));
+      for (const d of cancelled) writes.push(this.#journal.owe(member, d));
     }
     const failed = (await Promise.allSettled(writes)).find((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (failed !== undefined) throw failed.reason;

@@ -394,4 +394,26 @@ describe.skipIf(absent)('SharedJournal over PostgreSQL', () => {
     const b = await open(schema);
     expect(b.debts('m3').map((d) => d.object.name)).toEqual([ref(5, 'k5').name]);
   });
+  it('withdraws a debt recorded ahead while the server is down: gone here at once, its row removed once the server is back, and no settlement line', async () => {
+    const schema = freshSchema();
+    const a = await open(schema);
+    const debt: Debt = { kind: 'destroy', object: ref(6, 'k6') };
+    await a.owe('m3', debt);
+    await server.stop({ immediate: true });
+    try {
+      await expect(a.withdraw('m3', debt)).rejects.toMatchObject({ code: 'ERR_JOURNAL' });
+      expect(a.debts('m3')).toEqual([]);
+    } finally {
+      await server.start();
+    }
+    await a.flush();
+    const db = new pg.Client({ connectionString: server.connectionString });
+    await db.connect();
+    try {
+      expect((await db.query(`SELECT count(*)::int AS n FROM ${schema}.debts`)).rows[0]).toEqual({ n: 0 });
+      expect((await db.query(`SELECT count(*)::int AS n FROM ${schema}.settlements`)).rows[0]).toEqual({ n: 0 });
+    } finally {
+      await db.end();
+    }
+  });
 });
