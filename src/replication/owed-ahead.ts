@@ -44,6 +44,8 @@ export class OwedAhead {
    * @throws {@link JournalError} when one cannot be recorded: all of them are withdrawn first (in memory at once; in the store as soon as it answers)
    */
   static async record(journal: DebtJournal, object: OwedObject, debts: readonly DebtAhead[]): Promise<OwedAhead> {
+    // A group with every member holding the object (the usual case) records nothing.
+    if (debts.length === 0) return new OwedAhead(journal, []);
     const changes: Change[] = [];
     // Each owe applies in memory at once: what it added and cancelled is read right around it,
     // so a withdrawal undoes this call's changes only, never another call's.

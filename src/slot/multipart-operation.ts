@@ -239,24 +239,12 @@ export class MultipartOperation implements PinnedOperation<Member> {
   #kept(data: Buffer, result: unknown, out: Buffer | undefined): Buffer | undefined {
     const output = Buffer.isBuffer(result) ? result : undefined;
     this.#pending += data.length - (output?.length ?? 0);
-    if (this.#position !== undefined) {
-      this.#position.advance(data, output);
-      if (output === undefined || out === undefined || output.length > out.length || (output.buffer === out.buffer && output.byteOffset === out.byteOffset)) return output;
-      output.copy(out);
-      return out.subarray(0, output.length);
-    }
-    if (output === undefined || out === undefined) {
-      this.#buffer.keep({ data }, output);
-      return output;
-    }
-    if (output.buffer === out.buffer && output.byteOffset === out.byteOffset) {
-      // Written into the caller's buffer, which it may reuse: the replay keeps a copy.
-      this.#buffer.keep({ data }, output, true);
-      return output;
-    }
-    // Made elsewhere (another thread, a member host): ours, kept as is, and given in `out`.
-    this.#buffer.keep({ data }, output);
-    if (output.length > out.length) return output;
+    // Written into the caller's buffer, which it may reuse: the replay keeps a copy.
+    const inOut = output !== undefined && out !== undefined && output.buffer === out.buffer && output.byteOffset === out.byteOffset;
+    if (this.#position !== undefined) this.#position.advance(data, output);
+    else this.#buffer.keep({ data }, output, inOut);
+    if (output === undefined || out === undefined || inOut || output.length > out.length) return output;
+    // Made elsewhere (another thread, a member host): ours, and given in `out`.
     output.copy(out);
     return out.subarray(0, output.length);
   }
